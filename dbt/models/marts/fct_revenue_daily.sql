@@ -1,0 +1,48 @@
+-- depends_on: {{ ref('int_touched_event_dates') }}
+-- Daily revenue per account and currency. Each run replaces whole partitions
+-- (partition_scope): the event dates touched by a load, or a restatement chunk.
+{{ config(
+    incremental_strategy='replace_partitions',
+    on_schema_change='fail',
+    meta={'restate': {'partitioned': true, 'date_column': 'event_date', 'account_column': 'account_id',
+                      'metrics': ['gross_revenue', 'refunds', 'net_revenue', 'invoice_count', 'refund_count'],
+                      'keys': ['event_date', 'account_id', 'currency']}}
+) }}
+
+with revenue_events as (
+    select * from {{ ref('int_deduped_events') }}
+    where event_type in ('invoice_paid', 'refund_issued')
+        and {{ partition_scope() }}
+),
+
+aggregated as (
+    select
+        event_date,
+        account_id,
+        currency,
+        cast(sum(case when event_type = 'invoice_paid' then amount else 0 end) as decimal(18, 2))
+            as gross_revenue,
+        cast(sum(case when event_type = 'refund_issued' then amount else 0 end) as decimal(18, 2))
+            as refunds,
+        sum(case when event_type = 'invoice_paid' then 1 else 0 end) as invoice_count,
+        sum(case when event_type = 'refund_issued' then 1 else 0 end) as refund_count,
+        max(ingested_at) as last_ingested_at
+    from revenue_events
+    group by event_date, account_id, currency
+),
+
+final as (
+    select
+        event_date,
+        account_id,
+        currency,
+        gross_revenue,
+        refunds,
+        cast({{ net_revenue('gross_revenue', 'refunds') }} as decimal(18, 2)) as net_revenue,
+        invoice_count,
+        refund_count,
+        last_ingested_at
+    from aggregated
+)
+
+select * from final

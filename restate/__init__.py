@@ -1,0 +1,3 @@
+"""restate: finance-grade restatement of analytics tables."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""Programmatic dbt: one in-process runner with the tool's guard rails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from restate.settings import Settings, apply_process_env
+
+
+class DbtError(RuntimeError):
+    """A dbt invocation failed; the message names the failing nodes."""
+
+
+class ProductionGuardError(RuntimeError):
+    """A dbt call would rebuild production history from scratch."""
+
+
+@dataclass
+class NodeResult:
+    unique_id: str
+    status: str
+    execution_time: float
+    message: str | None
+
+
+@dataclass
+class DbtResult:
+    success: bool
+    nodes: list[NodeResult] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+# dbt's programmatic runner is not safe for parallel invocations in one process.
+_DBT_LOCK = threading.Lock()
+
+
+class DbtProject:
+    """The bundled dbt project, invoked in-process with settings-derived profile values."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.project_dir = settings.dbt_project_dir
+        self.target_path = settings.state_dir / "dbt_target"
+        self.log_path = settings.state_dir / "dbt_logs"
+        self.prod_state_dir = settings.state_dir / "prod_manifest"
+
+    def _base_args(self) -> list[str]:
+        return [
+            "--project-dir",
+            str(self.project_dir),
+            "--profiles-dir",
+            str(self.project_dir),
+            "--target-path",
+            str(self.target_path),
+            "--log-path",
+            str(self.log_path),
+            "--target",
+            self.settings.dbt_target,
+        ]
+
+    def invoke(self, command: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
+        """Run one dbt command (e.g. ["run", "--select", "x"]) and raise on failure."""
+        if "--full-refresh" in command and not (vars or {}).get("restate_schema"):
+            raise ProductionGuardError(
+                "refusing --full-refresh on production models: restate history with "
+                "`restate plan` instead"
+            )
+        from dbt.cli.main import dbtRunner
+
+        apply_process_env(self.settings)
+        args = [*command, *self._base_args(), "--quiet", "--no-use-colors"]
+        if vars:
+            args += ["--vars", json.dumps(vars, default=str)]
+        with _DBT_LOCK:
+            res = dbtRunner().invoke(args)
+        return self._to_result(res, command)
+
+    @staticmethod
+    def _to_result(res: Any, command: list[str]) -> DbtResult:
+        nodes: list[NodeResult] = []
+        results = getattr(res.result, "results", None) or []
+        elapsed = float(getattr(res.result, "elapsed_time", 0.0) or 0.0)
+        for r in results:
+            nodes.append(
+                NodeResult(
+                    unique_id=r.node.unique_id,
+                    status=str(r.status),
+                    execution_time=float(r.execution_time or 0.0),
+                    message=r.message,
+                )
+            )
+        if not res.success:
+            failed = [n for n in nodes if n.status in ("error", "fail", "runtime error")]
+            detail = "; ".join(f"{n.unique_id}: {n.message}" for n in failed)
+            if res.exception is not None:
+                detail = f"{detail} {res.exception}".strip()
+            raise DbtError(f"dbt {' '.join(command[:1])} failed: {detail or 'see dbt logs'}")
+        return DbtResult(success=True, nodes=nodes, elapsed_s=elapsed)
+
+    def manifest(self) -> dict[str, Any]:
+        """The parsed manifest (parsing first if the project changed)."""
+        self.invoke(["parse"])
+        return json.loads((self.target_path / "manifest.json").read_text())
+
+    def save_prod_state(self) -> None:
+        """Keep production's manifest for --defer by restatement runs."""
+        self.prod_state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.target_path / "manifest.json", self.prod_state_dir / "manifest.json")
+
+    def model_code_hashes(self, manifest: dict[str, Any]) -> dict[str, str]:
+        """sha256 of each model's raw SQL: the code version recorded with every run."""
+        hashes = {}
+        for node in manifest["nodes"].values():
+            if node["resource_type"] == "model":
+                hashes[node["name"]] = hashlib.sha256(node["raw_code"].encode()).hexdigest()
+        return hashes
+
+

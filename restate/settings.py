@@ -1,0 +1,137 @@
+"""The one settings object: every knob, read from RESTATE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Telemetry of every tool in the stack is off: these machines have no internet and
+# finance data must not leave the approved account.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "SODA_CORE_TELEMETRY_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+class Settings(BaseSettings):
+    """Configuration of one restate installation (embedded default: DuckDB + local folder)."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTATE_", env_file=".env", extra="ignore")
+
+    engine: Literal["duckdb", "snowflake"] = "duckdb"
+    data_dir: Path = Field(default=PROJECT_ROOT / "data", description="local working folder")
+    duckdb_path: Path | None = Field(default=None, description="DuckDB file; default data_dir")
+    landing_uri: str | None = Field(default=None, description="raw landing root (path or s3://)")
+    finance_uri: str | None = Field(default=None, description="finance exports folder")
+    dbt_project_dir: Path = PROJECT_ROOT / "dbt"
+    prod_schema: str = "analytics"
+    meta_schema: str = "restate_meta"
+    dbt_target: str = "dev"
+    dbt_threads: int = 4
+
+    # Incremental loads
+    lookback_hours: int = Field(default=72, ge=0, description="re-read this much before watermark")
+
+    # Restatements
+    close_date: date | None = Field(default=None, description="periods before it are closed")
+    chunk_days: int = Field(default=31, ge=1, description="max event_date span of one chunk")
+    account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
+    require_approval: bool = False
+    tolerance_pct: float = Field(default=0.05, description="finance diff tolerance, percent")
+    refund_rate_min: float = 0.0
+    refund_rate_max: float = 0.5
+
+    # Cost model (Snowflake)
+    credit_price_usd: float = 3.0
+    warehouse_size: str = "MEDIUM"
+    rows_per_second: float = Field(default=2_000_000.0, description="measured recompute rate")
+    budget_usd: float = 15_000.0
+
+    # Notifications
+    slack_token: SecretStr | None = None
+    slack_base_url: str = "https://slack.com/api/"
+    slack_signing_secret: SecretStr | None = None
+    slack_platform_channel: str = "#data-platform"
+    slack_approvers: list[str] = Field(default_factory=list)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    email_from: str = "restate@localhost"
+
+    # Snowflake (production engine)
+    snowflake_account: str | None = None
+    snowflake_user: str | None = None
+    snowflake_password: SecretStr | None = None
+    snowflake_database: str | None = None
+    snowflake_warehouse: str | None = None
+    snowflake_role: str | None = None
+    snowflake_host: str | None = None
+    snowflake_port: int | None = None
+    snowflake_protocol: str = "https"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.duckdb_path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def landing(self) -> str:
+        return self.landing_uri or str(self.data_dir / "landing")
+
+    @property
+    def finance(self) -> str:
+        return self.finance_uri or str(self.data_dir / "finance")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the tool keeps dbt manifests and Prefect results between runs."""
+        return self.data_dir / "state"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment the dbt profile reads through env_var()."""
+        env = {
+            **TELEMETRY_OFF,
+            "RESTATE_DUCKDB_PATH": str(self.warehouse_path),
+            "RESTATE_LANDING_URI": self.landing.rstrip("/"),
+            "RESTATE_PROD_SCHEMA": self.prod_schema,
+            "RESTATE_DBT_THREADS": str(self.dbt_threads),
+        }
+        if self.engine == "snowflake":
+            secret = self.snowflake_password.get_secret_value() if self.snowflake_password else ""
+            env.update(
+                {
+                    "RESTATE_SNOWFLAKE_ACCOUNT": self.snowflake_account or "",
+                    "RESTATE_SNOWFLAKE_USER": self.snowflake_user or "",
+                    "RESTATE_SNOWFLAKE_PASSWORD": secret,
+                    "RESTATE_SNOWFLAKE_DATABASE": self.snowflake_database or "",
+                    "RESTATE_SNOWFLAKE_WAREHOUSE": self.snowflake_warehouse or "",
+                    "RESTATE_SNOWFLAKE_ROLE": self.snowflake_role or "",
+                }
+            )
+        return env
+
+
+def apply_process_env(settings: Settings) -> None:
+    """Export what dbt, Soda and Prefect read from the process environment."""
+    os.environ.update(settings.dbt_env())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
