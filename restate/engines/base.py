@@ -43,6 +43,10 @@ class Engine(ABC):
     @abstractmethod
     def columns(self, schema: str, name: str) -> list[str]: ...
 
+    @abstractmethod
+    def raw_events_relation(self, landing_uri: str) -> str | None:
+        """SQL relation over the raw landing events, or None when nothing has landed."""
+
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
@@ -63,3 +67,4 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+

@@ -74,3 +74,12 @@ class DuckDBEngine(Engine):
             [schema, name],
         )
         return [r[0] for r in rows]
+
+    def raw_events_relation(self, landing_uri: str) -> str | None:
+        root = landing_uri.rstrip("/")
+        if not root.startswith("s3://") and not any(Path(root, "events").glob("*/*.parquet")):
+            return None
+        return (
+            f"read_parquet('{root}/events/*/*.parquet', hive_partitioning = false, "
+            "union_by_name = true)"
+        )

@@ -1,0 +1,1 @@
+"""Thin Prefect flows, one per file."""

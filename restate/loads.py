@@ -1,0 +1,156 @@
+"""Incremental loads: watermark bookkeeping around one dbt run of the pipeline."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from restate.dbt_runner import DbtProject
+from restate.engines.base import Engine
+from restate.settings import Settings
+
+EPOCH = datetime(1900, 1, 1)
+
+# Processing time of a raw row: an on-time row (null event_ingested_at) counts as
+# ingested at its event time.
+PROCESSED_AT = "coalesce(event_ingested_at, event_ts)"
+
+
+@dataclass(frozen=True)
+class LoadWindow:
+    """The rows one load processes: (read_since, until], where read_since = watermark - lookback."""
+
+    load_id: str
+    watermark: datetime | None
+    read_since: datetime
+    until: datetime | None
+
+    @property
+    def has_data(self) -> bool:
+        return self.until is not None and (self.watermark is None or self.until > self.watermark)
+
+    def dbt_vars(self) -> dict[str, str]:
+        assert self.until is not None
+        return {
+            "ingested_since": self.read_since.isoformat(sep=" "),
+            "ingested_until": self.until.isoformat(sep=" "),
+        }
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    load_id: str
+    status: str
+    watermark_before: datetime | None
+    watermark_after: datetime | None
+    rows_in_window: int
+    rows_new: int
+    rows_quarantined: int
+    partitions_touched: int
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def last_watermark(engine: Engine, meta_schema: str) -> datetime | None:
+    """The ingestion watermark reached by the last successful load."""
+    value: datetime | None = engine.scalar(
+        f"select max(ingested_until) from {meta_schema}.loads where status = 'success'"
+    )
+    return value
+
+
+def plan_window(engine: Engine, settings: Settings) -> LoadWindow:
+    """Decide what the next load reads, from the last watermark and the landing's newest row."""
+    watermark = last_watermark(engine, settings.meta_schema)
+    relation = engine.raw_events_relation(settings.landing)
+    until = engine.scalar(f"select max({PROCESSED_AT}) from {relation}") if relation else None
+    read_since = (
+        watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else EPOCH
+    )
+    return LoadWindow(uuid.uuid4().hex[:12], watermark, read_since, until)
+
+
+def start_load(engine: Engine, meta_schema: str, window: LoadWindow) -> None:
+    engine.execute(
+        f"insert into {meta_schema}.loads (load_id, started_at, status, ingested_since, "
+        "ingested_until) values (?, ?, 'running', ?, ?)",
+        [window.load_id, _now(), window.read_since, window.until],
+    )
+
+
+def run_models(dbt: DbtProject, window: LoadWindow) -> float:
+    """Run the whole pipeline for the window; returns dbt's elapsed seconds."""
+    result = dbt.invoke(["run"], vars=window.dbt_vars())
+    dbt.save_prod_state()
+    return result.elapsed_s
+
+
+def summarize_load(
+    engine: Engine, settings: Settings, window: LoadWindow, started: datetime
+) -> LoadResult:
+    """Count what the load saw and record it as the new watermark."""
+    relation = engine.raw_events_relation(settings.landing)
+    schema = settings.prod_schema
+    assert window.until is not None
+    base = window.watermark or EPOCH
+    row = engine.query(
+        f"""
+        select
+            count(*) filter (where {PROCESSED_AT} > ?),
+            count(*) filter (where {PROCESSED_AT} > ?)
+        from {relation} where {PROCESSED_AT} <= ?
+        """,
+        [window.read_since, base, window.until],
+    )[0]
+    quarantined = engine.scalar(
+        f"select count(*) from {schema}.int_quarantined_events "
+        "where ingested_at > ? and ingested_at <= ?",
+        [base, window.until],
+    )
+    touched = engine.scalar(f"select count(*) from {schema}.int_touched_event_dates")
+    finished = _now()
+    result = LoadResult(
+        load_id=window.load_id,
+        status="success",
+        watermark_before=window.watermark,
+        watermark_after=window.until,
+        rows_in_window=int(row[0]),
+        rows_new=int(row[1]),
+        rows_quarantined=int(quarantined or 0),
+        partitions_touched=int(touched or 0),
+        duration_s=(finished - started).total_seconds(),
+    )
+    engine.execute(
+        f"""update {settings.meta_schema}.loads set status = 'success', finished_at = ?,
+            rows_in_window = ?, rows_new = ?, rows_quarantined = ?, partitions_touched = ?
+            where load_id = ?""",
+        [
+            finished,
+            result.rows_in_window,
+            result.rows_new,
+            result.rows_quarantined,
+            result.partitions_touched,
+            window.load_id,
+        ],
+    )
+    return result
+
+
+def fail_load(engine: Engine, meta_schema: str, load_id: str, error: str) -> None:
+    engine.execute(
+        f"update {meta_schema}.loads set status = 'failed', finished_at = ?, error = ? "
+        "where load_id = ?",
+        [_now(), error[:2000], load_id],
+    )
+
+
+def skipped_load(window: LoadWindow) -> LoadResult:
+    return LoadResult(window.load_id, "no_new_data", window.watermark, window.watermark, 0, 0, 0, 0, 0.0)

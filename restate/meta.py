@@ -1,0 +1,135 @@
+"""The tool's own state schema (restate_meta): created idempotently, next to the data."""
+
+from __future__ import annotations
+
+from restate.engines.base import Engine
+
+# One statement per table; every one is `create table if not exists` so init is idempotent.
+META_TABLES: dict[str, str] = {
+    # Incremental load history: each row is one load and the watermark it reached.
+    "loads": """
+        load_id varchar primary key,
+        started_at timestamp not null,
+        finished_at timestamp,
+        status varchar not null,
+        ingested_since timestamp,
+        ingested_until timestamp,
+        rows_in_window bigint,
+        rows_new bigint,
+        rows_quarantined bigint,
+        partitions_touched bigint,
+        error varchar
+    """,
+    # A named write lock on production shared by loads, promotions and rollbacks.
+    "locks": """
+        lock_name varchar primary key,
+        holder varchar not null,
+        acquired_at timestamp not null,
+        expires_at timestamp not null
+    """,
+    # One row per restatement request and its lifecycle state.
+    "restatements": """
+        restatement_id bigint primary key,
+        created_at timestamp not null,
+        status varchar not null,
+        selector varchar not null,
+        models varchar not null,
+        period_start date not null,
+        period_end date not null,
+        accounts varchar,
+        reason varchar not null,
+        ticket varchar,
+        requested_by varchar not null,
+        approved_by varchar,
+        approval_comment varchar,
+        requires_approval boolean not null,
+        source_watermark timestamp,
+        code_version varchar,
+        plan_json varchar not null,
+        restate_schema varchar not null,
+        updated_at timestamp not null
+    """,
+    # One row per partition chunk of a restatement: status, rows and timings.
+    "restatement_partitions": """
+        restatement_id bigint not null,
+        chunk_id varchar not null,
+        period_start date not null,
+        period_end date not null,
+        bucket integer not null,
+        buckets integer not null,
+        status varchar not null,
+        rows_written bigint,
+        started_at timestamp,
+        finished_at timestamp,
+        duration_s double,
+        attempts integer not null default 0,
+        primary key (restatement_id, chunk_id)
+    """,
+    # Per model x partition (event_date) x metric: as-reported vs restated.
+    "restatement_diffs": """
+        restatement_id bigint not null,
+        model varchar not null,
+        event_date date not null,
+        currency varchar not null,
+        metric varchar not null,
+        as_reported decimal(38, 2),
+        restated decimal(38, 2),
+        delta decimal(38, 2),
+        pct double,
+        only_in varchar,
+        primary key (restatement_id, model, event_date, currency, metric)
+    """,
+    # Stored validation results: what the promotion gate reads.
+    "validations": """
+        validation_id varchar primary key,
+        restatement_id bigint,
+        scope varchar not null,
+        checked_at timestamp not null,
+        passed boolean not null,
+        forced_by varchar,
+        force_reason varchar,
+        result_json varchar not null
+    """,
+    # Append-only, hash-chained audit log.
+    "changelog": """
+        version bigint primary key,
+        recorded_at timestamp not null,
+        restatement_id bigint,
+        event varchar not null,
+        actor varchar,
+        payload_json varchar not null,
+        prev_hash varchar not null,
+        entry_hash varchar not null
+    """,
+    # Exactly-once notices: one row per (restatement, event, recipient).
+    "notification_outbox": """
+        restatement_id bigint not null,
+        event varchar not null,
+        recipient varchar not null,
+        channel varchar not null,
+        status varchar not null,
+        payload_json varchar not null,
+        created_at timestamp not null,
+        sent_at timestamp,
+        attempts integer not null default 0,
+        last_error varchar,
+        primary key (restatement_id, event, recipient)
+    """,
+    # Nightly reconciliation records.
+    "reconciliations": """
+        reconciliation_id varchar primary key,
+        checked_at timestamp not null,
+        period_start date not null,
+        period_end date not null,
+        passed boolean not null,
+        result_json varchar not null
+    """,
+}
+
+
+def init_meta(engine: Engine, schema: str) -> list[str]:
+    """Create the meta schema and its tables if missing; return the table names."""
+    engine.execute(f"create schema if not exists {schema}")
+    for table, columns in META_TABLES.items():
+        engine.execute(f"create table if not exists {schema}.{table} ({columns})")
+    return list(META_TABLES)

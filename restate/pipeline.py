@@ -1,0 +1,59 @@
+"""The incremental load end to end, for the CLI and the flow's tasks alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from restate import locks
+from restate.dbt_runner import DbtProject
+from restate.engines import connect
+from restate.loads import (
+    LoadResult,
+    LoadWindow,
+    fail_load,
+    plan_window,
+    run_models,
+    skipped_load,
+    start_load,
+    summarize_load,
+)
+from restate.meta import init_meta
+from restate.settings import Settings
+
+Step = Callable[[str], None]
+
+
+def prepare_window(settings: Settings) -> LoadWindow:
+    """Step 1: the ingestion window of the next load."""
+    with connect(settings) as engine:
+        init_meta(engine, settings.meta_schema)
+        return plan_window(engine, settings)
+
+
+def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None = None) -> LoadResult:
+    """Steps 2-3: run dbt for the window under the production write lock, then record it."""
+    if not window.has_data:
+        return skipped_load(window)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    with connect(settings) as engine:
+        with locks.held(engine, settings.meta_schema, holder=f"load:{window.load_id}"):
+            start_load(engine, settings.meta_schema, window)
+            try:
+                if on_step:
+                    on_step("running dbt models")
+                run_models(DbtProject(settings), window)
+                if on_step:
+                    on_step("recording watermark")
+                return summarize_load(engine, settings, window, started)
+            except Exception as exc:
+                fail_load(engine, settings.meta_schema, window.load_id, str(exc))
+                raise
+
+
+def load_once(settings: Settings, on_step: Step | None = None) -> LoadResult:
+    """Process everything landed since the last watermark."""
+    if on_step:
+        on_step("planning ingestion window")
+    window = prepare_window(settings)
+    return execute_window(settings, window, on_step)

@@ -1,0 +1,51 @@
+"""Read-only queries behind the CLI's tables."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from restate.engines.base import Engine
+
+
+def monthly_revenue(
+    engine: Engine, schema: str, start: date | None = None, end: date | None = None
+) -> list[dict[str, Any]]:
+    """Revenue per month and currency from the production monthly mart."""
+    return engine.query_dicts(
+        f"""
+        select strftime(event_month, '%Y-%m') as month, currency,
+            sum(gross_revenue) as gross_revenue, sum(refunds) as refunds,
+            sum(net_revenue) as net_revenue
+        from {schema}.fct_revenue_monthly
+        where (? is null or event_month >= date_trunc('month', cast(? as date)))
+          and (? is null or event_month <= cast(? as date))
+        group by all order by 1, 2
+        """,
+        [start, start, end, end],
+    )
+
+
+def quarantine_summary(engine: Engine, schema: str) -> list[dict[str, Any]]:
+    """Quarantined raw rows by reason and event month."""
+    return engine.query_dicts(
+        f"""
+        select rejection_reason, strftime(event_date, '%Y-%m') as month, count(*) as rows
+        from {schema}.int_quarantined_events group by all order by 1, 2
+        """
+    )
+
+
+def quarantine_rows(
+    engine: Engine, schema: str, reason: str | None, limit: int
+) -> list[dict[str, Any]]:
+    return engine.query_dicts(
+        f"""
+        select rejection_reason, source_file, source_row_number, event_id, account_id,
+            event_type, amount, currency, event_ts
+        from {schema}.int_quarantined_events
+        where (? is null or rejection_reason = ?)
+        order by event_ts nulls first, source_file, source_row_number limit ?
+        """,
+        [reason, reason, limit],
+    )
