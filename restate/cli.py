@@ -67,9 +67,7 @@ def init(as_json: bool = typer.Option(False, "--json", help="machine-readable ou
 @app.command()
 def generate(
     months: int = typer.Option(14, min=1, help="months of history ending at --end-date"),
-    end_date: datetime = typer.Option(
-        "2026-10-31", formats=["%Y-%m-%d"], help="last event date"
-    ),
+    end_date: datetime = typer.Option("2026-10-31", formats=["%Y-%m-%d"], help="last event date"),
     accounts: int = typer.Option(500, min=1, help="number of customer accounts"),
     events_per_day: int = typer.Option(2000, min=1, help="approximate invoices+others per day"),
     seed: int = typer.Option(42, help="random seed: same seed, same files"),
@@ -198,7 +196,6 @@ def quarantine(
         render_table("quarantined rows", rows)
         if not list_rows:
             console.print("list them: restate quarantine --list [--reason REASON]")
-
 
 
 if __name__ == "__main__":

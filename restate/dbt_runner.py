@@ -119,5 +119,3 @@ class DbtProject:
             if node["resource_type"] == "model":
                 hashes[node["name"]] = hashlib.sha256(node["raw_code"].encode()).hexdigest()
         return hashes
-
-

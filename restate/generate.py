@@ -257,7 +257,9 @@ def generate(
     return GenerateResult(rows_landed, int(total[0]) if total else 0, days, tag)
 
 
-def _write_finance_exports(con: duckdb.DuckDBPyConnection, finance_dir: Path, spec: GenerateSpec) -> int:
+def _write_finance_exports(
+    con: duckdb.DuckDBPyConnection, finance_dir: Path, spec: GenerateSpec
+) -> int:
     """One CSV per month (date, currency, gross_revenue, refunds, net_revenue)."""
     con.execute(
         f"""

@@ -52,7 +52,9 @@ class LoadResult:
     duration_s: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()
+        }
 
 
 def _now() -> datetime:
@@ -88,7 +90,7 @@ def start_load(engine: Engine, meta_schema: str, window: LoadWindow) -> None:
 
 def run_models(dbt: DbtProject, window: LoadWindow) -> float:
     """Run the whole pipeline for the window; returns dbt's elapsed seconds."""
-    result = dbt.invoke(["run"], vars=window.dbt_vars())
+    result = dbt.invoke(["run"], vars={**dbt.settings.dbt_vars(), **window.dbt_vars()})
     dbt.save_prod_state()
     return result.elapsed_s
 
@@ -153,4 +155,6 @@ def fail_load(engine: Engine, meta_schema: str, load_id: str, error: str) -> Non
 
 
 def skipped_load(window: LoadWindow) -> LoadResult:
-    return LoadResult(window.load_id, "no_new_data", window.watermark, window.watermark, 0, 0, 0, 0, 0.0)
+    return LoadResult(
+        window.load_id, "no_new_data", window.watermark, window.watermark, 0, 0, 0, 0, 0.0
+    )

@@ -63,6 +63,7 @@ META_TABLES: dict[str, str] = {
         finished_at timestamp,
         duration_s double,
         attempts integer not null default 0,
+        cache_key varchar,
         primary key (restatement_id, chunk_id)
     """,
     # Per model x partition (event_date) x metric: as-reported vs restated.
@@ -114,6 +115,19 @@ META_TABLES: dict[str, str] = {
         attempts integer not null default 0,
         last_error varchar,
         primary key (restatement_id, event, recipient)
+    """,
+    # One row per archived version of a restated mart's partitions (promotion or rollback).
+    "archive_versions": """
+        archive_version bigint primary key,
+        restatement_id bigint not null,
+        model varchar not null,
+        action varchar not null,
+        period_start date not null,
+        period_end date not null,
+        accounts varchar,
+        rows_archived bigint not null,
+        rows_inserted bigint not null,
+        created_at timestamp not null
     """,
     # Nightly reconciliation records.
     "reconciliations": """

@@ -41,12 +41,15 @@ class Settings(BaseSettings):
 
     # Incremental loads
     lookback_hours: int = Field(default=72, ge=0, description="re-read this much before watermark")
+    # v1 = the historical revenue logic (refunds left out of net); v2 = the fix.
+    revenue_logic: Literal["v1", "v2"] = "v2"
 
     # Restatements
     close_date: date | None = Field(default=None, description="periods before it are closed")
     chunk_days: int = Field(default=31, ge=1, description="max event_date span of one chunk")
     account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
     require_approval: bool = False
+    chunk_overhead_s: float = Field(default=0.6, description="measured dbt cost per chunk")
     tolerance_pct: float = Field(default=0.05, description="finance diff tolerance, percent")
     refund_rate_min: float = 0.0
     refund_rate_max: float = 0.5
@@ -94,6 +97,15 @@ class Settings(BaseSettings):
     def finance(self) -> str:
         return self.finance_uri or str(self.data_dir / "finance")
 
+    def dbt_vars(self) -> dict[str, str]:
+        """dbt vars every invocation carries (the model logic version)."""
+        return {"revenue_logic": self.revenue_logic}
+
+    @property
+    def chunk_concurrency(self) -> int:
+        """Chunks in flight at once: one DuckDB writer; Snowflake scales out."""
+        return 1 if self.engine == "duckdb" else 8
+
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
@@ -111,6 +123,8 @@ class Settings(BaseSettings):
             "RESTATE_LANDING_URI": self.landing.rstrip("/"),
             "RESTATE_PROD_SCHEMA": self.prod_schema,
             "RESTATE_DBT_THREADS": str(self.dbt_threads),
+            "RESTATE_DBT_TARGET": self.dbt_target,
+            "PREFECT_LOCAL_STORAGE_PATH": str(self.state_dir / "prefect_results"),
         }
         if self.engine == "snowflake":
             secret = self.snowflake_password.get_secret_value() if self.snowflake_password else ""

@@ -47,6 +47,10 @@ class Engine(ABC):
     def raw_events_relation(self, landing_uri: str) -> str | None:
         """SQL relation over the raw landing events, or None when nothing has landed."""
 
+    def account_bucket_sql(self, column: str, buckets: int) -> str:
+        """Same bucket expression as the dbt macro account_bucket()."""
+        return f"(hash({column}) % {buckets})"
+
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
@@ -67,4 +71,3 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

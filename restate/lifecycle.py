@@ -1,0 +1,135 @@
+"""Lifecycle steps as plain functions (the flows wrap them as tasks, the CLI calls them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restate.dbt_runner import DbtProject
+from restate.engines import connect
+from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
+from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
+from restate.settings import Settings
+
+
+def create_plan(settings: Settings, request: PlanRequest) -> Plan:
+    """Plan and store a restatement; the production manifest is refreshed first."""
+    from restate.meta import init_meta
+
+    dbt = DbtProject(settings)
+    manifest = dbt.manifest()
+    with connect(settings) as engine:
+        init_meta(engine, settings.meta_schema)
+        plan = build_plan(engine, settings, manifest, request)
+        store_plan(engine, settings, plan)
+    return plan
+
+
+def get_plan(settings: Settings, restatement_id: int) -> Plan:
+    with connect(settings) as engine:
+        return load_plan(engine, settings, restatement_id)
+
+
+def start_run(settings: Settings, restatement_id: int) -> Plan:
+    with connect(settings) as engine:
+        plan = load_plan(engine, settings, restatement_id)
+        status = engine.scalar(
+            f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+            [restatement_id],
+        )
+        if status in ("promoted", "rolled_back"):
+            raise ValueError(f"restatement {restatement_id} is {status}; plan a new one")
+        if status == "planned":
+            set_status(engine, settings, restatement_id, "running")
+    return plan
+
+
+def run_chunk(settings: Settings, restatement_id: int, chunk_id: str) -> dict[str, Any]:
+    """Recompute one chunk unless it is already done under the same cache key."""
+    with connect(settings) as engine:
+        plan = load_plan(engine, settings, restatement_id)
+        done = finished_chunk(engine, settings, plan, chunk_id)
+        if done is not None:
+            return {**done.__dict__, "reused": True}
+        chunk = next(c for c in plan.chunks if c.chunk_id == chunk_id)
+        result: ChunkResult = recompute_chunk(settings, engine, DbtProject(settings), plan, chunk)
+        return {**result.__dict__, "reused": False}
+
+
+def finish_run(settings: Settings, restatement_id: int) -> dict[str, Any]:
+    with connect(settings) as engine:
+        plan = load_plan(engine, settings, restatement_id)
+        return finish_recompute(settings, engine, DbtProject(settings), plan)
+
+
+def run_diff(settings: Settings, restatement_id: int) -> int:
+    from restate.diff import compute_diff
+
+    with connect(settings) as engine:
+        return compute_diff(engine, settings, load_plan(engine, settings, restatement_id))
+
+
+def monthly_diff(settings: Settings, restatement_id: int) -> list[dict[str, Any]]:
+    from restate.diff import diff_by_month
+
+    with connect(settings) as engine:
+        return diff_by_month(engine, settings, restatement_id)
+
+
+def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, Any]:
+    """Run the Soda contracts on restate_<id> for the plan's period and store the evidence."""
+    import json
+
+    from restate import changelog
+    from restate.recompute import set_status
+    from restate.validation import format_report, run_validation, store_validation
+
+    with connect(settings) as engine:
+        plan = load_plan(engine, settings, restatement_id)
+        result = run_validation(
+            settings, engine, plan.restate_schema, plan.period_start, plan.period_end, restatement_id
+        )
+        validation_id = store_validation(engine, settings, result)
+        evidence = json.loads(
+            engine.scalar(
+                f"select result_json from {settings.meta_schema}.validations where validation_id = ?",
+                [validation_id],
+            )
+        )
+        with engine.transaction():
+            set_status(engine, settings, restatement_id, "validated" if result.passed else "validation_failed")
+            changelog.append(
+                engine,
+                settings.meta_schema,
+                "validated" if result.passed else "validation_failed",
+                {"validation_id": validation_id, "evidence": evidence},
+                restatement_id=restatement_id,
+            )
+        return {"validation_id": validation_id, "passed": result.passed, "report": format_report(result)}
+
+
+def force_validation(settings: Settings, restatement_id: int, approver: str, reason: str) -> None:
+    """Override a failed validation: needs an approver and a reason; audited."""
+    from restate import changelog
+
+    with connect(settings) as engine:
+        vid = engine.scalar(
+            f"select validation_id from {settings.meta_schema}.validations where restatement_id = ? "
+            "order by checked_at desc limit 1",
+            [restatement_id],
+        )
+        if vid is None:
+            raise ValueError(f"restatement {restatement_id} has no validation to override")
+        with engine.transaction():
+            engine.execute(
+                f"update {settings.meta_schema}.validations set forced_by = ?, force_reason = ? "
+                "where validation_id = ?",
+                [approver, reason, vid],
+            )
+            changelog.append(
+                engine,
+                settings.meta_schema,
+                "validation_forced",
+                {"validation_id": vid, "reason": reason},
+                restatement_id=restatement_id,
+                actor=approver,
+            )

@@ -1,0 +1,417 @@
+"""Restatement plans: model closure, partition chunks, affected exposures, estimates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from restate import changelog
+from restate.engines.base import Engine
+from restate.settings import PROJECT_ROOT, Settings
+
+
+class PlanError(ValueError):
+    """The request cannot be planned as given; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of recompute: an event_date range x one account bucket."""
+
+    chunk_id: str
+    start: date
+    end: date
+    bucket: int
+    buckets: int
+
+    def dbt_var(self, accounts: list[str] | None) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "bucket": self.bucket,
+            "buckets": self.buckets,
+            "accounts": accounts or [],
+        }
+
+
+@dataclass(frozen=True)
+class Exposure:
+    name: str
+    label: str
+    owner_name: str | None
+    owner_email: str | None
+    slack_channel: str | None
+    url: str | None
+
+
+@dataclass
+class Plan:
+    restatement_id: int
+    selector: str
+    models: list[str]
+    follow_views: list[str]
+    period_start: date
+    period_end: date
+    accounts: list[str] | None
+    reason: str
+    ticket: str | None
+    requested_by: str
+    requires_approval: bool
+    chunks: list[Chunk]
+    exposures: list[Exposure]
+    source_watermark: datetime | None
+    code_version: dict[str, Any]
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def restate_schema(self) -> str:
+        return f"restate_{self.restatement_id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        wm = data.get("source_watermark")
+        return cls(
+            restatement_id=int(data["restatement_id"]),
+            selector=data["selector"],
+            models=list(data["models"]),
+            follow_views=list(data["follow_views"]),
+            period_start=date.fromisoformat(data["period_start"]),
+            period_end=date.fromisoformat(data["period_end"]),
+            accounts=data.get("accounts"),
+            reason=data["reason"],
+            ticket=data.get("ticket"),
+            requested_by=data["requested_by"],
+            requires_approval=bool(data["requires_approval"]),
+            chunks=[
+                Chunk(
+                    c["chunk_id"],
+                    date.fromisoformat(c["start"]),
+                    date.fromisoformat(c["end"]),
+                    int(c["bucket"]),
+                    int(c["buckets"]),
+                )
+                for c in data["chunks"]
+            ],
+            exposures=[Exposure(**e) for e in data["exposures"]],
+            source_watermark=datetime.fromisoformat(wm) if wm and wm != "None" else None,
+            code_version=data["code_version"],
+            estimate=data.get("estimate", {}),
+        )
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    selector: str
+    start: date
+    end: date
+    reason: str
+    requested_by: str
+    ticket: str | None = None
+    accounts: list[str] | None = None
+    allow_closed_period: bool = False
+    allow_over_budget: bool = False
+    require_approval: bool | None = None
+
+
+def _model_nodes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["unique_id"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+
+
+def select_models(manifest: dict[str, Any], selector: str) -> list[str]:
+    """Model unique ids named by a selector: `name`, `name+` (with descendants), `+name`."""
+    models = _model_nodes(manifest)
+    by_name = {n["name"]: uid for uid, n in models.items()}
+    selected: set[str] = set()
+    for part in selector.replace(",", " ").split():
+        name = part.strip("+")
+        if name not in by_name:
+            known = ", ".join(sorted(by_name))
+            raise PlanError(f"unknown model {name!r} in selector; known models: {known}")
+        selected.add(by_name[name])
+    return sorted(selected)
+
+
+def downstream_closure(manifest: dict[str, Any], roots: list[str]) -> list[str]:
+    """Roots plus every model downstream of them, in dependency order."""
+    models = _model_nodes(manifest)
+    child_map: dict[str, list[str]] = manifest["child_map"]
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        uid = stack.pop()
+        if uid in seen or uid not in models:
+            continue
+        seen.add(uid)
+        stack.extend(child_map.get(uid, []))
+    order: list[str] = []
+
+    def visit(uid: str) -> None:
+        if uid in order:
+            return
+        for parent in models[uid]["depends_on"]["nodes"]:
+            if parent in seen:
+                visit(parent)
+        order.append(uid)
+
+    for uid in sorted(seen):
+        visit(uid)
+    return order
+
+
+def affected_exposures(manifest: dict[str, Any], model_ids: list[str]) -> list[Exposure]:
+    ids = set(model_ids)
+    found = []
+    for exp in manifest.get("exposures", {}).values():
+        if ids.intersection(exp["depends_on"]["nodes"]):
+            owner = exp.get("owner") or {}
+            found.append(
+                Exposure(
+                    name=exp["name"],
+                    label=exp.get("label") or exp["name"],
+                    owner_name=owner.get("name"),
+                    owner_email=owner.get("email"),
+                    slack_channel=(exp.get("meta") or {}).get("slack_channel"),
+                    url=exp.get("url"),
+                )
+            )
+    return sorted(found, key=lambda e: e.name)
+
+
+def make_chunks(start: date, end: date, chunk_days: int, buckets: int) -> list[Chunk]:
+    """Month-aligned date ranges of at most chunk_days, times account buckets.
+
+    Month alignment keeps a monthly figure inside one date range, so a month's
+    numbers are never half old, half new within a chunk boundary.
+    """
+    if end < start:
+        raise PlanError(f"--end {end} is before --start {start}")
+    chunks = []
+    cursor = start
+    while cursor <= end:
+        next_month = (cursor.replace(day=1) + timedelta(days=32)).replace(day=1)
+        stop = min(end, next_month - timedelta(days=1), cursor + timedelta(days=chunk_days - 1))
+        for b in range(buckets):
+            cid = f"{cursor:%Y%m%d}-{stop:%Y%m%d}-b{b}of{buckets}"
+            chunks.append(Chunk(cid, cursor, stop, b, buckets))
+        cursor = stop + timedelta(days=1)
+    return chunks
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def estimate(
+    engine: Engine,
+    settings: Settings,
+    upstream_relation: str | None,
+    req: PlanRequest,
+    chunks: list[Chunk],
+) -> dict[str, Any]:
+    """Rows and runtime from the upstream rows in the period; credits and dollars on Snowflake."""
+    rows = 0
+    if upstream_relation:
+        rows = int(
+            engine.scalar(
+                f"select count(*) from {upstream_relation} where event_date between ? and ?"
+                + (" and account_id in (select unnest(?))" if req.accounts else ""),
+                [req.start, req.end, req.accounts] if req.accounts else [req.start, req.end],
+            )
+            or 0
+        )
+    seconds = rows / settings.rows_per_second + len(chunks) * settings.chunk_overhead_s
+    out: dict[str, Any] = {
+        "source_rows": rows,
+        "chunks": len(chunks),
+        "estimated_seconds": round(seconds, 1),
+    }
+    if settings.engine == "snowflake":
+        credits_per_hour = WAREHOUSE_CREDITS.get(settings.warehouse_size.upper(), 4)
+        hours = seconds / 3600
+        credits = hours * credits_per_hour
+        out.update(
+            {
+                "warehouse_size": settings.warehouse_size,
+                "warehouse_hours": round(hours, 3),
+                "credits": round(credits, 3),
+                "usd": round(credits * settings.credit_price_usd, 2),
+                "budget_usd": settings.budget_usd,
+            }
+        )
+    return out
+
+
+# Snowflake standard warehouse credits per hour by size.
+WAREHOUSE_CREDITS = {
+    "XSMALL": 1,
+    "X-SMALL": 1,
+    "SMALL": 2,
+    "MEDIUM": 4,
+    "LARGE": 8,
+    "XLARGE": 16,
+    "X-LARGE": 16,
+    "2XLARGE": 32,
+    "3XLARGE": 64,
+    "4XLARGE": 128,
+}
+
+
+def build_plan(
+    engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest
+) -> Plan:
+    """Resolve the request into a stored plan (not yet written)."""
+    from restate.dbt_runner import DbtProject
+    from restate.loads import last_watermark
+
+    if settings.close_date and req.start < settings.close_date and not req.allow_closed_period:
+        raise PlanError(
+            f"period starts {req.start}, before the close date {settings.close_date}: "
+            "restating a closed period needs --allow-closed-period"
+        )
+    nodes = _model_nodes(manifest)
+    closure = downstream_closure(manifest, select_models(manifest, req.selector))
+    tables, views = [], []
+    for uid in closure:
+        node = nodes[uid]
+        materialized = node["config"]["materialized"]
+        if materialized == "view":
+            views.append(node["name"])
+        elif (node["config"].get("meta") or {}).get("restate", {}).get("partitioned"):
+            tables.append(node["name"])
+        else:
+            raise PlanError(
+                f"{node['name']} ({materialized}) is downstream of {req.selector} but is not "
+                "partitioned by event_date/account_id, so it cannot be restated by partition; "
+                "narrow the selector"
+            )
+    if not tables:
+        raise PlanError(f"selector {req.selector!r} names no partitioned table to restate")
+
+    chunks = make_chunks(req.start, req.end, settings.chunk_days, settings.account_buckets)
+    upstream = f"{settings.prod_schema}.int_deduped_events"
+    has_upstream = engine.relation_exists(settings.prod_schema, "int_deduped_events")
+    est = estimate(engine, settings, upstream if has_upstream else None, req, chunks)
+    if (
+        settings.engine == "snowflake"
+        and est["usd"] > settings.budget_usd
+        and not (req.allow_over_budget)
+    ):
+        raise PlanError(
+            f"estimated ${est['usd']:,.0f} exceeds the budget of ${settings.budget_usd:,.0f}: "
+            "narrow the period/accounts or pass --allow-over-budget"
+        )
+    rid = int(
+        engine.scalar(
+            f"select coalesce(max(restatement_id), 0) + 1 from {settings.meta_schema}.restatements"
+        )
+    )
+    hashes = DbtProject(settings).model_code_hashes(manifest)
+    return Plan(
+        restatement_id=rid,
+        selector=req.selector,
+        models=tables,
+        follow_views=views,
+        period_start=req.start,
+        period_end=req.end,
+        accounts=req.accounts,
+        reason=req.reason,
+        ticket=req.ticket,
+        requested_by=req.requested_by,
+        requires_approval=settings.require_approval
+        if req.require_approval is None
+        else req.require_approval,
+        chunks=chunks,
+        exposures=affected_exposures(manifest, closure),
+        source_watermark=last_watermark(engine, settings.meta_schema),
+        code_version={
+            "git_commit": git_commit(),
+            "dbt_vars": settings.dbt_vars(),
+            "model_sha256": {name: hashes[name] for name in tables + views if name in hashes},
+        },
+        estimate=est,
+    )
+
+
+def store_plan(engine: Engine, settings: Settings, plan: Plan) -> int:
+    """Persist the plan, its pending chunks and the 'planned' changelog entry atomically."""
+    meta = settings.meta_schema
+    now = datetime.now(UTC).replace(tzinfo=None)
+    body = plan.to_json()
+    with engine.transaction():
+        engine.execute(
+            f"""insert into {meta}.restatements values
+            (?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?, ?, null, null, ?, ?, ?, ?, ?, ?)""",
+            [
+                plan.restatement_id,
+                now,
+                plan.selector,
+                ",".join(plan.models),
+                plan.period_start,
+                plan.period_end,
+                ",".join(plan.accounts) if plan.accounts else None,
+                plan.reason,
+                plan.ticket,
+                plan.requested_by,
+                plan.requires_approval,
+                plan.source_watermark,
+                json.dumps(plan.code_version, sort_keys=True),
+                json.dumps(body, sort_keys=True),
+                plan.restate_schema,
+                now,
+            ],
+        )
+        for c in plan.chunks:
+            engine.execute(
+                f"insert into {meta}.restatement_partitions (restatement_id, chunk_id, "
+                "period_start, period_end, bucket, buckets, status) "
+                "values (?, ?, ?, ?, ?, ?, 'pending')",
+                [plan.restatement_id, c.chunk_id, c.start, c.end, c.bucket, c.buckets],
+            )
+        changelog.append(
+            engine,
+            meta,
+            "planned",
+            {
+                "models": plan.models,
+                "follow_views": plan.follow_views,
+                "period": [plan.period_start, plan.period_end],
+                "accounts": plan.accounts,
+                "reason": plan.reason,
+                "ticket": plan.ticket,
+                "chunks": len(plan.chunks),
+                "exposures": [e.name for e in plan.exposures],
+                "source_watermark": plan.source_watermark,
+                "code_version": plan.code_version,
+                "estimate": plan.estimate,
+            },
+            restatement_id=plan.restatement_id,
+            actor=plan.requested_by,
+        )
+    return plan.restatement_id
+
+
+def load_plan(engine: Engine, settings: Settings, restatement_id: int) -> Plan:
+    rows = engine.query(
+        f"select plan_json from {settings.meta_schema}.restatements where restatement_id = ?",
+        [restatement_id],
+    )
+    if not rows:
+        raise PlanError(f"no restatement with id {restatement_id} (see `restate status`)")
+    return Plan.from_json(json.loads(rows[0][0]))

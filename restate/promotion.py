@@ -1,0 +1,411 @@
+"""Atomic promotion and rollback of restated partitions, with a versioned archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from restate import changelog, locks
+from restate.dbt_runner import DbtProject
+from restate.engines.base import Engine
+from restate.planning import Plan
+from restate.recompute import recompute_chunk, scope_predicate, set_status
+from restate.settings import Settings
+
+ARCHIVE_COLUMNS = (
+    "archive_version bigint, restatement_id bigint, replaced_at timestamp, is_tombstone boolean"
+)
+
+
+class GateError(RuntimeError):
+    """Promotion refused: validation or approval is missing; the message says which."""
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    model: str
+    archive_version: int
+    rows_archived: int
+    rows_inserted: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def archive_table(settings: Settings, model: str) -> str:
+    return f"{settings.meta_schema}.archive_{model}"
+
+
+def grain_keys(model: str) -> list[str]:
+    # Every restatable mart is keyed by event_date x account_id x currency (see its yml).
+    return ["event_date", "account_id", "currency"]
+
+
+def ensure_archive(engine: Engine, settings: Settings, model: str) -> list[str]:
+    """Create the archive table and the as-of view (DDL, outside any transaction)."""
+    cols = engine.columns(settings.prod_schema, model)
+    col_list = ", ".join(cols)
+    engine.execute(
+        f"create table if not exists {archive_table(settings, model)} as "
+        f"select {col_list}, 0::bigint as archive_version, 0::bigint as restatement_id, "
+        f"null::timestamp as replaced_at, false as is_tombstone "
+        f"from {settings.prod_schema}.{model} where false"
+    )
+    keys = ", ".join(grain_keys(model))
+    # The version current at time X for a key is the one replaced first after X;
+    # tombstones mark keys that did not exist before a swap.
+    engine.execute(
+        f"""
+        create or replace view {settings.prod_schema}.{model}_as_of as
+        with versions as (
+            select {col_list}, replaced_at as valid_to, is_tombstone, restatement_id
+            from {archive_table(settings, model)}
+            union all
+            select {col_list}, null::timestamp as valid_to, false as is_tombstone,
+                null::bigint as restatement_id
+            from {settings.prod_schema}.{model}
+        ),
+        intervals as (
+            select *, lag(valid_to) over (partition by {keys} order by valid_to nulls last)
+                as valid_from
+            from versions
+        )
+        select {col_list}, valid_from, valid_to, restatement_id as replaced_by_restatement
+        from intervals where not is_tombstone
+        """
+    )
+    return cols
+
+
+def _next_version(engine: Engine, settings: Settings) -> int:
+    return int(
+        engine.scalar(
+            f"select coalesce(max(archive_version), 0) + 1 from {settings.meta_schema}.archive_versions"
+        )
+    )
+
+
+def swap_partitions(
+    engine: Engine,
+    settings: Settings,
+    plan: Plan,
+    model: str,
+    cols: list[str],
+    new_rows_sql: str,
+    new_rows_params: list[Any],
+    action: str,
+) -> SwapResult:
+    """Archive prod's rows in the plan scope, delete them, insert the new rows.
+
+    Must run inside the caller's transaction: readers see all-old or all-new.
+    """
+    prod = f"{settings.prod_schema}.{model}"
+    archive = archive_table(settings, model)
+    where, params = scope_predicate(plan)
+    version = _next_version(engine, settings)
+    now = _now()
+    col_list = ", ".join(cols)
+    keys = grain_keys(model)
+    key_match = " and ".join(f"p.{k} = n.{k}" for k in keys)
+    engine.execute(
+        f"insert into {archive} select {col_list}, ?, ?, ?, false from {prod} where {where}",
+        [version, plan.restatement_id, now, *params],
+    )
+    archived = int(
+        engine.scalar(
+            f"select count(*) from {archive} where archive_version = ? and not is_tombstone",
+            [version],
+        )
+    )
+    null_metrics = ", ".join(f"n.{c}" if c in keys else f"null as {c}" for c in cols)
+    engine.execute(
+        f"""insert into {archive}
+        select {null_metrics}, ?, ?, ?, true
+        from ({new_rows_sql}) n
+        where not exists (select 1 from {prod} p where {key_match})""",
+        [version, plan.restatement_id, now, *new_rows_params],
+    )
+    engine.execute(f"delete from {prod} where {where}", params)
+    engine.execute(
+        f"insert into {prod} ({col_list}) select {col_list} from ({new_rows_sql}) n",
+        new_rows_params,
+    )
+    inserted = int(engine.scalar(f"select count(*) from {prod} where {where}", params) or 0)
+    engine.execute(
+        f"insert into {settings.meta_schema}.archive_versions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            version,
+            plan.restatement_id,
+            model,
+            action,
+            plan.period_start,
+            plan.period_end,
+            ",".join(plan.accounts) if plan.accounts else None,
+            archived,
+            inserted,
+            now,
+        ],
+    )
+    return SwapResult(model, version, archived, inserted)
+
+
+def check_gate(
+    engine: Engine, settings: Settings, plan: Plan, approved_by: str | None
+) -> dict[str, Any]:
+    """Validation passed (or was forced) and, when required, an approver is recorded."""
+    meta = settings.meta_schema
+    rows = engine.query_dicts(
+        f"select passed, forced_by, force_reason, validation_id from {meta}.validations "
+        "where restatement_id = ? order by checked_at desc limit 1",
+        [plan.restatement_id],
+    )
+    if not rows:
+        raise GateError(
+            f"restatement {plan.restatement_id} has no validation result: "
+            f"run `restate validate {plan.restatement_id}` first"
+        )
+    latest = rows[0]
+    if not latest["passed"] and not latest["forced_by"]:
+        raise GateError(
+            f"restatement {plan.restatement_id} failed validation ({latest['validation_id']}); "
+            "see `restate validate` for the report, or override with --force --approved-by --reason"
+        )
+    recorded = engine.scalar(
+        f"select approved_by from {meta}.restatements where restatement_id = ?",
+        [plan.restatement_id],
+    )
+    approver = approved_by or recorded
+    if plan.requires_approval and not approver:
+        raise GateError(
+            f"restatement {plan.restatement_id} requires approval: "
+            f"`restate promote {plan.restatement_id} --approved-by NAME`"
+        )
+    return {"validation": latest, "approved_by": approver}
+
+
+def record_approval(
+    engine: Engine, settings: Settings, restatement_id: int, approver: str, comment: str | None
+) -> None:
+    with engine.transaction():
+        engine.execute(
+            f"update {settings.meta_schema}.restatements set approved_by = ?, "
+            "approval_comment = ?, updated_at = ? where restatement_id = ?",
+            [approver, comment, _now(), restatement_id],
+        )
+        changelog.append(
+            engine,
+            settings.meta_schema,
+            "approved",
+            {"comment": comment},
+            restatement_id=restatement_id,
+            actor=approver,
+        )
+
+
+def late_chunks(engine: Engine, settings: Settings, plan: Plan) -> list[str]:
+    """Chunks whose upstream rows got events ingested after the plan's watermark."""
+    if plan.source_watermark is None:
+        return [c.chunk_id for c in plan.chunks]
+    stale = []
+    upstream = f"{settings.prod_schema}.int_deduped_events"
+    for chunk in plan.chunks:
+        where, params = scope_predicate(plan, chunk)
+        bucket = (
+            f" and {engine.account_bucket_sql('account_id', chunk.buckets)} = {chunk.bucket}"
+            if chunk.buckets > 1
+            else ""
+        )
+        newest = engine.scalar(
+            f"select max(ingested_at) from {upstream} where {where}{bucket}", params
+        )
+        if newest is not None and newest > plan.source_watermark:
+            stale.append(chunk.chunk_id)
+    return stale
+
+
+def promote(
+    engine: Engine,
+    settings: Settings,
+    plan: Plan,
+    approved_by: str | None = None,
+    holder: str | None = None,
+) -> dict[str, Any]:
+    """Refresh late chunks, then swap every model's partitions in one transaction."""
+    from restate.diff import compute_diff
+    from restate.loads import last_watermark
+
+    status = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+        [plan.restatement_id],
+    )
+    if status == "promoted":
+        return {"status": "already_promoted", "restatement_id": plan.restatement_id}
+    gate = check_gate(engine, settings, plan, approved_by)
+    if approved_by:
+        record_approval(engine, settings, plan.restatement_id, approved_by, None)
+    cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
+    dbt = DbtProject(settings)
+    with locks.held(engine, settings.meta_schema, holder or f"promote:{plan.restatement_id}"):
+        refreshed = late_chunks(engine, settings, plan)
+        by_id = {c.chunk_id: c for c in plan.chunks}
+        for chunk_id in refreshed:
+            recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
+        if refreshed:
+            compute_diff(engine, settings, plan)
+        where, params = scope_predicate(plan)
+        totals_before = _totals(engine, f"{settings.prod_schema}", plan, where, params)
+        with engine.transaction():
+            swaps = [
+                swap_partitions(
+                    engine,
+                    settings,
+                    plan,
+                    model,
+                    cols[model],
+                    f"select * from {plan.restate_schema}.{model} where {where}",
+                    params,
+                    "promote",
+                )
+                for model in plan.models
+            ]
+            totals_after = _totals(engine, settings.prod_schema, plan, where, params)
+            set_status(engine, settings, plan.restatement_id, "promoted")
+            version = changelog.append(
+                engine,
+                settings.meta_schema,
+                "promoted",
+                {
+                    "models": plan.models,
+                    "period": [plan.period_start, plan.period_end],
+                    "accounts": plan.accounts,
+                    "reason": plan.reason,
+                    "ticket": plan.ticket,
+                    "approved_by": gate["approved_by"],
+                    "validation_id": gate["validation"]["validation_id"],
+                    "refreshed_chunks": refreshed,
+                    "source_watermark": last_watermark(engine, settings.meta_schema),
+                    "archive_versions": {s.model: s.archive_version for s in swaps},
+                    "totals_before": totals_before,
+                    "totals_after": totals_after,
+                },
+                restatement_id=plan.restatement_id,
+                actor=gate["approved_by"] or plan.requested_by,
+            )
+    return {
+        "status": "promoted",
+        "restatement_id": plan.restatement_id,
+        "changelog_version": version,
+        "refreshed_chunks": refreshed,
+        "swaps": [s.__dict__ for s in swaps],
+        "totals_before": totals_before,
+        "totals_after": totals_after,
+    }
+
+
+def _totals(
+    engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for model in plan.models:
+        row = engine.query_dicts(
+            f"select count(*) as rows, sum(gross_revenue) as gross_revenue, "
+            f"sum(refunds) as refunds, sum(net_revenue) as net_revenue "
+            f"from {schema}.{model} where {where}",
+            params,
+        )[0]
+        out.update({f"{model}.{k}": str(v) for k, v in row.items()})
+    return out
+
+
+def later_promotions(engine: Engine, settings: Settings, plan: Plan) -> list[int]:
+    """Other restatements promoted after this one over overlapping partitions, still live."""
+    rows = engine.query(
+        f"""
+        select distinct v.restatement_id
+        from {settings.meta_schema}.archive_versions v
+        join {settings.meta_schema}.restatements r using (restatement_id)
+        where v.action = 'promote' and v.restatement_id <> ? and r.status = 'promoted'
+          and v.archive_version > (
+              select max(archive_version) from {settings.meta_schema}.archive_versions
+              where restatement_id = ? and action = 'promote')
+          and v.period_start <= ? and v.period_end >= ?
+        order by 1 desc
+        """,
+        [plan.restatement_id, plan.restatement_id, plan.period_end, plan.period_start],
+    )
+    return [int(r[0]) for r in rows]
+
+
+def rollback(
+    engine: Engine,
+    settings: Settings,
+    plan: Plan,
+    actor: str,
+    reason: str | None = None,
+    cascade: bool = False,
+) -> dict[str, Any]:
+    """Restore the partitions archived by this restatement's last promotion, atomically."""
+    from restate.planning import load_plan
+
+    status = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+        [plan.restatement_id],
+    )
+    if status != "promoted":
+        return {"status": f"not_promoted ({status})", "restatement_id": plan.restatement_id}
+    later = later_promotions(engine, settings, plan)
+    if later and not cascade:
+        raise GateError(
+            f"restatements {later} were promoted later over the same partitions; roll them "
+            "back first or pass --cascade"
+        )
+    cascaded = [
+        rollback(engine, settings, load_plan(engine, settings, rid), actor, reason, True)
+        for rid in later
+    ]
+    cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
+    with locks.held(engine, settings.meta_schema, f"rollback:{plan.restatement_id}"):
+        with engine.transaction():
+            swaps = []
+            for model in plan.models:
+                version = engine.scalar(
+                    f"select max(archive_version) from {settings.meta_schema}.archive_versions "
+                    "where restatement_id = ? and model = ? and action = 'promote'",
+                    [plan.restatement_id, model],
+                )
+                col_list = ", ".join(cols[model])
+                swaps.append(
+                    swap_partitions(
+                        engine,
+                        settings,
+                        plan,
+                        model,
+                        cols[model],
+                        f"select {col_list} from {archive_table(settings, model)} "
+                        "where archive_version = ? and not is_tombstone",
+                        [version],
+                        "rollback",
+                    )
+                )
+            set_status(engine, settings, plan.restatement_id, "rolled_back")
+            version_no = changelog.append(
+                engine,
+                settings.meta_schema,
+                "rolled_back",
+                {
+                    "reason": reason,
+                    "cascaded": [c["restatement_id"] for c in cascaded],
+                    "archive_versions": {s.model: s.archive_version for s in swaps},
+                },
+                restatement_id=plan.restatement_id,
+                actor=actor,
+            )
+    return {
+        "status": "rolled_back",
+        "restatement_id": plan.restatement_id,
+        "changelog_version": version_no,
+        "cascaded": cascaded,
+        "swaps": [s.__dict__ for s in swaps],
+    }

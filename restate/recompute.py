@@ -1,0 +1,182 @@
+"""Recompute one partition chunk of a restatement into its isolated schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from restate import changelog
+from restate.dbt_runner import DbtProject
+from restate.engines.base import Engine
+from restate.planning import Chunk, Plan
+from restate.settings import Settings
+
+
+class IsolationError(RuntimeError):
+    """A restatement tried to write somewhere other than its own schema."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    chunk_id: str
+    rows_written: int
+    duration_s: float
+    dbt_s: float
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def chunk_cache_key(plan: Plan, chunk_id: str) -> str:
+    """(plan id, chunk, model code hash, source watermark): what makes a chunk's result reusable."""
+    code = hashlib.sha256(json.dumps(plan.code_version, sort_keys=True).encode()).hexdigest()
+    return f"restate-{plan.restatement_id}-{chunk_id}-{code[:16]}-{plan.source_watermark}"
+
+
+def scope_predicate(plan: Plan, chunk: Chunk | None = None) -> tuple[str, list[Any]]:
+    """SQL predicate (and params) on event_date/account_id for the plan or one of its chunks."""
+    start, end = (chunk.start, chunk.end) if chunk else (plan.period_start, plan.period_end)
+    sql = "event_date between ? and ?"
+    params: list[Any] = [start, end]
+    if plan.accounts:
+        sql += " and account_id in (select unnest(?))"
+        params.append(plan.accounts)
+    return sql, params
+
+
+def chunk_vars(settings: Settings, plan: Plan, chunk: Chunk) -> dict[str, Any]:
+    return {
+        **settings.dbt_vars(),
+        "restate_schema": plan.restate_schema,
+        "restate_chunk": chunk.dbt_var(plan.accounts),
+    }
+
+
+def mark_chunk(
+    engine: Engine, settings: Settings, plan: Plan, chunk_id: str, status: str, **fields: Any
+) -> None:
+    sets = ["status = ?"]
+    params: list[Any] = [status]
+    for key, value in fields.items():
+        sets.append(f"{key} = ?")
+        params.append(value)
+    engine.execute(
+        f"update {settings.meta_schema}.restatement_partitions set {', '.join(sets)} "
+        "where restatement_id = ? and chunk_id = ?",
+        [*params, plan.restatement_id, chunk_id],
+    )
+
+
+def finished_chunk(engine: Engine, settings: Settings, plan: Plan, chunk_id: str) -> ChunkResult | None:
+    """The stored result of a chunk already done under the same cache key (a resumed run)."""
+    rows = engine.query(
+        f"select rows_written, duration_s from {settings.meta_schema}.restatement_partitions "
+        "where restatement_id = ? and chunk_id = ? and status = 'done' and cache_key = ?",
+        [plan.restatement_id, chunk_id, chunk_cache_key(plan, chunk_id)],
+    )
+    return ChunkResult(chunk_id, int(rows[0][0]), float(rows[0][1]), 0.0) if rows else None
+
+
+def set_status(engine: Engine, settings: Settings, restatement_id: int, status: str) -> None:
+    engine.execute(
+        f"update {settings.meta_schema}.restatements set status = ?, updated_at = ? "
+        "where restatement_id = ?",
+        [status, _now(), restatement_id],
+    )
+
+
+def recompute_chunk(
+    settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan, chunk: Chunk
+) -> ChunkResult:
+    """Run the plan's models for one chunk into restate_<id>, reading upstream from prod."""
+    if plan.restate_schema in (settings.prod_schema, settings.meta_schema):
+        raise IsolationError(f"refusing to recompute into {plan.restate_schema}")
+    started = time.monotonic()
+    engine.execute(
+        f"update {settings.meta_schema}.restatement_partitions set status = 'running', "
+        "started_at = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
+        [_now(), plan.restatement_id, chunk.chunk_id],
+    )
+    result = dbt.invoke(
+        [
+            "run",
+            "--select",
+            *plan.models,
+            "--defer",
+            "--favor-state",
+            "--state",
+            str(dbt.prod_state_dir),
+        ],
+        vars=chunk_vars(settings, plan, chunk),
+    )
+    where, params = scope_predicate(plan, chunk)
+    rows = 0
+    for model in plan.models:
+        rows += int(
+            engine.scalar(
+                f"select count(*) from {plan.restate_schema}.{model} where {where}"
+                + (
+                    f" and {engine.account_bucket_sql('account_id', chunk.buckets)} = {chunk.bucket}"
+                    if chunk.buckets > 1
+                    else ""
+                ),
+                params,
+            )
+            or 0
+        )
+    duration = time.monotonic() - started
+    mark_chunk(
+        engine,
+        settings,
+        plan,
+        chunk.chunk_id,
+        "done",
+        cache_key=chunk_cache_key(plan, chunk.chunk_id),
+        rows_written=rows,
+        finished_at=_now(),
+        duration_s=duration,
+    )
+    return ChunkResult(chunk.chunk_id, rows, duration, result.elapsed_s)
+
+
+def finish_recompute(
+    settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan
+) -> dict[str, Any]:
+    """After all chunks: build the follow-on views in the isolated schema; record the run."""
+    if plan.follow_views:
+        dbt.invoke(
+            [
+                "run",
+                "--select",
+                *plan.follow_views,
+                "--defer",
+                "--favor-state",
+                "--state",
+                str(dbt.prod_state_dir),
+            ],
+            vars={**settings.dbt_vars(), "restate_schema": plan.restate_schema},
+        )
+    stats = engine.query_dicts(
+        f"""select count(*) as chunks, count(*) filter (where status = 'done') as done,
+            coalesce(sum(rows_written), 0) as rows_written, coalesce(sum(duration_s), 0) as seconds,
+            coalesce(sum(attempts), 0) as attempts
+        from {settings.meta_schema}.restatement_partitions where restatement_id = ?""",
+        [plan.restatement_id],
+    )[0]
+    if stats["done"] != stats["chunks"]:
+        raise RuntimeError(f"{stats['chunks'] - stats['done']} chunks are not done")
+    with engine.transaction():
+        set_status(engine, settings, plan.restatement_id, "recomputed")
+        changelog.append(
+            engine,
+            settings.meta_schema,
+            "recomputed",
+            {"schema": plan.restate_schema, **stats},
+            restatement_id=plan.restatement_id,
+        )
+    return stats

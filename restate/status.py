@@ -1,0 +1,95 @@
+"""One place for restatement state: used by the CLI and the Slack command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restate.diff import diff_by_month
+from restate.engines.base import Engine
+from restate.promotion import record_approval
+from restate.settings import Settings
+
+__all__ = ["approve", "diff_by_month", "list_restatements", "restatement_status"]
+
+
+def restatement_status(
+    engine: Engine, settings: Settings, restatement_id: int
+) -> dict[str, Any] | None:
+    """State of one restatement: lifecycle status, chunk progress, who and why."""
+    meta = settings.meta_schema
+    rows = engine.query_dicts(
+        f"""
+        select r.restatement_id, r.status, r.models, r.period_start, r.period_end, r.accounts,
+            r.reason, r.ticket, r.requested_by, r.approved_by, r.requires_approval,
+            r.source_watermark, r.restate_schema, r.created_at, r.updated_at,
+            count(p.chunk_id) as chunks_total,
+            count(p.chunk_id) filter (where p.status = 'done') as chunks_done,
+            count(p.chunk_id) filter (where p.status = 'running') as chunks_running
+        from {meta}.restatements r
+        left join {meta}.restatement_partitions p using (restatement_id)
+        where r.restatement_id = ?
+        group by all
+        """,
+        [restatement_id],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    row["models"] = row["models"].split(",")
+    validation = engine.query_dicts(
+        f"select passed, forced_by, checked_at from {meta}.validations "
+        "where restatement_id = ? order by checked_at desc limit 1",
+        [restatement_id],
+    )
+    row["validation"] = validation[0] if validation else None
+    row["phase"] = _phase(row)
+    return row
+
+
+def _phase(row: dict[str, Any]) -> str:
+    """Human-readable phase, e.g. 'running 3/14 chunks' or 'awaiting approval'."""
+    status = row["status"]
+    if status in ("planned", "running") and row["chunks_done"] < row["chunks_total"]:
+        if row["chunks_done"] or row["chunks_running"]:
+            return f"running {row['chunks_done']}/{row['chunks_total']} chunks"
+        return "planned"
+    v = row["validation"]
+    if status in ("recomputed", "validated", "validation_failed") and v is not None:
+        if not v["passed"] and not v["forced_by"]:
+            return "validation failed"
+        if row["requires_approval"] and not row["approved_by"]:
+            return "awaiting approval"
+        return "validated"
+    if status == "recomputed":
+        return "recomputed, not validated"
+    return str(status).replace("_", " ")
+
+
+def list_restatements(engine: Engine, settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    ids = engine.query(
+        f"select restatement_id from {settings.meta_schema}.restatements "
+        "order by restatement_id desc limit ?",
+        [limit],
+    )
+    out = []
+    for (rid,) in ids:
+        status = restatement_status(engine, settings, int(rid))
+        if status is not None:
+            out.append(status)
+    return out
+
+
+def approve(
+    engine: Engine, settings: Settings, restatement_id: int, approver: str, comment: str | None
+) -> None:
+    """Record an approval; raises ValueError when the restatement cannot be approved."""
+    status = restatement_status(engine, settings, restatement_id)
+    if status is None:
+        raise ValueError(f"no restatement with id {restatement_id}")
+    if status["status"] in ("promoted", "rolled_back"):
+        raise ValueError(f"restatement {restatement_id} is already {status['status']}")
+    if status["approved_by"]:
+        raise ValueError(
+            f"restatement {restatement_id} was already approved by {status['approved_by']}"
+        )
+    record_approval(engine, settings, restatement_id, approver, comment)
