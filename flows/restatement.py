@@ -81,7 +81,8 @@ def restatement(
         restatement_id = plan_restatement(request)
     plan = lifecycle.start_run(settings, restatement_id)
     progress_id = create_progress_artifact(
-        progress=0.0, key=f"restatement-{restatement_id}-progress",
+        progress=0.0,
+        key=f"restatement-{restatement_id}-progress",
         description=f"restatement {restatement_id}: chunks recomputed",
     )
     futures = [

@@ -57,9 +57,7 @@ def append(
 ) -> int:
     """Append one entry; returns its version. Call inside the caller's transaction
     when the entry must commit with the change it records."""
-    last = engine.query(
-        f"select version, entry_hash from {schema}.changelog order by version desc limit 1"
-    )
+    last = engine.query(f"select version, entry_hash from {schema}.changelog order by version desc limit 1")
     version, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS)
     recorded_at = datetime.now(UTC).replace(tzinfo=None)
     body = _canonical(payload)
@@ -73,8 +71,7 @@ def append(
 
 def entries(engine: Engine, schema: str, restatement_id: int | None = None) -> list[dict[str, Any]]:
     rows = engine.query_dicts(
-        f"select * from {schema}.changelog where (? is null or restatement_id = ?) "
-        "order by version",
+        f"select * from {schema}.changelog where (? is null or restatement_id = ?) order by version",
         [restatement_id, restatement_id],
     )
     for r in rows:

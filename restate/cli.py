@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import typer
@@ -71,12 +71,8 @@ def generate(
     accounts: int = typer.Option(500, min=1, help="number of customer accounts"),
     events_per_day: int = typer.Option(2000, min=1, help="approximate invoices+others per day"),
     seed: int = typer.Option(42, help="random seed: same seed, same files"),
-    ingested_after: datetime | None = typer.Option(
-        None, help="land only rows processed after this time"
-    ),
-    ingested_until: datetime | None = typer.Option(
-        None, help="land only rows processed up to this time"
-    ),
+    ingested_after: datetime | None = typer.Option(None, help="land only rows processed after this time"),
+    ingested_until: datetime | None = typer.Option(None, help="land only rows processed up to this time"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write deterministic synthetic billing events and the matching finance exports."""
@@ -196,6 +192,374 @@ def quarantine(
         render_table("quarantined rows", rows)
         if not list_rows:
             console.print("list them: restate quarantine --list [--reason REASON]")
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def _date(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+@app.command()
+def plan(
+    select: str = typer.Option(..., "--select", "-s", help="dbt selector, e.g. fct_revenue_daily+"),
+    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first event_date to restate"),
+    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last event_date to restate"),
+    reason: str = typer.Option(..., help="why: recorded in the changelog and the notices"),
+    requested_by: str = typer.Option(..., help="who asks for it"),
+    ticket: str | None = typer.Option(None, help="ticket reference, e.g. FIN-142"),
+    accounts: str | None = typer.Option(None, help="comma-separated account ids (default all)"),
+    allow_closed_period: bool = typer.Option(False, help="allow a period before the close date"),
+    allow_over_budget: bool = typer.Option(False, help="allow an estimate above the budget"),
+    require_approval: bool | None = typer.Option(None, help="override the approval setting"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Plan a restatement: models, partition chunks, affected dashboards, estimate."""
+    from restate.lifecycle import create_plan
+    from restate.planning import PlanError, PlanRequest
+
+    s = get_settings()
+    request = PlanRequest(
+        selector=select,
+        start=start.date(),
+        end=end.date(),
+        reason=reason,
+        requested_by=requested_by,
+        ticket=ticket,
+        accounts=[a.strip() for a in accounts.split(",")] if accounts else None,
+        allow_closed_period=allow_closed_period,
+        allow_over_budget=allow_over_budget,
+        require_approval=require_approval,
+    )
+    try:
+        with console.status("planning (parsing the dbt project)"):
+            p = create_plan(s, request)
+    except PlanError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        emit_json(p.to_json())
+        return
+    console.print(f"[bold]restatement {p.restatement_id}[/] planned -> schema {p.restate_schema}")
+    render_table(
+        "plan",
+        [
+            {"item": "models restated", "value": ", ".join(p.models)},
+            {"item": "views that follow", "value": ", ".join(p.follow_views) or "-"},
+            {"item": "period", "value": f"{p.period_start} .. {p.period_end}"},
+            {"item": "accounts", "value": ", ".join(p.accounts) if p.accounts else "all"},
+            {"item": "chunks", "value": str(len(p.chunks))},
+            {"item": "source rows", "value": f"{p.estimate.get('source_rows', 0):,}"},
+            {"item": "estimated runtime", "value": f"{p.estimate.get('estimated_seconds')} s"},
+            *(
+                [
+                    {
+                        "item": "estimated cost",
+                        "value": f"${p.estimate['usd']:,.2f} ({p.estimate['credits']} credits)",
+                    }
+                ]
+                if "usd" in p.estimate
+                else []
+            ),
+            {"item": "approval required", "value": str(p.requires_approval)},
+            {"item": "source watermark", "value": str(p.source_watermark)},
+        ],
+    )
+    render_table(
+        "affected dashboards",
+        [{"dashboard": e.label, "owner": e.owner_email, "slack": e.slack_channel} for e in p.exposures],
+    )
+    console.print(f"next: restate run {p.restatement_id}")
+
+
+@app.command()
+def run(
+    restatement_id: int = typer.Argument(..., help="plan id from `restate plan`"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recompute, validate and diff a planned restatement (resumes after a crash)."""
+    import threading
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from flows.restatement import with_concurrency
+    from restate.engines import connect
+
+    s = get_settings()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = with_concurrency(s.chunk_concurrency)(restatement_id=restatement_id)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    seen: set[str] = set()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as progress:
+        bar = progress.add_task(f"restatement {restatement_id}", total=None)
+        while worker.is_alive():
+            worker.join(timeout=1.0)
+            try:
+                with connect(s) as engine:
+                    rows = engine.query(
+                        f"select chunk_id, status from {s.meta_schema}.restatement_partitions "
+                        "where restatement_id = ?",
+                        [restatement_id],
+                    )
+            except Exception:
+                continue
+            progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
+            for chunk_id, status in rows:
+                if status == "done" and chunk_id not in seen:
+                    seen.add(chunk_id)
+                    if not as_json:
+                        progress.console.print(f"chunk {chunk_id} done")
+            time.sleep(0.2)
+    if "error" in outcome:
+        raise _fail(str(outcome["error"]))
+    result = outcome["result"]
+    if as_json:
+        emit_json(result)
+        return
+    v = result.get("validation") or {}
+    console.print(
+        f"[green]recomputed[/] {result['recompute']['done']} chunks, "
+        f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
+        f"validation {'passed' if v.get('passed') else 'FAILED'}"
+    )
+    if v.get("report"):
+        console.print(v["report"])
+    console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
+
+
+@app.command()
+def validate(
+    restatement_id: int = typer.Argument(...),
+    force: bool = typer.Option(False, help="override a failed validation (needs approver + reason)"),
+    approved_by: str | None = typer.Option(None, help="who takes responsibility for --force"),
+    reason: str | None = typer.Option(None, help="why the failure is acceptable"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the Soda contracts on the restatement schema; the promotion gate reads the result."""
+    from restate.lifecycle import force_validation, run_validation_step
+
+    s = get_settings()
+    if force:
+        if not (approved_by and reason):
+            raise _fail("--force needs --approved-by and --reason")
+        force_validation(s, restatement_id, approved_by, reason)
+        console.print(f"validation of {restatement_id} overridden by {approved_by}: {reason}")
+        return
+    out = run_validation_step(s, restatement_id)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(out["report"])
+    if not out["passed"]:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def diff(
+    restatement_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """As-reported vs restated per month and metric (computes the diff if missing)."""
+    from restate.lifecycle import monthly_diff, run_diff
+
+    s = get_settings()
+    rows = monthly_diff(s, restatement_id)
+    if not rows:
+        run_diff(s, restatement_id)
+        rows = monthly_diff(s, restatement_id)
+    if as_json:
+        emit_json(rows)
+    else:
+        render_table(f"restatement {restatement_id}: as-reported vs restated", rows)
+
+
+@app.command()
+def promote(
+    restatement_id: int = typer.Argument(...),
+    approved_by: str | None = typer.Option(None, help="approver, when the plan requires one"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Switch the restated partitions into production atomically (archiving the old ones)."""
+    from restate.engines import connect
+    from restate.planning import load_plan
+    from restate.promotion import GateError
+    from restate.promotion import promote as do_promote
+
+    s = get_settings()
+    with connect(s) as engine:
+        try:
+            out = do_promote(engine, s, load_plan(engine, s, restatement_id), approved_by)
+        except GateError as exc:
+            raise _fail(str(exc)) from exc
+    _notify(s, restatement_id, "promoted")
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"[green]{out['status']}[/] restatement {restatement_id} "
+            f"(changelog v{out.get('changelog_version')}, refreshed chunks: "
+            f"{len(out.get('refreshed_chunks', []))})"
+        )
+
+
+@app.command()
+def rollback(
+    restatement_id: int = typer.Argument(...),
+    actor: str = typer.Option(..., "--by", help="who rolls back"),
+    reason: str | None = typer.Option(None),
+    cascade: bool = typer.Option(False, help="also roll back later overlapping restatements"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Restore the as-reported partitions a promotion replaced, in one transaction."""
+    from restate.engines import connect
+    from restate.planning import load_plan
+    from restate.promotion import GateError
+    from restate.promotion import rollback as do_rollback
+
+    s = get_settings()
+    with connect(s) as engine:
+        try:
+            out = do_rollback(engine, s, load_plan(engine, s, restatement_id), actor, reason, cascade)
+        except GateError as exc:
+            raise _fail(str(exc)) from exc
+    _notify(s, restatement_id, "rolled_back")
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"[yellow]{out['status']}[/] restatement {restatement_id}")
+
+
+def _notify(s: Any, restatement_id: int, event: str) -> None:
+    """Send notices for a lifecycle event when the notifications package is installed."""
+    try:
+        from notifications.lifecycle import notify_restatement
+    except ImportError:
+        return
+    notify_restatement(s, restatement_id, event)
+
+
+@app.command()
+def status(
+    restatement_id: int | None = typer.Argument(None),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Lifecycle state of one restatement, or of the latest ones."""
+    from restate.engines import connect
+    from restate.status import list_restatements, restatement_status
+
+    s = get_settings()
+    with connect(s) as engine:
+        rows = (
+            [r]
+            if restatement_id is not None and (r := restatement_status(engine, s, restatement_id))
+            else list_restatements(engine, s)
+            if restatement_id is None
+            else []
+        )
+    if restatement_id is not None and not rows:
+        raise _fail(f"no restatement with id {restatement_id}")
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "restatements",
+        [
+            {
+                "id": r["restatement_id"],
+                "phase": r["phase"],
+                "models": ",".join(r["models"]),
+                "period": f"{r['period_start']}..{r['period_end']}",
+                "chunks": f"{r['chunks_done']}/{r['chunks_total']}",
+                "reason": r["reason"],
+                "approved_by": r["approved_by"],
+            }
+            for r in rows
+        ],
+    )
+
+
+@app.command("log")
+def log_(
+    restatement_id: int | None = typer.Option(None, "--id", help="only this restatement"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The changelog: what changed, when, why, who, with which code."""
+    from restate import changelog
+    from restate.engines import connect
+
+    s = get_settings()
+    with connect(s) as engine:
+        rows = changelog.entries(engine, s.meta_schema, restatement_id)
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(
+        "changelog",
+        [
+            {
+                "v": r["version"],
+                "at": str(r["recorded_at"])[:19],
+                "id": r["restatement_id"],
+                "event": r["event"],
+                "by": r["actor"],
+                "detail": _brief(r["payload"]),
+            }
+            for r in rows
+        ],
+    )
+
+
+def _brief(payload: dict[str, Any]) -> str:
+    keys = ("reason", "period", "validation_id", "chunks", "rows", "recipient", "archive_versions")
+    return "; ".join(f"{k}={payload[k]}" for k in keys if k in payload)[:90]
+
+
+audit = typer.Typer(help="Audit the changelog.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+
+
+@audit.command("verify")
+def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recompute the changelog's hash chain; name the first tampered entry."""
+    from restate import changelog
+    from restate.engines import connect
+
+    s = get_settings()
+    with connect(s) as engine:
+        broken = changelog.verify(engine, s.meta_schema)
+        count = engine.scalar(f"select count(*) from {s.meta_schema}.changelog")
+    if as_json:
+        emit_json(
+            {
+                "ok": broken is None,
+                "entries": count,
+                "broken_version": broken.version if broken else None,
+                "reason": broken.reason if broken else None,
+            }
+        )
+    elif broken is None:
+        console.print(f"[green]ok[/] changelog intact: {count} entries")
+    else:
+        console.print(f"[red]TAMPERED[/] entry {broken.version}: {broken.reason}")
+    if broken is not None:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

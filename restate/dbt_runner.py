@@ -67,8 +67,7 @@ class DbtProject:
         """Run one dbt command (e.g. ["run", "--select", "x"]) and raise on failure."""
         if "--full-refresh" in command and not (vars or {}).get("restate_schema"):
             raise ProductionGuardError(
-                "refusing --full-refresh on production models: restate history with "
-                "`restate plan` instead"
+                "refusing --full-refresh on production models: restate history with `restate plan` instead"
             )
         from dbt.cli.main import dbtRunner
 

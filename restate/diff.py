@@ -29,9 +29,7 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
             where, params = scope_predicate(plan)
             prod = f"(select * from {settings.prod_schema}.{model} where {where})"
             new = f"(select * from {plan.restate_schema}.{model} where {where})"
-            metric_cols = ", ".join(
-                f"sum(p.{m}) as p_{m}, sum(r.{m}) as r_{m}" for m in DIFF_METRICS
-            )
+            metric_cols = ", ".join(f"sum(p.{m}) as p_{m}, sum(r.{m}) as r_{m}" for m in DIFF_METRICS)
             unpivot = " union all ".join(
                 f"select event_date, currency, '{m}' as metric, p_{m} as as_reported, "
                 f"r_{m} as restated from per_date"
@@ -72,16 +70,13 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
             )
             written += int(
                 engine.scalar(
-                    f"select count(*) from {meta}.restatement_diffs "
-                    "where restatement_id = ? and model = ?",
+                    f"select count(*) from {meta}.restatement_diffs where restatement_id = ? and model = ?",
                     [rid, model],
                 )
                 or 0
             )
         totals = diff_totals(engine, settings, rid)
-        changelog.append(
-            engine, meta, "diffed", {"rows": written, "totals": totals}, restatement_id=rid
-        )
+        changelog.append(engine, meta, "diffed", {"rows": written, "totals": totals}, restatement_id=rid)
     return written
 
 

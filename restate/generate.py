@@ -257,9 +257,7 @@ def generate(
     return GenerateResult(rows_landed, int(total[0]) if total else 0, days, tag)
 
 
-def _write_finance_exports(
-    con: duckdb.DuckDBPyConnection, finance_dir: Path, spec: GenerateSpec
-) -> int:
+def _write_finance_exports(con: duckdb.DuckDBPyConnection, finance_dir: Path, spec: GenerateSpec) -> int:
     """One CSV per month (date, currency, gross_revenue, refunds, net_revenue)."""
     con.execute(
         f"""
@@ -277,9 +275,7 @@ def _write_finance_exports(
         group by all
         """
     )
-    months = con.execute(
-        "select distinct strftime(date, '%Y-%m') from gen_finance order by 1"
-    ).fetchall()
+    months = con.execute("select distinct strftime(date, '%Y-%m') from gen_finance order by 1").fetchall()
     for (month,) in months:
         con.execute(
             f"""

@@ -96,7 +96,9 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
             )
         )
         with engine.transaction():
-            set_status(engine, settings, restatement_id, "validated" if result.passed else "validation_failed")
+            set_status(
+                engine, settings, restatement_id, "validated" if result.passed else "validation_failed"
+            )
             changelog.append(
                 engine,
                 settings.meta_schema,

@@ -52,9 +52,7 @@ class LoadResult:
     duration_s: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()
-        }
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
 
 
 def _now() -> datetime:
@@ -74,9 +72,7 @@ def plan_window(engine: Engine, settings: Settings) -> LoadWindow:
     watermark = last_watermark(engine, settings.meta_schema)
     relation = engine.raw_events_relation(settings.landing)
     until = engine.scalar(f"select max({PROCESSED_AT}) from {relation}") if relation else None
-    read_since = (
-        watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else EPOCH
-    )
+    read_since = watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else EPOCH
     return LoadWindow(uuid.uuid4().hex[:12], watermark, read_since, until)
 
 
@@ -95,9 +91,7 @@ def run_models(dbt: DbtProject, window: LoadWindow) -> float:
     return result.elapsed_s
 
 
-def summarize_load(
-    engine: Engine, settings: Settings, window: LoadWindow, started: datetime
-) -> LoadResult:
+def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, started: datetime) -> LoadResult:
     """Count what the load saw and record it as the new watermark."""
     relation = engine.raw_events_relation(settings.landing)
     schema = settings.prod_schema
@@ -113,8 +107,7 @@ def summarize_load(
         [window.read_since, base, window.until],
     )[0]
     quarantined = engine.scalar(
-        f"select count(*) from {schema}.int_quarantined_events "
-        "where ingested_at > ? and ingested_at <= ?",
+        f"select count(*) from {schema}.int_quarantined_events where ingested_at > ? and ingested_at <= ?",
         [base, window.until],
     )
     touched = engine.scalar(f"select count(*) from {schema}.int_touched_event_dates")
@@ -148,13 +141,10 @@ def summarize_load(
 
 def fail_load(engine: Engine, meta_schema: str, load_id: str, error: str) -> None:
     engine.execute(
-        f"update {meta_schema}.loads set status = 'failed', finished_at = ?, error = ? "
-        "where load_id = ?",
+        f"update {meta_schema}.loads set status = 'failed', finished_at = ?, error = ? where load_id = ?",
         [_now(), error[:2000], load_id],
     )
 
 
 def skipped_load(window: LoadWindow) -> LoadResult:
-    return LoadResult(
-        window.load_id, "no_new_data", window.watermark, window.watermark, 0, 0, 0, 0, 0.0
-    )
+    return LoadResult(window.load_id, "no_new_data", window.watermark, window.watermark, 0, 0, 0, 0, 0.0)

@@ -24,9 +24,7 @@ def try_acquire(engine: Engine, schema: str, name: str, holder: str, ttl_s: floa
     """Take the lock if free or expired; True when this holder has it."""
     now = _now()
     with engine.transaction():
-        engine.execute(
-            f"delete from {schema}.locks where lock_name = ? and expires_at < ?", [name, now]
-        )
+        engine.execute(f"delete from {schema}.locks where lock_name = ? and expires_at < ?", [name, now])
         rows = engine.query(f"select holder from {schema}.locks where lock_name = ?", [name])
         if rows and rows[0][0] != holder:
             return False

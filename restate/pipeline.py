@@ -31,9 +31,7 @@ def prepare_window(settings: Settings) -> LoadWindow:
         return plan_window(engine, settings)
 
 
-def execute_window(
-    settings: Settings, window: LoadWindow, on_step: Step | None = None
-) -> LoadResult:
+def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None = None) -> LoadResult:
     """Steps 2-3: run dbt for the window under the production write lock, then record it."""
     if not window.has_data:
         return skipped_load(window)

@@ -273,9 +273,7 @@ WAREHOUSE_CREDITS = {
 }
 
 
-def build_plan(
-    engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest
-) -> Plan:
+def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest) -> Plan:
     """Resolve the request into a stored plan (not yet written)."""
     from restate.dbt_runner import DbtProject
     from restate.loads import last_watermark
@@ -308,19 +306,13 @@ def build_plan(
     upstream = f"{settings.prod_schema}.int_deduped_events"
     has_upstream = engine.relation_exists(settings.prod_schema, "int_deduped_events")
     est = estimate(engine, settings, upstream if has_upstream else None, req, chunks)
-    if (
-        settings.engine == "snowflake"
-        and est["usd"] > settings.budget_usd
-        and not (req.allow_over_budget)
-    ):
+    if settings.engine == "snowflake" and est["usd"] > settings.budget_usd and not (req.allow_over_budget):
         raise PlanError(
             f"estimated ${est['usd']:,.0f} exceeds the budget of ${settings.budget_usd:,.0f}: "
             "narrow the period/accounts or pass --allow-over-budget"
         )
     rid = int(
-        engine.scalar(
-            f"select coalesce(max(restatement_id), 0) + 1 from {settings.meta_schema}.restatements"
-        )
+        engine.scalar(f"select coalesce(max(restatement_id), 0) + 1 from {settings.meta_schema}.restatements")
     )
     hashes = DbtProject(settings).model_code_hashes(manifest)
     return Plan(
@@ -334,9 +326,7 @@ def build_plan(
         reason=req.reason,
         ticket=req.ticket,
         requested_by=req.requested_by,
-        requires_approval=settings.require_approval
-        if req.require_approval is None
-        else req.require_approval,
+        requires_approval=settings.require_approval if req.require_approval is None else req.require_approval,
         chunks=chunks,
         exposures=affected_exposures(manifest, closure),
         source_watermark=last_watermark(engine, settings.meta_schema),

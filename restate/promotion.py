@@ -13,9 +13,7 @@ from restate.planning import Plan
 from restate.recompute import recompute_chunk, scope_predicate, set_status
 from restate.settings import Settings
 
-ARCHIVE_COLUMNS = (
-    "archive_version bigint, restatement_id bigint, replaced_at timestamp, is_tombstone boolean"
-)
+ARCHIVE_COLUMNS = "archive_version bigint, restatement_id bigint, replaced_at timestamp, is_tombstone boolean"
 
 
 class GateError(RuntimeError):
@@ -151,9 +149,7 @@ def swap_partitions(
     return SwapResult(model, version, archived, inserted)
 
 
-def check_gate(
-    engine: Engine, settings: Settings, plan: Plan, approved_by: str | None
-) -> dict[str, Any]:
+def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str | None) -> dict[str, Any]:
     """Validation passed (or was forced) and, when required, an approver is recorded."""
     meta = settings.meta_schema
     rows = engine.query_dicts(
@@ -217,9 +213,7 @@ def late_chunks(engine: Engine, settings: Settings, plan: Plan) -> list[str]:
             if chunk.buckets > 1
             else ""
         )
-        newest = engine.scalar(
-            f"select max(ingested_at) from {upstream} where {where}{bucket}", params
-        )
+        newest = engine.scalar(f"select max(ingested_at) from {upstream} where {where}{bucket}", params)
         if newest is not None and newest > plan.source_watermark:
             stale.append(chunk.chunk_id)
     return stale
@@ -304,9 +298,7 @@ def promote(
     }
 
 
-def _totals(
-    engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]
-) -> dict[str, str]:
+def _totals(engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for model in plan.models:
         row = engine.query_dicts(
@@ -362,8 +354,7 @@ def rollback(
             "back first or pass --cascade"
         )
     cascaded = [
-        rollback(engine, settings, load_plan(engine, settings, rid), actor, reason, True)
-        for rid in later
+        rollback(engine, settings, load_plan(engine, settings, rid), actor, reason, True) for rid in later
     ]
     cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
     with locks.held(engine, settings.meta_schema, f"rollback:{plan.restatement_id}"):

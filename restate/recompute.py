@@ -84,8 +84,7 @@ def finished_chunk(engine: Engine, settings: Settings, plan: Plan, chunk_id: str
 
 def set_status(engine: Engine, settings: Settings, restatement_id: int, status: str) -> None:
     engine.execute(
-        f"update {settings.meta_schema}.restatements set status = ?, updated_at = ? "
-        "where restatement_id = ?",
+        f"update {settings.meta_schema}.restatements set status = ?, updated_at = ? where restatement_id = ?",
         [status, _now(), restatement_id],
     )
 
@@ -144,9 +143,7 @@ def recompute_chunk(
     return ChunkResult(chunk.chunk_id, rows, duration, result.elapsed_s)
 
 
-def finish_recompute(
-    settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan
-) -> dict[str, Any]:
+def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
     if plan.follow_views:
         dbt.invoke(

@@ -36,9 +36,7 @@ def quarantine_summary(engine: Engine, schema: str) -> list[dict[str, Any]]:
     )
 
 
-def quarantine_rows(
-    engine: Engine, schema: str, reason: str | None, limit: int
-) -> list[dict[str, Any]]:
+def quarantine_rows(engine: Engine, schema: str, reason: str | None, limit: int) -> list[dict[str, Any]]:
     return engine.query_dicts(
         f"""
         select rejection_reason, source_file, source_row_number, event_id, account_id,

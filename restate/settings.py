@@ -119,23 +119,23 @@ class Settings(BaseSettings):
         """Environment the dbt profile reads through env_var()."""
         env = {
             **TELEMETRY_OFF,
-            "RESTATE_DUCKDB_PATH": str(self.warehouse_path),
-            "RESTATE_LANDING_URI": self.landing.rstrip("/"),
-            "RESTATE_PROD_SCHEMA": self.prod_schema,
-            "RESTATE_DBT_THREADS": str(self.dbt_threads),
-            "RESTATE_DBT_TARGET": self.dbt_target,
+            "DBT_RESTATE_DUCKDB_PATH": str(self.warehouse_path),
+            "DBT_RESTATE_LANDING_URI": self.landing.rstrip("/"),
+            "DBT_RESTATE_PROD_SCHEMA": self.prod_schema,
+            "DBT_RESTATE_THREADS": str(self.dbt_threads),
+            "DBT_RESTATE_TARGET": self.dbt_target,
             "PREFECT_LOCAL_STORAGE_PATH": str(self.state_dir / "prefect_results"),
         }
         if self.engine == "snowflake":
             secret = self.snowflake_password.get_secret_value() if self.snowflake_password else ""
             env.update(
                 {
-                    "RESTATE_SNOWFLAKE_ACCOUNT": self.snowflake_account or "",
-                    "RESTATE_SNOWFLAKE_USER": self.snowflake_user or "",
-                    "RESTATE_SNOWFLAKE_PASSWORD": secret,
-                    "RESTATE_SNOWFLAKE_DATABASE": self.snowflake_database or "",
-                    "RESTATE_SNOWFLAKE_WAREHOUSE": self.snowflake_warehouse or "",
-                    "RESTATE_SNOWFLAKE_ROLE": self.snowflake_role or "",
+                    "DBT_RESTATE_SNOWFLAKE_ACCOUNT": self.snowflake_account or "",
+                    "DBT_RESTATE_SNOWFLAKE_USER": self.snowflake_user or "",
+                    "DBT_RESTATE_SNOWFLAKE_PASSWORD": secret,
+                    "DBT_RESTATE_SNOWFLAKE_DATABASE": self.snowflake_database or "",
+                    "DBT_RESTATE_SNOWFLAKE_WAREHOUSE": self.snowflake_warehouse or "",
+                    "DBT_RESTATE_SNOWFLAKE_ROLE": self.snowflake_role or "",
                 }
             )
         return env

@@ -12,9 +12,7 @@ from restate.settings import Settings
 __all__ = ["approve", "diff_by_month", "list_restatements", "restatement_status"]
 
 
-def restatement_status(
-    engine: Engine, settings: Settings, restatement_id: int
-) -> dict[str, Any] | None:
+def restatement_status(engine: Engine, settings: Settings, restatement_id: int) -> dict[str, Any] | None:
     """State of one restatement: lifecycle status, chunk progress, who and why."""
     meta = settings.meta_schema
     rows = engine.query_dicts(
@@ -89,7 +87,5 @@ def approve(
     if status["status"] in ("promoted", "rolled_back"):
         raise ValueError(f"restatement {restatement_id} is already {status['status']}")
     if status["approved_by"]:
-        raise ValueError(
-            f"restatement {restatement_id} was already approved by {status['approved_by']}"
-        )
+        raise ValueError(f"restatement {restatement_id} was already approved by {status['approved_by']}")
     record_approval(engine, settings, restatement_id, approver, comment)

@@ -79,7 +79,4 @@ class DuckDBEngine(Engine):
         root = landing_uri.rstrip("/")
         if not root.startswith("s3://") and not any(Path(root, "events").glob("*/*.parquet")):
             return None
-        return (
-            f"read_parquet('{root}/events/*/*.parquet', hive_partitioning = false, "
-            "union_by_name = true)"
-        )
+        return f"read_parquet('{root}/events/*/*.parquet', hive_partitioning = false, union_by_name = true)"
