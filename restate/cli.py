@@ -531,6 +531,36 @@ def _brief(payload: dict[str, Any]) -> str:
     return "; ".join(f"{k}={payload[k]}" for k in keys if k in payload)[:90]
 
 
+@app.command()
+def demo() -> None:
+    """The story on the embedded default: buggy production, drift, restatement, promotion."""
+    from restate.demo import default_spec, run_demo
+
+    s = get_settings()
+    out = run_demo(s, lambda line: console.print(line), default_spec())
+    summary = {}
+    for row in out["diff"]:
+        if row["metric"] == "net_revenue":
+            m = summary.setdefault(row["month"], {"month": row["month"], "as_reported": 0, "restated": 0})
+            m["as_reported"] += row["as_reported"]
+            m["restated"] += row["restated"]
+    rows = [
+        {
+            **m,
+            "delta": m["restated"] - m["as_reported"],
+            "pct": f"{(m['restated'] - m['as_reported']) * 100 / m['as_reported']:.2f}%",
+        }
+        for m in summary.values()
+    ]
+    render_table("net revenue, all currencies summed in their own units: as reported vs restated", rows)
+    console.print(
+        f"Restatement {out['restatement_id']} corrected {len(rows)} months of net revenue "
+        f"(refunds now subtracted). The as-reported numbers stay queryable in "
+        f"{s.prod_schema}.fct_revenue_daily_as_of; undo with `restate rollback "
+        f"{out['restatement_id']} --by NAME`. History: `restate log`."
+    )
+
+
 audit = typer.Typer(help="Audit the changelog.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 

@@ -1,0 +1,618 @@
+"""Validation with Soda v4 data contracts (soda_checks/contracts/*.yml).
+
+One validation runs every contract for one schema and period: a restatement's
+isolated ``restate_<id>`` before promotion, or production (``analytics``) for the
+nightly reconciliation. Soda evaluates every check; this module fills the contract
+variables from the settings object, hands Soda the warehouse connection, turns
+Soda's results into a :class:`ValidationResult` and finds the offending partitions
+(event dates) of each failing check.
+
+Where Soda's open-source check types cannot express a rule on their own - the
+cross-table reconciliations (raw row accounting against the landing files, refund
+rate against the raw events, totals against the finance exports) - the rule is
+written as a Soda ``failed_rows`` check whose ``query`` returns one row per
+offending partition, so Soda still decides pass/fail (count must be 0). Soda only
+reports how many rows failed, not which, so for a failing check this module runs
+the same query (read from the contract, with the same variables) to list the
+partitions and by how much they are off. Likewise Soda's ``duplicate``,
+``missing`` and ``invalid`` checks report counts only; their offending partitions
+come from one SQL query each, derived from the check's own definition.
+
+The finance exports are CSV files; Soda cannot read them, so
+:func:`restate.finance.load_finance_exports` loads them into
+``<meta>.finance_exports`` first, and that table gets its own contract.
+
+DuckDB allows one writing process per file. Inside this process Soda gets a
+cursor of the engine's own connection (same database instance), so validation
+works while the tool holds the file; ``soda_checks/datasources/duckdb.yml`` is for
+running the contracts with the soda CLI when nothing else holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from restate.engines.base import Engine
+from restate.finance import load_finance_exports
+from restate.settings import PROJECT_ROOT, Settings, apply_process_env
+
+SODA_DIR = PROJECT_ROOT / "soda_checks"
+CONTRACTS_DIR = SODA_DIR / "contracts"
+DATASOURCES_DIR = SODA_DIR / "datasources"
+DATA_SOURCE_NAME = "restate"
+# The checked datasets, in report order, and the column that partitions each.
+CONTRACTS: dict[str, str] = {
+    "fct_revenue_daily": "event_date",
+    "int_deduped_events": "event_date",
+    "finance_exports": "date",
+}
+# Columns a failed-rows query may name its partition by, in order of preference.
+PARTITION_COLUMNS = ("event_date", "event_month", "date")
+MAX_DETAIL_ROWS = 50
+MAX_PARTITIONS = 1000
+FAR_FUTURE = datetime(9999, 12, 31)
+_VAR = re.compile(r"\$\{ *var\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
+
+
+@dataclass
+class ValidationCheck:
+    """One Soda check's outcome, with what it measured and where it failed."""
+
+    name: str
+    dataset: str
+    check_type: str
+    outcome: str  # passed | failed | warned | not_evaluated
+    passed: bool  # passed or only warned
+    measured: float | None
+    threshold: str
+    column: str | None = None
+    partitions: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def warned(self) -> bool:
+        return self.outcome == "warned"
+
+
+@dataclass
+class ValidationResult:
+    """Every contract's checks for one schema and period; ``passed`` gates promotion."""
+
+    validation_id: str
+    scope: str
+    schema: str
+    period_start: date
+    period_end: date
+    restatement_id: int | None
+    passed: bool
+    checks: list[ValidationCheck]
+    errors: list[str]
+    variables: dict[str, str | float]
+    checked_at: datetime
+    duration_s: float
+
+    @property
+    def failed_checks(self) -> list[ValidationCheck]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def warned_checks(self) -> list[ValidationCheck]:
+        return [c for c in self.checks if c.warned]
+
+    def check(self, name_part: str, dataset: str | None = None) -> ValidationCheck:
+        """The one check whose name contains name_part (and on dataset's table, if given)."""
+        found = [
+            c
+            for c in self.checks
+            if name_part in c.name and (dataset is None or c.dataset.endswith(f".{dataset}"))
+        ]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} checks match {name_part!r}: {[c.name for c in found]}")
+        return found[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["period_start"] = self.period_start.isoformat()
+        data["period_end"] = self.period_end.isoformat()
+        data["checked_at"] = self.checked_at.isoformat()
+        return data
+
+
+# --------------------------------------------------------------------------- variables
+
+
+@dataclass(frozen=True)
+class _Restatement:
+    accounts: list[str] | None
+    source_watermark: datetime | None
+
+
+def _restatement(engine: Engine, settings: Settings, restatement_id: int | None) -> _Restatement:
+    if restatement_id is None or not engine.relation_exists(settings.meta_schema, "restatements"):
+        return _Restatement(None, None)
+    rows = engine.query(
+        f"select accounts, source_watermark from {settings.meta_schema}.restatements "
+        "where restatement_id = ?",
+        [restatement_id],
+    )
+    if not rows:
+        return _Restatement(None, None)
+    accounts, watermark = rows[0]
+    listed = [a.strip() for a in accounts.split(",") if a.strip()] if accounts else None
+    return _Restatement(listed or None, watermark)
+
+
+def _prod_watermark(engine: Engine, settings: Settings) -> datetime | None:
+    if not engine.relation_exists(settings.meta_schema, "loads"):
+        return None
+    value: datetime | None = engine.scalar(
+        f"select max(ingested_until) from {settings.meta_schema}.loads where status = 'success'"
+    )
+    return value
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ts(value: datetime | None) -> str:
+    return (value or FAR_FUTURE).isoformat(sep=" ")
+
+
+def contract_variables(
+    engine: Engine,
+    settings: Settings,
+    schema: str,
+    period_start: date,
+    period_end: date,
+    restatement_id: int | None = None,
+) -> dict[str, str | float]:
+    """The values of the contracts' variables for one validation."""
+    prod = settings.prod_schema
+    restatement = _restatement(engine, settings, restatement_id)
+    prod_watermark = _prod_watermark(engine, settings)
+
+    revenue_relation = f"{schema}.fct_revenue_daily"
+    if restatement.accounts and schema != prod:
+        # What promotion would publish: the restated accounts from the isolated
+        # schema, every other account from production.
+        listed = ", ".join(_sql_str(a) for a in restatement.accounts)
+        revenue_relation = (
+            f"(select * from {schema}.fct_revenue_daily union all "
+            f"select * from {prod}.fct_revenue_daily where account_id not in ({listed})) "
+            "as revenue"
+        )
+    rebuilt_sources = schema != prod and all(
+        engine.relation_exists(schema, t) for t in ("int_deduped_events", "int_quarantined_events")
+    )
+    source_schema = schema if rebuilt_sources else prod
+    restated_at = restatement.source_watermark or prod_watermark
+    raw = engine.raw_events_relation(settings.landing) or (
+        "(select cast(null as timestamp) as event_ts, cast(null as timestamp) "
+        "as event_ingested_at where 1 = 0) as raw_landing"
+    )
+    database_prefix = (
+        f"{settings.snowflake_database}/"
+        if settings.engine == "snowflake" and settings.snowflake_database
+        else ""
+    )
+    return {
+        "database_prefix": database_prefix,
+        "schema": schema,
+        "prod_schema": prod,
+        "meta_schema": settings.meta_schema,
+        "source_schema": source_schema,
+        "revenue_relation": revenue_relation,
+        "raw_events": raw,
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+        # The restated mart reflects the raw data up to the restatement's source
+        # watermark; production's intermediate tables up to the last load.
+        "loaded_until": _ts(restated_at if schema != prod else prod_watermark),
+        "source_loaded_until": _ts(restated_at if rebuilt_sources else prod_watermark),
+        "tolerance_pct": float(settings.tolerance_pct),
+        "refund_rate_min": float(settings.refund_rate_min),
+        "refund_rate_max": float(settings.refund_rate_max),
+    }
+
+
+def resolve_variables(text: str, variables: dict[str, str | float]) -> str:
+    """Substitute ${var.NAME} the way Soda does (used to re-run a check's query)."""
+    return _VAR.sub(lambda m: str(variables[m.group(1)]), text)
+
+
+# --------------------------------------------------------------------------- Soda
+
+
+@contextmanager
+def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
+    """A Soda data source on the engine's warehouse.
+
+    DuckDB: a cursor of the engine's own connection, i.e. the same database
+    instance, so Soda works while this process holds the file. Other engines:
+    the data source file soda_checks/datasources/<engine>.yml.
+    """
+    con = getattr(engine, "con", None)
+    if engine.name == "duckdb" and con is not None:
+        from soda_duckdb import DuckDBDataSource
+
+        cursor = con.cursor()
+        try:
+            yield DuckDBDataSource.from_existing_cursor(cursor, DATA_SOURCE_NAME)
+        finally:
+            cursor.close()
+        return
+    from soda_core.common.data_source_impl import DataSourceImpl
+    from soda_core.common.yaml import DataSourceYamlSource
+
+    source = DataSourceYamlSource.from_file_path(str(DATASOURCES_DIR / f"{engine.name}.yml"))
+    impl = DataSourceImpl.from_yaml_source(source)
+    try:
+        yield impl
+    finally:
+        if impl is not None:
+            impl.close_connection()
+
+
+def _verify(
+    engine: Engine, settings: Settings, variables: dict[str, str | float]
+) -> tuple[list[Any], list[str]]:
+    """Run every contract in one Soda session; (contract results, error messages)."""
+    from soda_core.common.yaml import ContractYamlSource
+    from soda_core.contracts.contract_verification import ContractVerificationSession
+
+    sources = [ContractYamlSource.from_file_path(str(_contract_path(t))) for t in CONTRACTS]
+    with _data_source(engine, settings) as data_source:
+        session = ContractVerificationSession.execute(
+            contract_yaml_sources=sources,
+            data_source_impls=[data_source],
+            variables=dict(variables),
+        )
+    errors = list(session.get_errors())
+    return list(session.contract_verification_results), errors
+
+
+def _contract_path(table: str) -> Path:
+    return CONTRACTS_DIR / f"{table}.yml"
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _outcome(result: Any) -> str:
+    return {
+        "PASSED": "passed",
+        "FAILED": "failed",
+        "WARN": "warned",
+    }.get(result.outcome.name, "not_evaluated")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    return None
+
+
+def _threshold_text(check: Any, spec: dict[str, Any]) -> str:
+    """Soda's thresholds of a check as one line, e.g. 'fail unless < 0.1 percent; warn unless = 0'."""
+    ops = [
+        ("must_be", "="),
+        ("must_not_be", "!="),
+        ("must_be_greater_than", ">"),
+        ("must_be_greater_than_or_equal", ">="),
+        ("must_be_less_than", "<"),
+        ("must_be_less_than_or_equal", "<="),
+    ]
+    unit = " percent" if (spec.get("threshold") or {}).get("metric") == "percent" else ""
+    parts = []
+    for threshold in (check.threshold, check.warn_threshold):
+        if threshold is None:
+            continue
+        terms = [
+            f"{sym} {getattr(threshold, attr)}" for attr, sym in ops if getattr(threshold, attr) is not None
+        ]
+        if terms:
+            parts.append(f"{threshold.level} unless {' and '.join(terms)}{unit}")
+    return "; ".join(parts) or "must pass"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _partition_label(value: Any, column: str) -> str:
+    if value is None:
+        return "(no date)"
+    if column == "event_month" and isinstance(value, date):
+        return value.strftime("%Y-%m")
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+class _Contract:
+    """A contract file as YAML, to find a check's definition from Soda's result."""
+
+    def __init__(self, table: str, variables: dict[str, str | float]) -> None:
+        self.table = table
+        self.partition_column = CONTRACTS[table]
+        self.spec: dict[str, Any] = yaml.safe_load(_contract_path(table).read_text())
+        self.variables = variables
+        self.scopes: dict[str, Any] = self.spec.get("scopes") or {}
+
+    def check_spec(self, check: Any) -> dict[str, Any]:
+        if check.column_name:
+            for column in self.spec.get("columns") or []:
+                if column.get("name") == check.column_name:
+                    for item in column.get("checks") or []:
+                        if check.type in item:
+                            return item[check.type] or {}
+            return {}
+        for item in self.spec.get("checks") or []:
+            body = item.get(check.type, None) if check.type in item else None
+            if check.type in item and (body or {}).get("qualifier") == check.qualifier:
+                return body or {}
+        return {}
+
+    def relation(self, schema: str) -> str:
+        return f"{schema}.{self.table}"
+
+    def where(self, spec: dict[str, Any]) -> str:
+        scope = spec.get("scope")
+        text = (self.scopes.get(scope) or {}).get("filter") if scope else self.spec.get("filter")
+        text = f"({text})" if text else "true"
+        if spec.get("filter"):
+            text += f" and ({spec['filter']})"
+        return resolve_variables(text, self.variables)
+
+
+def _query_rows(engine: Engine, sql: str) -> list[dict[str, Any]]:
+    return engine.query_dicts(f"select * from ({sql}) as offending limit {MAX_PARTITIONS}")
+
+
+def _diagnose(
+    engine: Engine, contract: _Contract, schema: str, check: Any, result: Any, spec: dict[str, Any]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(offending partitions, offending rows) of a check that did not pass."""
+    pc = contract.partition_column
+    relation = contract.relation(schema)
+    rows: list[dict[str, Any]] = []
+    if check.type == "schema":
+        details: list[dict[str, Any]] = []
+        for name in getattr(result, "expected_column_names_not_actual", []) or []:
+            details.append({"column": name, "problem": "missing"})
+        for name in getattr(result, "actual_column_names_not_expected", []) or []:
+            details.append({"column": name, "problem": "not expected"})
+        for mismatch in getattr(result, "column_data_type_mismatches", []) or []:
+            details.append(
+                {
+                    "column": mismatch.column,
+                    "problem": "data type",
+                    "expected": mismatch.get_expected(),
+                    "actual": mismatch.get_actual(),
+                }
+            )
+        if getattr(result, "are_columns_out_of_order", False):
+            details.append({"problem": "columns out of order"})
+        return [], details
+    if check.type == "failed_rows" and spec.get("query"):
+        rows = _query_rows(engine, resolve_variables(spec["query"], contract.variables))
+    elif check.type == "failed_rows" and spec.get("expression"):
+        expression = resolve_variables(spec["expression"], contract.variables)
+        rows = _query_rows(
+            engine, f"select * from {relation} where {contract.where(spec)} and ({expression})"
+        )
+    elif check.type == "duplicate":
+        keys = spec.get("columns") or ([check.column_name] if check.column_name else [])
+        on = " and ".join(f"s.{k} = d.{k}" for k in keys)
+        others = "".join(f"s.{k}, " for k in keys if k != pc)
+        rows = _query_rows(
+            engine,
+            f"with scoped as (select * from {relation} where {contract.where(spec)}), "
+            f"dups as (select {', '.join(keys)}, count(*) as copies from scoped "
+            f"group by {', '.join(keys)} having count(*) > 1) "
+            f"select s.{pc}, {others}d.copies from scoped as s inner join dups as d on {on}",
+        )
+    elif check.type == "missing" and check.column_name:
+        rows = _query_rows(
+            engine,
+            f"select * from {relation} where {contract.where(spec)} and {check.column_name} is null",
+        )
+    elif check.type == "invalid" and check.column_name and spec.get("valid_values"):
+        allowed = ", ".join(_sql_str(str(v)) for v in spec["valid_values"])
+        rows = _query_rows(
+            engine,
+            f"select * from {relation} where {contract.where(spec)} "
+            f"and {check.column_name} is not null and {check.column_name} not in ({allowed})",
+        )
+    elif check.type == "row_count":
+        return [], [{"rows": _number(result.threshold_value)}]
+    partitions: list[str] = []
+    column = next((c for c in PARTITION_COLUMNS if rows and c in rows[0]), None)
+    if column:
+        partitions = sorted({_partition_label(r[column], column) for r in rows})
+    details = [{k: _jsonable(v) for k, v in r.items()} for r in rows[:MAX_DETAIL_ROWS]]
+    return partitions, details
+
+
+def _collect(
+    engine: Engine,
+    schemas: dict[str, str],
+    variables: dict[str, str | float],
+    contract_results: list[Any],
+) -> tuple[list[ValidationCheck], list[str]]:
+    checks: list[ValidationCheck] = []
+    errors: list[str] = []
+    for table, contract_result in zip(CONTRACTS, contract_results, strict=True):
+        contract = _Contract(table, variables)
+        schema = schemas[table]
+        dataset = f"{schema}.{table}"
+        if contract_result.has_errors or not contract_result.check_results:
+            errors.append(
+                f"{dataset}: contract could not be verified: "
+                + (contract_result.get_errors_str() or "no check results")
+            )
+        for result in contract_result.check_results:
+            check = result.check
+            spec = contract.check_spec(check)
+            outcome = _outcome(result)
+            name = check.name or check.type
+            if check.column_name and check.type in ("missing", "invalid", "duplicate"):
+                name = f"{check.column_name}: {name}"
+            partitions: list[str] = []
+            details: list[dict[str, Any]] = []
+            if outcome != "passed":
+                try:
+                    partitions, details = _diagnose(engine, contract, schema, check, result, spec)
+                except Exception as exc:  # the verdict stands; only the listing failed
+                    details = [{"diagnosis_error": str(exc)}]
+            checks.append(
+                ValidationCheck(
+                    name=name,
+                    dataset=dataset,
+                    check_type=check.type,
+                    outcome=outcome,
+                    passed=outcome in ("passed", "warned"),
+                    measured=_number(result.threshold_value),
+                    threshold=_threshold_text(check, spec),
+                    column=check.column_name,
+                    partitions=partitions,
+                    details=details,
+                )
+            )
+    return checks, errors
+
+
+def run_validation(
+    settings: Settings,
+    engine: Engine,
+    schema: str,
+    period_start: date,
+    period_end: date,
+    restatement_id: int | None,
+) -> ValidationResult:
+    """Run every Soda contract on ``schema`` for [period_start, period_end].
+
+    ``schema`` is a restatement's ``restate_<id>`` (its fct_revenue_daily) or the
+    production schema. The finance exports are (re)loaded first. The result passes
+    when no check failed (warnings allowed) and every contract was verified.
+    """
+    apply_process_env(settings)  # Soda's telemetry stays off
+    started = time.monotonic()
+    checked_at = datetime.now(UTC).replace(tzinfo=None)
+    load_finance_exports(engine, settings)
+    variables = contract_variables(engine, settings, schema, period_start, period_end, restatement_id)
+    schemas = {
+        "fct_revenue_daily": schema,
+        "int_deduped_events": str(variables["source_schema"]),
+        "finance_exports": settings.meta_schema,
+    }
+    contract_results, session_errors = _verify(engine, settings, variables)
+    checks, errors = _collect(engine, schemas, variables, contract_results)
+    errors += [e for e in session_errors if not any(e in x for x in errors)]
+    passed = bool(checks) and not errors and all(c.passed for c in checks)
+    return ValidationResult(
+        validation_id=uuid.uuid4().hex[:12],
+        scope="production" if schema == settings.prod_schema else "restatement",
+        schema=schema,
+        period_start=period_start,
+        period_end=period_end,
+        restatement_id=restatement_id,
+        passed=passed,
+        checks=checks,
+        errors=errors,
+        variables=variables,
+        checked_at=checked_at,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+
+
+def store_validation(engine: Engine, settings: Settings, result: ValidationResult) -> str:
+    """Record the result in ``<meta>.validations`` (what the promotion gate reads)."""
+    from restate.meta import init_meta
+
+    init_meta(engine, settings.meta_schema)
+    engine.execute(
+        f"insert into {settings.meta_schema}.validations (validation_id, restatement_id, scope, "
+        "checked_at, passed, result_json) values (?, ?, ?, ?, ?, ?)",
+        [
+            result.validation_id,
+            result.restatement_id,
+            result.scope,
+            result.checked_at,
+            result.passed,
+            json.dumps(result.as_dict(), default=str),
+        ],
+    )
+    return result.validation_id
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
+    return str(value)
+
+
+def _detail_line(row: dict[str, Any]) -> str:
+    if {"metric", "value", "finance"} <= row.keys():
+        where = " ".join(
+            str(row[k]) for k in ("event_date", "event_month", "currency") if row.get(k) is not None
+        )
+        if row["value"] is None or row["finance"] is None:
+            side = "mart" if row["value"] is None else "finance exports"
+            return f"{where} {row['metric']}: missing in {side}"
+        pct = row.get("diff_pct")
+        pct_text = f", {pct:.4f}%" if isinstance(pct, float) else ""
+        return (
+            f"{where} {row['metric']}: {_fmt(row['value'])} vs finance {_fmt(row['finance'])} "
+            f"(diff {_fmt(row['diff'])}{pct_text})"
+        )
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in row.items())
+
+
+def format_report(result: ValidationResult) -> str:
+    """A readable report: which checks failed or warned, on which partitions, by how much."""
+    failed, warned = result.failed_checks, result.warned_checks
+    who = f" (restatement {result.restatement_id})" if result.restatement_id is not None else ""
+    verdict = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"Validation {result.validation_id} of {result.schema}{who} for "
+        f"{result.period_start}..{result.period_end}: {verdict} - {len(result.checks)} checks, "
+        f"{len(failed)} failed, {len(warned)} warned ({result.duration_s:.1f}s)"
+    ]
+    for error in result.errors:
+        lines.append(f"ERROR {error}")
+    for label, group in (("FAILED", failed), ("WARN", warned)):
+        for c in group:
+            measured = "" if c.measured is None else f" measured {_fmt(c.measured)}"
+            lines.append(f"{label} [{c.dataset}] {c.name}:{measured} ({c.threshold})")
+            if c.partitions:
+                shown = ", ".join(c.partitions[:20])
+                more = f" and {len(c.partitions) - 20} more" if len(c.partitions) > 20 else ""
+                lines.append(f"    partitions: {shown}{more}")
+            for row in c.details[:10]:
+                lines.append(f"    {_detail_line(row)}")
+            if len(c.details) > 10:
+                lines.append(f"    ... {len(c.details) - 10} more rows")
+    passed = [c for c in result.checks if c.outcome == "passed"]
+    lines.append(f"passed: {len(passed)} checks")
+    return "\n".join(lines)
