@@ -446,8 +446,12 @@ def _diagnose(
     partitions: list[str] = []
     column = next((c for c in PARTITION_COLUMNS if rows and c in rows[0]), None)
     if column:
+        rows.sort(key=lambda r: _partition_label(r[column], column))
         partitions = sorted({_partition_label(r[column], column) for r in rows})
-    details = [{k: _jsonable(v) for k, v in r.items()} for r in rows[:MAX_DETAIL_ROWS]]
+    details = [
+        {k: _partition_label(v, k) if k == column else _jsonable(v) for k, v in r.items()}
+        for r in rows[:MAX_DETAIL_ROWS]
+    ]
     return partitions, details
 
 
@@ -567,6 +571,8 @@ def store_validation(engine: Engine, settings: Settings, result: ValidationResul
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
     return str(value)
