@@ -1,0 +1,38 @@
+"""Restatement notices: routed by dbt lineage, rendered once, delivered exactly once.
+
+    from notifications import NoticeContext, NoticeEvent, notify
+    report = notify(engine, settings, manifest, context)
+
+The Slack slash command app lives in `notifications.slack_app` (imported on demand).
+"""
+
+from notifications.composer import NoticeContext, as_reported_query, compose
+from notifications.dispatch import (
+    DispatchReport,
+    build_context,
+    build_targets,
+    notify,
+    outbox_rows,
+    resolve_in_doubt,
+)
+from notifications.events import DeliveryError, Message, NoticeEvent, Target
+from notifications.routing import AffectedExposure, downstream_exposures, recipients
+
+__all__ = [
+    "AffectedExposure",
+    "DeliveryError",
+    "DispatchReport",
+    "Message",
+    "NoticeContext",
+    "NoticeEvent",
+    "Target",
+    "as_reported_query",
+    "build_context",
+    "build_targets",
+    "compose",
+    "downstream_exposures",
+    "notify",
+    "outbox_rows",
+    "recipients",
+    "resolve_in_doubt",
+]

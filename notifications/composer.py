@@ -1,0 +1,430 @@
+"""What a notice says: a NoticeContext (facts) becomes a Message (subject, text, HTML,
+Slack blocks, chart). Delivery is elsewhere; nothing here talks to the network."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from notifications.chart import render_chart
+from notifications.events import Message, NoticeEvent
+from notifications.routing import AffectedExposure
+
+# Slack limits: 3000 characters per section text, 150 per header, 50 blocks per message.
+_SLACK_SECTION_MAX = 2900
+_ROWS_IN_SLACK = 24
+
+Table = tuple[list[str], list[list[str]]]
+
+
+@dataclass
+class NoticeContext:
+    """The facts of one notice.
+
+    monthly: rows {month 'YYYY-MM', metric, currency (optional), as_reported, restated,
+    delta, pct (percent of as_reported)}, as `restate.status.diff_by_month` returns them.
+    totals: the same per metric (and currency) for the whole period; summed from the
+    monthly rows when not given.
+    """
+
+    restatement_id: int
+    event: NoticeEvent
+    models: list[str]
+    period_start: date
+    period_end: date
+    reason: str
+    ticket: str | None = None
+    requested_by: str | None = None
+    approved_by: str | None = None
+    changelog_version: int | None = None
+    monthly: list[dict[str, Any]] = field(default_factory=list)
+    totals: list[dict[str, Any]] | None = None
+    # SQL a reader can run to see the numbers as reported before this restatement
+    # (see as_reported_query).
+    as_reported_sql: str | None = None
+    # Free text specific to the event: failed checks, drift details, rollback reason.
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        self.event = NoticeEvent(self.event)
+        if self.totals is None:
+            self.totals = totals_from_monthly(self.monthly)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the notice: one per restatement and event."""
+        return f"restatement-{self.restatement_id}-{self.event.value}"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe summary stored with each outbox row (monthly rows left out)."""
+        body = asdict(self)
+        body.pop("monthly")
+        body["event"] = self.event.value
+        body["period_start"] = self.period_start.isoformat()
+        body["period_end"] = self.period_end.isoformat()
+        body["totals"] = [{k: _jsonable(v) for k, v in t.items()} for t in self.totals or []]
+        return body
+
+
+def _jsonable(v: Any) -> Any:
+    return str(v) if isinstance(v, Decimal) else v
+
+
+def _dec(v: Any) -> Decimal:
+    if v is None:
+        return Decimal(0)
+    return v if isinstance(v, Decimal) else Decimal(str(v))
+
+
+def totals_from_monthly(monthly: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per metric (and currency, when rows carry one): as_reported, restated and delta
+    summed over the months; pct in percent of the as-reported total."""
+    sums: dict[tuple[str, str | None], list[Decimal]] = {}
+    for r in monthly:
+        acc = sums.setdefault((r["metric"], r.get("currency")), [Decimal(0), Decimal(0)])
+        acc[0] += _dec(r.get("as_reported"))
+        acc[1] += _dec(r.get("restated"))
+    out = []
+    for (metric, currency), (before, after) in sums.items():
+        delta = after - before
+        row: dict[str, Any] = {"metric": metric}
+        if currency is not None:
+            row["currency"] = currency
+        row.update(
+            {
+                "as_reported": before,
+                "restated": after,
+                "delta": delta,
+                "pct": float(delta / abs(before) * 100) if before else None,
+            }
+        )
+        out.append(row)
+    return out
+
+
+def as_reported_query(
+    schema: str, models: Sequence[str], period_start: date, period_end: date, restatement_id: int
+) -> str:
+    """SQL for the rows a promoted restatement replaced, from each model's `<model>_as_of`
+    view (archived versions carry the id of the restatement that replaced them)."""
+    return "\n".join(
+        f"select * from {schema}.{m}_as_of\n"
+        f"where replaced_by_restatement = {int(restatement_id)}\n"
+        f"  and event_date between '{period_start.isoformat()}' and '{period_end.isoformat()}';"
+        for m in models
+    )
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def money(v: Any) -> str:
+    return "—" if v is None else f"{_dec(v):,.2f}"
+
+
+def signed(v: Any) -> str:
+    return "—" if v is None else f"{_dec(v):+,.2f}"
+
+
+def percent(v: Any) -> str:
+    return "—" if v is None else f"{float(v):+.2f}%"
+
+
+def metric_label(metric: str) -> str:
+    return metric.replace("_", " ").capitalize()
+
+
+_NUMBER_HEADER = ["As reported", "Restated", "Change", "Change %"]
+
+
+def _has_currency(rows: Sequence[dict[str, Any]]) -> bool:
+    return any(r.get("currency") for r in rows)
+
+
+def _number_cells(r: dict[str, Any]) -> list[str]:
+    return [money(r["as_reported"]), money(r["restated"]), signed(r["delta"]), percent(r["pct"])]
+
+
+def totals_table(totals: Sequence[dict[str, Any]]) -> Table:
+    cur = _has_currency(totals)
+    header = ["Metric", *(["Currency"] if cur else []), *_NUMBER_HEADER]
+    rows = [
+        [
+            metric_label(t["metric"]),
+            *([str(t.get("currency") or "")] if cur else []),
+            *_number_cells(t),
+        ]
+        for t in totals
+    ]
+    return header, rows
+
+
+def month_table(monthly: Sequence[dict[str, Any]]) -> Table:
+    cur = _has_currency(monthly)
+    header = ["Month", "Metric", *(["Currency"] if cur else []), *_NUMBER_HEADER]
+    ordered = sorted(monthly, key=lambda r: (str(r["month"]), str(r.get("currency") or ""), r["metric"]))
+    rows = [
+        [
+            str(r["month"]),
+            metric_label(r["metric"]),
+            *([str(r.get("currency") or "")] if cur else []),
+            *_number_cells(r),
+        ]
+        for r in ordered
+    ]
+    return header, rows
+
+
+def text_table(table: Table) -> str:
+    """Fixed-width text; the number columns (the last four) are right-aligned."""
+    header, rows = table
+    first_number = len(header) - len(_NUMBER_HEADER)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i >= first_number else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+# ---------------------------------------------------------------- wording
+
+
+def _period(ctx: NoticeContext) -> str:
+    return f"{ctx.period_start.isoformat()} to {ctx.period_end.isoformat()}"
+
+
+def _models(ctx: NoticeContext) -> str:
+    return ", ".join(ctx.models) or "(none)"
+
+
+def headline(ctx: NoticeContext, exposures: Sequence[AffectedExposure]) -> str:
+    """What happened and what it means for the reported numbers, in plain words."""
+    what = f"{_models(ctx)} for {_period(ctx)}"
+    boards = ", ".join(e.label for e in exposures) or "no registered dashboard"
+    e = ctx.event
+    if e is NoticeEvent.RESTATEMENT_PLANNED:
+        return (
+            f"A restatement of {what} has been planned. Reported numbers have not changed yet; "
+            f"you will be told again when they do. Dashboards that will change: {boards}."
+        )
+    if e is NoticeEvent.VALIDATION_FAILED:
+        return (
+            f"The recomputed numbers for {what} failed validation and were NOT published. "
+            "The numbers you see today are unchanged."
+        )
+    if e is NoticeEvent.APPROVAL_NEEDED:
+        return (
+            f"Recomputed numbers for {what} passed validation and are waiting for approval "
+            "before they replace the reported numbers. An approver can reply in Slack with "
+            f"`/restatement approve {ctx.restatement_id}`."
+        )
+    if e is NoticeEvent.PROMOTED:
+        return (
+            f"The corrected numbers for {what} are now live and have replaced the previously "
+            f"reported numbers in: {boards}."
+        )
+    if e is NoticeEvent.ROLLED_BACK:
+        return (
+            f"The restatement of {what} was rolled back: the numbers reported before it are "
+            f"live again in: {boards}."
+        )
+    return (
+        f"Reported numbers for {what} no longer match the reference they were reconciled "
+        "against. Nothing has been changed automatically."
+    )
+
+
+def _facts(ctx: NoticeContext) -> list[tuple[str, str]]:
+    facts = [
+        ("Models", _models(ctx)),
+        ("Period", _period(ctx)),
+        ("Reason", ctx.reason or "—"),
+        ("Ticket", ctx.ticket or "—"),
+        ("Requested by", ctx.requested_by or "—"),
+        ("Approved by", ctx.approved_by or "—"),
+    ]
+    if ctx.changelog_version is not None:
+        facts.append(("Audit log version", str(ctx.changelog_version)))
+    return facts
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def compose(ctx: NoticeContext, exposures: Sequence[AffectedExposure] = ()) -> Message:
+    """Render the notice for every channel: same facts, same numbers everywhere."""
+    title = f"Restatement #{ctx.restatement_id}: {ctx.event.label}"
+    chart = render_chart(ctx.monthly, f"Restatement #{ctx.restatement_id}: as reported vs restated")
+    lead = headline(ctx, exposures)
+    return Message(
+        key=ctx.key,
+        subject=f"[restate] {title} ({_models(ctx)}, {_period(ctx)})",
+        text=_text(ctx, title, lead, exposures, chart is not None),
+        html=_html(ctx, title, lead, exposures, chart is not None),
+        blocks=_blocks(ctx, title, lead, exposures),
+        chart_png=chart,
+        chart_filename=f"{ctx.key}.png",
+        chart_title=f"Restatement #{ctx.restatement_id}: as reported vs restated, per month",
+    )
+
+
+def _text(
+    ctx: NoticeContext,
+    title: str,
+    lead: str,
+    exposures: Sequence[AffectedExposure],
+    has_chart: bool,
+) -> str:
+    parts = [title, "=" * len(title), "", lead, ""]
+    if ctx.detail:
+        parts += ["Details:", ctx.detail, ""]
+    parts += [f"{k}: {v}" for k, v in _facts(ctx)]
+    parts.append("")
+    if ctx.totals:
+        parts += ["Totals for the period", text_table(totals_table(ctx.totals)), ""]
+    if ctx.monthly:
+        parts += ["By month", text_table(month_table(ctx.monthly)), ""]
+        if has_chart:
+            parts += ["A chart of as-reported vs restated numbers per month is attached.", ""]
+    else:
+        parts += ["No restated figures have been computed yet.", ""]
+    if exposures:
+        parts.append("Dashboards affected")
+        parts += [f"- {e.label}" + (f": {e.url}" if e.url else "") for e in exposures]
+        parts.append("")
+    if ctx.as_reported_sql:
+        parts += ["The numbers as reported before this restatement stay queryable:"]
+        parts += [ctx.as_reported_sql, ""]
+    parts.append(f"-- restate, notice {ctx.key}")
+    return "\n".join(parts)
+
+
+def _mrkdwn_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(s: str, limit: int = _SLACK_SECTION_MAX - 60) -> str:
+    body = _mrkdwn_escape(s)
+    if len(body) > limit:
+        body = body[: limit - 20].rsplit("\n", 1)[0] + "\n… (truncated)"
+    return f"```{body}```"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_SECTION_MAX]}}
+
+
+def _blocks(
+    ctx: NoticeContext, title: str, lead: str, exposures: Sequence[AffectedExposure]
+) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        _section(_mrkdwn_escape(lead)),
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{k}*\n{_mrkdwn_escape(v)}"[:1900]} for k, v in _facts(ctx)
+            ],
+        },
+    ]
+    if ctx.detail:
+        blocks.append(_section("*Details*\n" + _code(ctx.detail)))
+    if ctx.totals:
+        blocks.append(_section("*Totals for the period*\n" + _code(text_table(totals_table(ctx.totals)))))
+    if ctx.monthly:
+        header, rows = month_table(ctx.monthly)
+        note = ""
+        if len(rows) > _ROWS_IN_SLACK:
+            note = f"\n_First {_ROWS_IN_SLACK} of {len(rows)} rows; the email has all of them._"
+            rows = rows[:_ROWS_IN_SLACK]
+        blocks.append(_section("*By month*\n" + _code(text_table((header, rows))) + note))
+    else:
+        blocks.append(_section("_No restated figures have been computed yet._"))
+    if exposures:
+        lines = [
+            f"• <{e.url}|{_mrkdwn_escape(e.label)}>" if e.url else f"• {_mrkdwn_escape(e.label)}"
+            for e in exposures
+        ]
+        blocks.append(_section("*Dashboards affected*\n" + "\n".join(lines)))
+    if ctx.as_reported_sql:
+        blocks.append(
+            _section("*Numbers as reported before this restatement*\n" + _code(ctx.as_reported_sql))
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"restate · notice `{ctx.key}`"}],
+        }
+    )
+    return blocks
+
+
+_CSS_TABLE = "border-collapse:collapse;font-family:Arial,sans-serif;font-size:13px"
+_CSS_TH = "text-align:left;border-bottom:1px solid #ccc;padding:4px 10px"
+_CSS_TD = "padding:4px 10px;border-bottom:1px solid #eee"
+
+
+def _html_table(table: Table) -> str:
+    header, rows = table
+    first_number = len(header) - len(_NUMBER_HEADER)
+
+    def cell(tag: str, i: int, v: str) -> str:
+        base = _CSS_TH if tag == "th" else _CSS_TD
+        align = ";text-align:right" if i >= first_number else ""
+        return f'<{tag} style="{base}{align}">{html.escape(v)}</{tag}>'
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f'<table style="{_CSS_TABLE}"><tr>{head}</tr>{body}</table>'
+
+
+def _html(
+    ctx: NoticeContext,
+    title: str,
+    lead: str,
+    exposures: Sequence[AffectedExposure],
+    has_chart: bool,
+) -> str:
+    esc = html.escape
+    parts = [
+        '<html><body style="font-family:Arial,sans-serif;font-size:14px;color:#1f2328">',
+        f"<h2>{esc(title)}</h2>",
+        f"<p>{esc(lead)}</p>",
+    ]
+    if ctx.detail:
+        parts.append(f"<h3>Details</h3><pre>{esc(ctx.detail)}</pre>")
+    facts = "".join(
+        f'<tr><td style="padding:2px 12px 2px 0"><b>{esc(k)}</b></td><td>{esc(v)}</td></tr>'
+        for k, v in _facts(ctx)
+    )
+    parts.append(f'<table style="font-size:13px">{facts}</table>')
+    if ctx.totals:
+        parts += ["<h3>Totals for the period</h3>", _html_table(totals_table(ctx.totals))]
+    if ctx.monthly:
+        parts += ["<h3>By month</h3>", _html_table(month_table(ctx.monthly))]
+        if has_chart:
+            parts.append("<p>A chart of as-reported vs restated numbers per month is attached.</p>")
+    else:
+        parts.append("<p><i>No restated figures have been computed yet.</i></p>")
+    if exposures:
+        items = "".join(
+            f'<li><a href="{esc(e.url)}">{esc(e.label)}</a></li>' if e.url else f"<li>{esc(e.label)}</li>"
+            for e in exposures
+        )
+        parts.append(f"<h3>Dashboards affected</h3><ul>{items}</ul>")
+    if ctx.as_reported_sql:
+        parts.append(
+            "<h3>Numbers as reported before this restatement</h3>"
+            f'<pre style="background:#f6f8fa;padding:8px">{esc(ctx.as_reported_sql)}</pre>'
+        )
+    parts.append(f'<p style="color:#656d76;font-size:12px">restate · notice {esc(ctx.key)}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,84 @@
+"""What a notice is about, what it says, and where it can be delivered."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class NoticeEvent(StrEnum):
+    """The moments in a restatement's life that people are told about."""
+
+    RESTATEMENT_PLANNED = "restatement_planned"
+    VALIDATION_FAILED = "validation_failed"
+    APPROVAL_NEEDED = "approval_needed"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    DRIFT_DETECTED = "drift_detected"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    NoticeEvent.RESTATEMENT_PLANNED: "Restatement planned",
+    NoticeEvent.VALIDATION_FAILED: "Restatement failed validation",
+    NoticeEvent.APPROVAL_NEEDED: "Restatement awaiting approval",
+    NoticeEvent.PROMOTED: "Restated numbers are live",
+    NoticeEvent.ROLLED_BACK: "Restatement rolled back",
+    NoticeEvent.DRIFT_DETECTED: "Reported numbers drifted",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One rendered notice, the same for every recipient of a (restatement, event)."""
+
+    key: str  # stable id of the notice, e.g. "restatement-7-promoted"
+    subject: str
+    text: str  # plain text (email body, Slack fallback text)
+    html: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # Slack Block Kit
+    chart_png: bytes | None = None
+    chart_filename: str = "restatement.png"
+    chart_title: str = "As reported vs restated, per month"
+
+
+class DeliveryError(Exception):
+    """The target is certain the notice was NOT delivered, so sending it again is safe.
+
+    Any other exception from `Target.send` means the outcome is unknown (for example a
+    timeout after the request went out) and the notice is left "in doubt".
+    """
+
+
+def split_recipient(recipient: str) -> tuple[str, str]:
+    """'slack:#finance' -> ('slack', '#finance'); 'email:a@b.com' -> ('email', 'a@b.com')."""
+    scheme, sep, address = recipient.partition(":")
+    if not sep or not address or scheme not in ("slack", "email", "outbox"):
+        raise ValueError(
+            f"recipient {recipient!r} must look like 'slack:#channel', 'email:person@domain' or 'outbox:name'"
+        )
+    return scheme, address
+
+
+class Target(ABC):
+    """A delivery channel. `send` delivers one message to one recipient."""
+
+    #: name stored in notification_outbox.channel ('slack', 'email', 'outbox')
+    channel: str
+
+    @abstractmethod
+    def send(self, recipient: str, message: Message) -> str | None:
+        """Deliver; return a reference (Slack ts, Message-ID, file path) for the audit log.
+
+        Raise DeliveryError only when nothing was delivered; let anything else propagate.
+        """
+
+    def was_delivered(self, recipient: str, message: Message) -> bool | None:
+        """Whether an earlier, interrupted send got through: True/False, or None if the
+        target cannot tell (Slack, email)."""
+        return None

@@ -1,0 +1,292 @@
+"""`/restatement` slash command: a slack-bolt App behind FastAPI, served by uvicorn.
+
+    /restatement status [ID]      one restatement (the latest without ID)
+    /restatement list             the most recent restatements
+    /restatement diff ID          as reported vs restated, per month
+    /restatement approve ID [comment]   only for settings.slack_approvers
+
+Every request must carry a valid Slack signature (X-Slack-Signature over the raw body
+with the signing secret) and a timestamp at most 5 minutes old; anything else, and a
+second delivery of an already-seen signature (a replay), is answered 401 before the
+Bolt app sees it. Bolt verifies the signature again. The command is acknowledged at once
+(Slack allows 3 seconds) and the answer is posted to the command's response_url by a
+Bolt lazy listener, so slow warehouse lookups never time out the command.
+
+The warehouse is opened per command and closed right after: DuckDB allows one writing
+process per file, and a long-lived connection here would block loads and restatements.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from slack_bolt import Ack, App, Respond
+from slack_bolt.adapter.fastapi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
+
+from notifications.composer import month_table, text_table, totals_from_monthly, totals_table
+from restate import changelog
+from restate.engines.base import Engine
+from restate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/restatement"
+MAX_AGE_S = 300  # Slack's recommended window for X-Slack-Request-Timestamp
+REFUSED_EVENT = "approval_refused"
+
+USAGE = (
+    "Usage:\n"
+    "• `/restatement status [ID]`: state of a restatement (latest without ID)\n"
+    "• `/restatement list`: recent restatements\n"
+    "• `/restatement diff ID`: as reported vs restated, per month\n"
+    "• `/restatement approve ID [comment]`: approve (approvers only)"
+)
+_SUBCOMMANDS = ("status", "list", "diff", "approve")
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    in_channel: bool = False  # visible to the channel, not only to the caller
+
+
+class ReplayGuard:
+    """Remembers signatures seen in the last MAX_AGE_S seconds: a signed request is
+    accepted once. (In-process memory: with several server processes each has its own.)"""
+
+    def __init__(self, max_age_s: int = MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, signature: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._lock:
+            for sig, seen_at in list(self._seen.items()):
+                if now - seen_at > 2 * self.max_age_s:
+                    del self._seen[sig]
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now
+            return True
+
+
+# ------------------------------------------------------------------ command logic
+
+
+def _parse_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    raw = raw.lstrip("#")
+    return int(raw) if raw.isdigit() else None
+
+
+def _unknown(rid: int) -> Reply:
+    return Reply(f"There is no restatement #{rid}. `/restatement list` shows the recent ones.")
+
+
+def _fmt_status(st: dict[str, Any]) -> str:
+    chunks = f"{st.get('chunks_done', 0)}/{st.get('chunks_total', 0)} chunks done"
+    phase = st.get("phase") or str(st.get("status", "")).replace("_", " ")
+    lines = [
+        f"*Restatement #{st['restatement_id']}* — *{phase}* (`{st.get('status')}`)",
+        f"Models: {', '.join(st.get('models') or [])}",
+        f"Period: {st.get('period_start')} to {st.get('period_end')} · {chunks}",
+        f"Reason: {st.get('reason') or '—'}" + (f" (ticket {st['ticket']})" if st.get("ticket") else ""),
+        f"Requested by {st.get('requested_by') or '—'} · approved by "
+        f"{st.get('approved_by') or '—'}" + (" · approval required" if st.get("requires_approval") else ""),
+    ]
+    return "\n".join(lines)
+
+
+def handle_command(
+    engine_factory: Callable[[], Engine],
+    settings: Settings,
+    user_id: str,
+    user_name: str,
+    text: str,
+) -> Reply:
+    """Answer one `/restatement ...` command (runs after the ack, off the request path)."""
+    from restate import status as api
+
+    words = text.split()
+    sub = words[0].lower() if words else "help"
+    arg = words[1] if len(words) > 1 else None
+    if sub not in _SUBCOMMANDS:
+        return Reply(USAGE)
+    rid = _parse_id(arg)
+    if arg is not None and rid is None:
+        return Reply(f"`{arg}` is not a restatement id: use a number, e.g. `/restatement {sub} 7`.")
+    if sub in ("diff", "approve") and rid is None:
+        return Reply(f"Which restatement? e.g. `/restatement {sub} 7`.")
+    engine = engine_factory()
+    try:
+        if sub == "list":
+            rows = api.list_restatements(engine, settings, limit=10)
+            if not rows:
+                return Reply("No restatements yet.")
+            return Reply(
+                "\n".join(
+                    f"• *#{r['restatement_id']}* {r.get('phase') or r['status']} · "
+                    f"{', '.join(r['models'])} · {r['period_start']} to {r['period_end']} · "
+                    f"{r.get('requested_by') or '—'}: {r.get('reason') or ''}"
+                    for r in rows
+                )
+            )
+        if sub == "status":
+            if rid is None:
+                latest = api.list_restatements(engine, settings, limit=1)
+                if not latest:
+                    return Reply("No restatements yet.")
+                return Reply(_fmt_status(latest[0]))
+            st = api.restatement_status(engine, settings, rid)
+            return _unknown(rid) if st is None else Reply(_fmt_status(st))
+        assert rid is not None
+        if sub == "diff":
+            if api.restatement_status(engine, settings, rid) is None:
+                return _unknown(rid)
+            monthly = api.diff_by_month(engine, settings, rid)
+            if not monthly:
+                return Reply(f"Restatement #{rid} has no diff yet (it is computed after the run).")
+            totals = text_table(totals_table(totals_from_monthly(monthly)))
+            months = text_table(month_table(monthly))
+            body = f"*Restatement #{rid}: as reported vs restated*\n```{totals}```\n```{months}```"
+            return Reply(body[:3900])
+        # approve
+        comment = " ".join(words[2:]) or None
+        st = api.restatement_status(engine, settings, rid)
+        if user_id not in settings.slack_approvers:
+            with engine.transaction():
+                changelog.append(
+                    engine,
+                    settings.meta_schema,
+                    REFUSED_EVENT,
+                    {
+                        "slack_user_id": user_id,
+                        "slack_user_name": user_name,
+                        "requested_restatement": rid,
+                        "command": f"{COMMAND} {text}".strip(),
+                        "reason": "not a configured approver",
+                    },
+                    restatement_id=rid if st is not None else None,
+                    actor=f"slack:{user_id}",
+                )
+            return Reply(
+                f"Sorry <@{user_id}>, you are not allowed to approve restatements. "
+                "This attempt has been recorded in the audit log."
+            )
+        if st is None:
+            return _unknown(rid)
+        try:
+            api.approve(engine, settings, rid, f"slack:{user_id}", comment)
+        except ValueError as exc:
+            return Reply(f"Restatement #{rid} cannot be approved: {exc}")
+        return Reply(f"Restatement #{rid} approved by <@{user_id}>.", in_channel=True)
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------------ Bolt + FastAPI
+
+
+def _default_engine_factory(settings: Settings) -> Callable[[], Engine]:
+    def factory() -> Engine:
+        from restate.engines import connect
+
+        return connect(settings)
+
+    return factory
+
+
+def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | None = None) -> App:
+    if settings.slack_token is None or settings.slack_signing_secret is None:
+        raise ValueError("the Slack app needs RESTATE_SLACK_TOKEN and RESTATE_SLACK_SIGNING_SECRET")
+    factory = engine_factory or _default_engine_factory(settings)
+    bolt = App(
+        client=WebClient(token=settings.slack_token.get_secret_value(), base_url=settings.slack_base_url),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False,
+    )
+
+    def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
+        words = (command.get("text") or "").split()
+        if not words or words[0].lower() not in _SUBCOMMANDS:
+            ack(text=USAGE, response_type="ephemeral")
+        else:
+            ack(
+                text=f"Looking that up… (`{COMMAND} {command.get('text', '').strip()}`)",
+                response_type="ephemeral",
+            )
+
+    def answer(command: dict[str, Any], respond: Respond) -> None:
+        words = (command.get("text") or "").split()
+        if not words or words[0].lower() not in _SUBCOMMANDS:
+            return  # the ack already carried the usage text
+        try:
+            reply = handle_command(
+                factory,
+                settings,
+                str(command.get("user_id", "")),
+                str(command.get("user_name", "")),
+                str(command.get("text", "")),
+            )
+        except Exception as exc:  # the caller must hear something; details go to the log
+            log.exception("slash command failed: %s", command.get("text"))
+            reply = Reply(f"Sorry, that failed: {type(exc).__name__}: {exc}")
+        respond(
+            text=reply.text,
+            response_type="in_channel" if reply.in_channel else "ephemeral",
+            replace_original=False,
+        )
+
+    bolt.command(COMMAND)(ack=acknowledge, lazy=[answer])
+    return bolt
+
+
+def create_app(settings: Settings, engine_factory: Callable[[], Engine] | None = None) -> FastAPI:
+    """The FastAPI app: POST /slack/commands (also /slack/events), GET /healthz.
+
+    Building it calls Slack's auth.test once (at settings.slack_base_url) to check the token.
+    """
+    bolt = build_bolt_app(settings, engine_factory)
+    handler = SlackRequestHandler(bolt)
+    assert settings.slack_signing_secret is not None
+    verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+    replays = ReplayGuard()
+    api = FastAPI(title="restate Slack commands", docs_url=None, redoc_url=None)
+
+    async def slack_endpoint(req: Request) -> Response:
+        body = await req.body()
+        timestamp = req.headers.get("x-slack-request-timestamp", "")
+        signature = req.headers.get("x-slack-signature", "")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_AGE_S:
+            return JSONResponse({"error": "stale or missing timestamp"}, status_code=401)
+        if not verifier.is_valid(body, timestamp, signature):
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        if not replays.first_use(signature):
+            return JSONResponse({"error": "replayed request"}, status_code=401)
+        return await handler.handle(req)
+
+    api.add_api_route("/slack/commands", slack_endpoint, methods=["POST"])
+    api.add_api_route("/slack/events", slack_endpoint, methods=["POST"])
+
+    @api.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return api
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Run the slash command app until interrupted (the `restate slack serve` command)."""
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
