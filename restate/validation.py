@@ -354,7 +354,6 @@ class _Contract:
         self.partition_column = CONTRACTS[table]
         self.spec: dict[str, Any] = yaml.safe_load(_contract_path(table).read_text())
         self.variables = variables
-        self.scopes: dict[str, Any] = self.spec.get("scopes") or {}
 
     def check_spec(self, check: Any) -> dict[str, Any]:
         if check.column_name:
@@ -374,9 +373,8 @@ class _Contract:
         return f"{schema}.{self.table}"
 
     def where(self, spec: dict[str, Any]) -> str:
-        scope = spec.get("scope")
-        text = (self.scopes.get(scope) or {}).get("filter") if scope else self.spec.get("filter")
-        text = f"({text})" if text else "true"
+        """The contract filter and the check's own filter, as Soda applies them."""
+        text = f"({self.spec['filter']})" if self.spec.get("filter") else "true"
         if spec.get("filter"):
             text += f" and ({spec['filter']})"
         return resolve_variables(text, self.variables)
@@ -411,48 +409,62 @@ def _diagnose(
         if getattr(result, "are_columns_out_of_order", False):
             details.append({"problem": "columns out of order"})
         return [], details
+    if check.type == "row_count":
+        return [], [{"rows": _number(result.threshold_value)}]
+    where = contract.where(spec)
+    sql: str | None = None
     if check.type == "failed_rows" and spec.get("query"):
-        rows = _query_rows(engine, resolve_variables(spec["query"], contract.variables))
+        sql = resolve_variables(spec["query"], contract.variables)
     elif check.type == "failed_rows" and spec.get("expression"):
         expression = resolve_variables(spec["expression"], contract.variables)
-        rows = _query_rows(
-            engine, f"select * from {relation} where {contract.where(spec)} and ({expression})"
-        )
+        sql = f"select * from {relation} where {where} and ({expression})"
     elif check.type == "duplicate":
         keys = spec.get("columns") or ([check.column_name] if check.column_name else [])
         on = " and ".join(f"s.{k} = d.{k}" for k in keys)
         others = "".join(f"s.{k}, " for k in keys if k != pc)
-        rows = _query_rows(
-            engine,
-            f"with scoped as (select * from {relation} where {contract.where(spec)}), "
+        sql = (
+            f"with scoped as (select * from {relation} where {where}), "
             f"dups as (select {', '.join(keys)}, count(*) as copies from scoped "
             f"group by {', '.join(keys)} having count(*) > 1) "
-            f"select s.{pc}, {others}d.copies from scoped as s inner join dups as d on {on}",
+            f"select s.{pc}, {others}d.copies from scoped as s inner join dups as d on {on}"
         )
     elif check.type == "missing" and check.column_name:
-        rows = _query_rows(
-            engine,
-            f"select * from {relation} where {contract.where(spec)} and {check.column_name} is null",
-        )
+        sql = f"select * from {relation} where {where} and {check.column_name} is null"
     elif check.type == "invalid" and check.column_name and spec.get("valid_values"):
         allowed = ", ".join(_sql_str(str(v)) for v in spec["valid_values"])
-        rows = _query_rows(
-            engine,
-            f"select * from {relation} where {contract.where(spec)} "
-            f"and {check.column_name} is not null and {check.column_name} not in ({allowed})",
+        sql = (
+            f"select * from {relation} where {where} "
+            f"and {check.column_name} is not null and {check.column_name} not in ({allowed})"
         )
-    elif check.type == "row_count":
-        return [], [{"rows": _number(result.threshold_value)}]
+    if sql is None:
+        return [], []
+    rows = _query_rows(engine, sql)
     partitions: list[str] = []
     column = next((c for c in PARTITION_COLUMNS if rows and c in rows[0]), None)
     if column:
         rows.sort(key=lambda r: _partition_label(r[column], column))
-        partitions = sorted({_partition_label(r[column], column) for r in rows})
+        values = [r[column] for r in rows]
+        if len(rows) >= MAX_PARTITIONS:  # more rows than fetched: ask for the partitions alone
+            values = [v for (v,) in engine.query(f"select distinct {column} from ({sql}) as offending")]
+        partitions = sorted({_partition_label(v, column) for v in values})
     details = [
         {k: _partition_label(v, k) if k == column else _jsonable(v) for k, v in r.items()}
         for r in rows[:MAX_DETAIL_ROWS]
     ]
     return partitions, details
+
+
+def _short_errors(messages: list[str]) -> list[str]:
+    """Soda's error messages without the SQL they quote: the first line and the
+    database's own error lines, once each."""
+    out: list[str] = []
+    for message in messages:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        for line in lines[:1] + [x for x in lines[1:] if "Error:" in x or "Exception:" in x]:
+            line = line[:300]
+            if line not in out:
+                out.append(line)
+    return out[:10]
 
 
 def _collect(
@@ -468,10 +480,8 @@ def _collect(
         schema = schemas[table]
         dataset = f"{schema}.{table}"
         if contract_result.has_errors or not contract_result.check_results:
-            errors.append(
-                f"{dataset}: contract could not be verified: "
-                + (contract_result.get_errors_str() or "no check results")
-            )
+            reasons = _short_errors(contract_result.get_errors()) or ["no check results"]
+            errors.append(f"{dataset}: contract could not be verified: {'; '.join(reasons)}")
         for result in contract_result.check_results:
             check = result.check
             spec = contract.check_spec(check)
@@ -481,7 +491,7 @@ def _collect(
                 name = f"{check.column_name}: {name}"
             partitions: list[str] = []
             details: list[dict[str, Any]] = []
-            if outcome != "passed":
+            if outcome in ("failed", "warned"):
                 try:
                     partitions, details = _diagnose(engine, contract, schema, check, result, spec)
                 except Exception as exc:  # the verdict stands; only the listing failed
@@ -527,9 +537,16 @@ def run_validation(
         "int_deduped_events": str(variables["source_schema"]),
         "finance_exports": settings.meta_schema,
     }
+    missing = [
+        f"{schema_}.{table} does not exist"
+        for table, schema_ in schemas.items()
+        if not engine.relation_exists(schema_, table)
+    ]
     contract_results, session_errors = _verify(engine, settings, variables)
     checks, errors = _collect(engine, schemas, variables, contract_results)
-    errors += [e for e in session_errors if not any(e in x for x in errors)]
+    if not contract_results:
+        errors += _short_errors(session_errors) or ["Soda verified no contract"]
+    errors = missing + errors
     passed = bool(checks) and not errors and all(c.passed for c in checks)
     return ValidationResult(
         validation_id=uuid.uuid4().hex[:12],
@@ -603,14 +620,17 @@ def format_report(result: ValidationResult) -> str:
     lines = [
         f"Validation {result.validation_id} of {result.schema}{who} for "
         f"{result.period_start}..{result.period_end}: {verdict} - {len(result.checks)} checks, "
-        f"{len(failed)} failed, {len(warned)} warned ({result.duration_s:.1f}s)"
+        f"{sum(c.outcome == 'failed' for c in failed)} failed, "
+        f"{sum(c.outcome != 'failed' for c in failed)} not evaluated, {len(warned)} warned "
+        f"({result.duration_s:.1f}s)"
     ]
     for error in result.errors:
         lines.append(f"ERROR {error}")
-    for label, group in (("FAILED", failed), ("WARN", warned)):
+    for group in (failed, warned):
         for c in group:
+            label = {"failed": "FAILED", "warned": "WARN"}.get(c.outcome, "NOT EVALUATED")
             measured = "" if c.measured is None else f" measured {_fmt(c.measured)}"
-            lines.append(f"{label} [{c.dataset}] {c.name}:{measured} ({c.threshold})")
+            lines.append(f"{label} {c.dataset}: {c.name}:{measured} ({c.threshold})")
             if c.partitions:
                 shown = ", ".join(c.partitions[:20])
                 more = f" and {len(c.partitions) - 20} more" if len(c.partitions) > 20 else ""
