@@ -13,7 +13,6 @@ import pytest
 
 from restate.engines import connect
 from restate.lifecycle import create_plan
-from restate.pipeline import load_once
 from restate.planning import PlanRequest
 from tests.conftest import land, make_settings, table_rows
 
@@ -40,19 +39,30 @@ def _attempts(s, rid: int) -> dict[str, tuple[str, int]]:
 def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "wh", chunk_days=10)
     land(s, None, datetime(2026, 10, 20))
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
-    plan = create_plan(
-        s, PlanRequest("fct_revenue_daily+", date(2026, 8, 1), date(2026, 10, 31), "bug", "ana")
-    )
-    total = len(plan.chunks)
-    assert total >= 9
     env = {
         **os.environ,
         "RESTATE_DATA_DIR": str(s.data_dir),
         "RESTATE_CHUNK_DAYS": "10",
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
     }
+    (tmp_path / "prefect").mkdir()
+    # Setup runs in subprocesses too: dbt keeps the DuckDB file open in the process
+    # that ran it, and DuckDB allows one writing process per file.
+    cli = [sys.executable, "-m", "restate.cli"]
+    subprocess.run([*cli, "load"], env={**env, "RESTATE_REVENUE_LOGIC": "v1"}, check=True)
+    subprocess.run(
+        [*cli, "plan", "-s", "fct_revenue_daily+", "--start", "2026-08-01", "--end", "2026-10-31",
+         "--reason", "bug", "--requested-by", "ana"],
+        env=env, check=True,
+    )
+    with connect(s) as e:
+        from restate.planning import load_plan
+
+        plan = load_plan(e, s, 1)
+    total = len(plan.chunks)
+    assert total >= 9
     proc = _run(env, plan.restatement_id)
     done_lines = 0
     assert proc.stdout is not None
