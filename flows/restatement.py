@@ -95,7 +95,7 @@ def restatement(
         result = future.result()
         done += 1
         reused += int(bool(result.get("reused")))
-        update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
+        update_progress_artifact(progress_id, progress=100.0 * done / len(futures))  # type: ignore[arg-type]
     wait(futures)
     stats = finish_recompute(restatement_id)
     validation = validate(restatement_id)
@@ -112,4 +112,4 @@ def restatement(
 
 def with_concurrency(concurrency: int) -> Any:
     """The restatement flow with a task runner sized for the engine."""
-    return restatement.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency))
+    return restatement.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency))  # type: ignore[arg-type]

@@ -538,7 +538,7 @@ def demo() -> None:
 
     s = get_settings()
     out = run_demo(s, lambda line: console.print(line), default_spec())
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for row in out["diff"]:
         if row["metric"] == "net_revenue":
             m = summary.setdefault(row["month"], {"month": row["month"], "as_reported": 0, "restated": 0})
@@ -559,6 +559,18 @@ def demo() -> None:
         f"{s.prod_schema}.fct_revenue_daily_as_of; undo with `restate rollback "
         f"{out['restatement_id']} --by NAME`. History: `restate log`."
     )
+
+
+slack = typer.Typer(help="Slack slash command app.", no_args_is_help=True)
+app.add_typer(slack, name="slack")
+
+
+@slack.command("serve")
+def slack_serve(host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Serve /restatement (status, list, diff, approve) over HTTP for Slack."""
+    from notifications.slack_app import serve
+
+    serve(get_settings(), host, port)
 
 
 audit = typer.Typer(help="Audit the changelog.", no_args_is_help=True)

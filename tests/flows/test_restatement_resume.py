@@ -22,7 +22,10 @@ pytestmark = pytest.mark.slow
 def _run(env: dict[str, str], rid: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "restate.cli", "run", str(rid)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -53,9 +56,22 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     cli = [sys.executable, "-m", "restate.cli"]
     subprocess.run([*cli, "load"], env={**env, "RESTATE_REVENUE_LOGIC": "v1"}, check=True)
     subprocess.run(
-        [*cli, "plan", "-s", "fct_revenue_daily+", "--start", "2026-08-01", "--end", "2026-10-31",
-         "--reason", "bug", "--requested-by", "ana"],
-        env=env, check=True,
+        [
+            *cli,
+            "plan",
+            "-s",
+            "fct_revenue_daily+",
+            "--start",
+            "2026-08-01",
+            "--end",
+            "2026-10-31",
+            "--reason",
+            "bug",
+            "--requested-by",
+            "ana",
+        ],
+        env=env,
+        check=True,
     )
     with connect(s) as e:
         from restate.planning import load_plan
