@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.settings import Settings
@@ -53,10 +54,6 @@ class LoadResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def last_watermark(engine: Engine, meta_schema: str) -> datetime | None:

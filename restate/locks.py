@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from restate.clock import utc_now as _now
 from restate.engines.base import Engine
 
 PROD_WRITE_LOCK = "prod_write"
@@ -14,10 +15,6 @@ PROD_WRITE_LOCK = "prod_write"
 
 class LockTimeoutError(RuntimeError):
     """The lock stayed held by someone else for longer than we were willing to wait."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def try_acquire(engine: Engine, schema: str, name: str, holder: str, ttl_s: float) -> bool:

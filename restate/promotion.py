@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from restate import changelog, locks
+from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.planning import Plan
@@ -26,10 +26,6 @@ class SwapResult:
     archive_version: int
     rows_archived: int
     rows_inserted: int
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def archive_table(settings: Settings, model: str) -> str:

@@ -6,10 +6,10 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from restate import changelog
+from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.planning import Chunk, Plan
@@ -26,10 +26,6 @@ class ChunkResult:
     rows_written: int
     duration_s: float
     dbt_s: float
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def chunk_cache_key(plan: Plan, chunk_id: str) -> str:
