@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     chunk_days: int = Field(default=31, ge=1, description="max event_date span of one chunk")
     account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
     require_approval: bool = False
+    # How long a flow run waits paused for an approver, and how often it checks.
+    approval_timeout_s: int = Field(default=86_400, ge=1, description="pause before failing")
+    approval_poll_s: int = Field(default=10, ge=1, description="paused flow checks this often")
+    # threads: chunks run in the flow run's process (one DuckDB writer);
+    # task_workers: chunks are queued to Prefect task workers (`prefect task serve`).
+    chunk_execution: Literal["threads", "task_workers"] = "threads"
     chunk_overhead_s: float = Field(default=0.6, description="measured dbt cost per chunk")
     tolerance_pct: float = Field(default=0.05, description="finance diff tolerance, percent")
     refund_rate_min: float = 0.0
