@@ -106,6 +106,11 @@ class DbtProject:
         self.invoke(["parse"])
         return json.loads((self.target_path / "manifest.json").read_text())
 
+    def last_manifest(self) -> dict[str, Any]:
+        """The manifest dbt wrote on its last invocation (no parse)."""
+        loaded: dict[str, Any] = json.loads((self.target_path / "manifest.json").read_text())
+        return loaded
+
     def save_prod_state(self) -> None:
         """Keep production's manifest for --defer by restatement runs."""
         self.prod_state_dir.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,16 @@ META_TABLES: dict[str, str] = {
         passed boolean not null,
         result_json varchar not null
     """,
+    # Which model code and logic vars built production, per load (for `restate explain`).
+    "model_builds": """
+        build_id varchar not null,
+        built_at timestamp not null,
+        source varchar not null,
+        model varchar not null,
+        logic_version varchar not null,
+        model_sha256 varchar not null,
+        dbt_vars_json varchar not null
+    """,
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from restate import locks
+from restate.code_version import record_load_build
 from restate.dbt_runner import DbtProject
 from restate.engines import connect
 from restate.loads import (
@@ -42,10 +43,13 @@ def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None 
             try:
                 if on_step:
                     on_step("running dbt models")
-                run_models(DbtProject(settings), window)
+                dbt = DbtProject(settings)
+                run_models(dbt, window)
                 if on_step:
                     on_step("recording watermark")
-                return summarize_load(engine, settings, window, started)
+                result = summarize_load(engine, settings, window, started)
+                record_load_build(engine, settings, window.load_id, dbt.last_manifest())
+                return result
             except Exception as exc:
                 fail_load(engine, settings.meta_schema, window.load_id, str(exc))
                 raise

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     chunk_execution: Literal["threads", "task_workers"] = "threads"
     chunk_overhead_s: float = Field(default=0.6, description="measured dbt cost per chunk")
     tolerance_pct: float = Field(default=0.05, description="finance diff tolerance, percent")
+    # Nightly reconciliation: how many closed days back from the last finance export it checks.
+    reconcile_days: int = Field(default=450, ge=1, description="closed days the nightly run checks")
     refund_rate_min: float = 0.0
     refund_rate_max: float = 0.5
 

@@ -1,0 +1,106 @@
+"""Which code built production: one logic version per model, recorded with every load.
+
+A model's *logic version* is the sha256 of its SQL together with the dbt vars that
+change what it computes (``revenue_logic``): the old and the fixed refund logic are
+the same file run with a different var, and must count as different code.
+Restatement plans record the same inputs (``code_version`` in the plan), so a
+promotion's logic version is derived from the plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from restate.clock import utc_now
+from restate.engines.base import Engine
+from restate.settings import Settings
+
+
+def logic_version(model_sha256: str, dbt_vars: dict[str, Any]) -> str:
+    payload = json.dumps({"sql": model_sha256, "vars": dbt_vars}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def model_hashes(manifest: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each model's raw SQL, by model name."""
+    return {
+        node["name"]: hashlib.sha256(node["raw_code"].encode()).hexdigest()
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+
+
+def current_versions(settings: Settings, manifest: dict[str, Any]) -> dict[str, str]:
+    """The logic version each model would be built with now."""
+    dbt_vars = settings.dbt_vars()
+    return {name: logic_version(sha, dbt_vars) for name, sha in model_hashes(manifest).items()}
+
+
+def record_load_build(
+    engine: Engine, settings: Settings, load_id: str, manifest: dict[str, Any]
+) -> None:
+    """Remember the code a production load ran with (one row per model)."""
+    dbt_vars = settings.dbt_vars()
+    now = utc_now()
+    for name, sha in sorted(model_hashes(manifest).items()):
+        engine.execute(
+            f"insert into {settings.meta_schema}.model_builds values (?, ?, 'load', ?, ?, ?, ?)",
+            [load_id, now, name, logic_version(sha, dbt_vars), sha, json.dumps(dbt_vars, sort_keys=True)],
+        )
+
+
+@dataclass(frozen=True)
+class ProdBuild:
+    """The last computation of a model's production rows for a period."""
+
+    model: str
+    logic_version: str
+    source: str  # "load:<id>" or "restatement:<id>"
+    built_at: datetime
+    dbt_vars: dict[str, Any]
+
+
+def last_prod_build(
+    engine: Engine, settings: Settings, model: str, start: date, end: date
+) -> ProdBuild | None:
+    """The newest of: the last load's build, and a promotion covering part of [start, end]."""
+    meta = settings.meta_schema
+    candidates: list[ProdBuild] = []
+    for row in engine.query_dicts(
+        f"select build_id, built_at, logic_version, dbt_vars_json from {meta}.model_builds "
+        "where model = ? order by built_at desc limit 1",
+        [model],
+    ):
+        candidates.append(
+            ProdBuild(
+                model,
+                row["logic_version"],
+                f"load:{row['build_id']}",
+                row["built_at"],
+                json.loads(row["dbt_vars_json"]),
+            )
+        )
+    for row in engine.query_dicts(
+        f"select restatement_id, updated_at, code_version from {meta}.restatements "
+        "where status = 'promoted' and period_start <= ? and period_end >= ? "
+        "order by updated_at desc limit 1",
+        [end, start],
+    ):
+        code = json.loads(row["code_version"] or "{}")
+        sha = (code.get("model_sha256") or {}).get(model)
+        if sha:
+            dbt_vars = code.get("dbt_vars") or {}
+            candidates.append(
+                ProdBuild(
+                    model,
+                    logic_version(sha, dbt_vars),
+                    f"restatement:{row['restatement_id']}",
+                    row["updated_at"],
+                    dbt_vars,
+                )
+            )
+    return max(candidates, key=lambda b: b.built_at, default=None)
