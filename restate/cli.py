@@ -174,9 +174,13 @@ def quarantine(
     list_rows: bool = typer.Option(False, "--list", help="list the quarantined rows"),
     reason: str | None = typer.Option(None, help="only this rejection reason"),
     limit: int = typer.Option(50, help="rows to list"),
+    by: str = typer.Option("month", help="count per 'month' or 'day'"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Quarantined rows: counts by reason and month, or the rows themselves."""
+    """Quarantined rows: counts by reason and month (or day), or the rows themselves.
+
+    Valid rows of the same load always continue downstream; nothing is dropped.
+    """
     from restate.engines import connect
     from restate.reports import quarantine_rows, quarantine_summary
 
@@ -185,13 +189,129 @@ def quarantine(
         if list_rows:
             rows = quarantine_rows(engine, s.prod_schema, reason, limit)
         else:
-            rows = quarantine_summary(engine, s.prod_schema)
+            if by not in ("month", "day"):
+                raise _fail("--by must be 'month' or 'day'")
+            rows = quarantine_summary(engine, s.prod_schema, by)
     if as_json:
         emit_json(rows)
     else:
         render_table("quarantined rows", rows)
         if not list_rows:
             console.print("list them: restate quarantine --list [--reason REASON]")
+
+
+@app.command()
+def reconcile(
+    days: int | None = typer.Option(None, help="closed days to check (default RESTATE_RECONCILE_DAYS)"),
+    today: datetime | None = typer.Option(None, formats=["%Y-%m-%d"], help="pretend today is this date"),
+    notify: bool = typer.Option(True, help="alert the dashboard owners on drift"),
+    use_prefect: bool = typer.Option(False, "--prefect", help="run as a Prefect flow run"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check production against the finance exports once (what the nightly flow does).
+
+    On drift it drafts a restatement plan for the drifted months, attaches the root
+    cause (`restate explain`) and alerts the owners. Exit code 2 when drift was found.
+    """
+    from restate.reconcile import alert_text, reconcile_once
+
+    s = get_settings()
+    try:
+        if use_prefect:
+            from flows.reconciliation import nightly_reconciliation
+
+            out = nightly_reconciliation(days=days, today=_date(today))
+        else:
+            out = reconcile_once(s, days, _date(today), notify).as_dict()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        emit_json(out)
+    elif out["passed"]:
+        console.print(
+            f"[green]passed[/] reconciliation {out['reconciliation_id']}: production agrees with "
+            f"finance for {out['period_start']}..{out['period_end']}"
+        )
+    else:
+        from restate.reconcile import Reconciliation
+
+        render_table("drift by month", _drift_by_month(out["drift_days"]))
+        fields = set(Reconciliation.__dataclass_fields__)
+        console.print(alert_text(Reconciliation(**{k: v for k, v in out.items() if k in fields})))
+    if not out["passed"]:
+        raise typer.Exit(code=2)
+
+
+def _drift_by_month(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from decimal import Decimal
+
+    months: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (str(r["day"])[:7], r["currency"])
+        m = months.setdefault(
+            key,
+            {
+                "month": key[0],
+                "currency": key[1],
+                "days": 0,
+                "prod_net": Decimal(0),
+                "finance_net": Decimal(0),
+            },
+        )
+        m["days"] += 1
+        m["prod_net"] += Decimal(str(r["prod_net"]))
+        m["finance_net"] += Decimal(str(r["finance_net"]))
+    for m in months.values():
+        m["delta"] = m["prod_net"] - m["finance_net"]
+    return [months[k] for k in sorted(months)]
+
+
+@app.command()
+def explain(
+    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first event_date"),
+    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last event_date"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Why production differs from finance for a period: late data, logic, source, removals."""
+    from restate.dbt_runner import DbtProject
+    from restate.engines import connect
+    from restate.explain import explain as do_explain
+
+    s = get_settings()
+    manifest = DbtProject(s).manifest()
+    with connect(s) as engine:
+        try:
+            found = do_explain(engine, s, start.date(), end.date(), manifest=manifest)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+    if as_json:
+        emit_json(found.as_dict())
+        return
+    rows = [
+        {
+            "currency": c.currency,
+            "prod_net": c.prod_net,
+            "finance_net": c.finance_net,
+            "difference": c.difference,
+            "late_arrivals": c.late_arrivals,
+            "transformation_logic": c.transformation_logic,
+            "source_residual": c.source_residual,
+            "adds_up": c.adds_up,
+        }
+        for c in found.currencies
+    ]
+    render_table(f"prod - finance, net revenue, {found.period_start}..{found.period_end}", rows)
+    r = found.rows
+    render_table(
+        "raw rows in the period (raw = kept + duplicates + quarantined)",
+        [{**r, "duplicate_amount": found.duplicates["amount"]}],
+    )
+    if found.quarantine:
+        render_table("quarantined by reason", found.quarantine)
+    if found.schema_drift:
+        render_table("schema drift in the landing files", found.schema_drift[:50])
+    for line in found.verdict:
+        console.print(f"-> {line}")
 
 
 def _fail(message: str) -> typer.Exit:

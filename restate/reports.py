@@ -26,11 +26,12 @@ def monthly_revenue(
     )
 
 
-def quarantine_summary(engine: Engine, schema: str) -> list[dict[str, Any]]:
-    """Quarantined raw rows by reason and event month."""
+def quarantine_summary(engine: Engine, schema: str, by: str = "month") -> list[dict[str, Any]]:
+    """Quarantined raw rows by reason and event month (or day)."""
+    period = "strftime(event_date, '%Y-%m') as month" if by == "month" else "event_date as day"
     return engine.query_dicts(
         f"""
-        select rejection_reason, strftime(event_date, '%Y-%m') as month, count(*) as rows
+        select rejection_reason, {period}, count(*) as rows
         from {schema}.int_quarantined_events group by all order by 1, 2
         """
     )

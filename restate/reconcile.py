@@ -1,0 +1,295 @@
+"""Nightly reconciliation of production against the finance exports.
+
+Every night (flows/reconciliation.py, 02:00 UTC) production's marts are checked
+for the last ``reconcile_days`` closed days - days up to yesterday that the finance
+exports cover - with the same Soda contracts that gate a promotion (keys, raw-row
+conservation, refund rate, totals vs finance, referential integrity, schema), and
+the per-day net revenue is compared with finance at the configured tolerance.
+
+The result is stored in ``<meta>.reconciliations`` and the changelog. On failure
+the drifted period (month-aligned) gets a drafted restatement plan, ready to run,
+with the root-cause evidence of ``restate explain`` attached; the alert itself
+(``drift_detected``) is delivered by the notifications package.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from restate import changelog
+from restate.clock import utc_now
+from restate.engines.base import Engine
+from restate.finance import finance_table, load_finance_exports
+from restate.settings import Settings
+
+DRAFT_REQUESTER = "nightly-reconciliation"
+DRAFT_SELECTOR = "fct_revenue_daily+"
+
+
+@dataclass
+class Reconciliation:
+    reconciliation_id: str
+    checked_at: datetime
+    period_start: date
+    period_end: date
+    passed: bool
+    validation_id: str | None
+    failed_checks: list[dict[str, Any]]
+    drift_days: list[dict[str, Any]]
+    drift_months: list[str]
+    draft_start: date | None = None
+    draft_end: date | None = None
+    draft_restatement_id: int | None = None
+    draft_error: str | None = None
+    explanation: dict[str, Any] | None = None
+    explanation_text: str | None = None
+    notices: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self), default=str))
+        return data
+
+
+def closed_period(engine: Engine, settings: Settings, days: int, today: date) -> tuple[date, date] | None:
+    """The last ``days`` days that are over (before today) and covered by finance."""
+    last_export = engine.scalar(f"select max(date) from {finance_table(settings)}")
+    if last_export is None:
+        return None
+    end = min(today - timedelta(days=1), last_export)
+    return end - timedelta(days=days - 1), end
+
+
+def drift_days(engine: Engine, settings: Settings, start: date, end: date) -> list[dict[str, Any]]:
+    """Days x currencies where production's net revenue is off finance beyond the tolerance.
+
+    A day on only one side counts as drift (0 on the other side).
+    """
+    tolerance = Decimal(str(settings.tolerance_pct)) / 100
+    return engine.query_dicts(
+        f"""
+        with prod as (
+            select event_date as day, currency, sum(net_revenue) as prod_net
+            from {settings.prod_schema}.fct_revenue_daily
+            where event_date between ? and ? group by event_date, currency
+        ),
+        finance as (
+            select date as day, currency, sum(net_revenue) as finance_net
+            from {finance_table(settings)} where date between ? and ? group by date, currency
+        )
+        select coalesce(p.day, f.day) as day, coalesce(p.currency, f.currency) as currency,
+            coalesce(p.prod_net, 0) as prod_net, coalesce(f.finance_net, 0) as finance_net,
+            coalesce(p.prod_net, 0) - coalesce(f.finance_net, 0) as delta
+        from prod p full outer join finance f on p.day = f.day and p.currency = f.currency
+        where abs(coalesce(p.prod_net, 0) - coalesce(f.finance_net, 0))
+            > ? * abs(coalesce(f.finance_net, 0))
+            or (f.finance_net is null) <> (p.prod_net is null)
+        order by 1, 2
+        """,
+        [start, end, start, end, tolerance],
+    )
+
+
+def _dates(labels: list[str]) -> list[date]:
+    out = []
+    for label in labels:
+        try:
+            out.append(date.fromisoformat(str(label)[:10]))
+        except ValueError:
+            continue
+    return out
+
+
+def drafted_span(days: list[date], period_end: date) -> tuple[date, date]:
+    """Whole months around the drifted days (a restatement recomputes month chunks)."""
+    first, last = min(days), max(days)
+    month_end = last.replace(day=calendar.monthrange(last.year, last.month)[1])
+    return first.replace(day=1), min(month_end, period_end)
+
+
+def _existing_draft(engine: Engine, settings: Settings, start: date, end: date) -> int | None:
+    value = engine.scalar(
+        f"select max(restatement_id) from {settings.meta_schema}.restatements "
+        "where requested_by = ? and status = 'planned' and period_start = ? and period_end = ?",
+        [DRAFT_REQUESTER, start, end],
+    )
+    return None if value is None else int(value)
+
+
+def check_production(
+    engine: Engine, settings: Settings, days: int | None = None, today: date | None = None
+) -> Reconciliation:
+    """Run the contracts and the finance comparison on production (no side effects but records)."""
+    from restate.meta import init_meta
+    from restate.validation import run_validation, store_validation
+
+    init_meta(engine, settings.meta_schema)
+    load_finance_exports(engine, settings)
+    today = today or utc_now().date()
+    span = closed_period(engine, settings, days or settings.reconcile_days, today)
+    if span is None:
+        raise ValueError(f"no finance exports under {settings.finance}: nothing to reconcile against")
+    start, end = span
+    result = run_validation(settings, engine, settings.prod_schema, start, end, None)
+    validation_id = store_validation(engine, settings, result)
+    drifted = drift_days(engine, settings, start, end)
+    failed = [
+        {
+            "check": c.name,
+            "dataset": c.dataset,
+            "measured": c.measured,
+            "threshold": c.threshold,
+            "partitions": c.partitions[:50],
+        }
+        for c in result.failed_checks
+    ]
+    months = sorted({str(d["day"])[:7] for d in drifted})
+    return Reconciliation(
+        reconciliation_id=uuid.uuid4().hex[:12],
+        checked_at=utc_now(),
+        period_start=start,
+        period_end=end,
+        passed=result.passed and not drifted,
+        validation_id=validation_id,
+        failed_checks=failed + [{"check": e, "dataset": "", "partitions": []} for e in result.errors],
+        drift_days=drifted,
+        drift_months=months,
+    )
+
+
+def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
+    """Draft (or reuse) a restatement plan for the drifted period; never runs it."""
+    from restate.engines import connect
+    from restate.lifecycle import create_plan
+    from restate.planning import PlanError, PlanRequest
+
+    days = [
+        d["day"] if isinstance(d["day"], date) else date.fromisoformat(str(d["day"])) for d in rec.drift_days
+    ]
+    for check in rec.failed_checks:
+        days += _dates(check.get("partitions") or [])
+    if not days:
+        rec.draft_error = "checks failed without a dated partition; see failed_checks"
+        return rec
+    rec.draft_start, rec.draft_end = drafted_span(days, rec.period_end)
+    with connect(settings) as engine:
+        existing = _existing_draft(engine, settings, rec.draft_start, rec.draft_end)
+    if existing is not None:
+        rec.draft_restatement_id = existing
+        return rec
+    request = PlanRequest(
+        selector=DRAFT_SELECTOR,
+        start=rec.draft_start,
+        end=rec.draft_end,
+        reason=(
+            f"Nightly reconciliation {rec.reconciliation_id}: production differs from the finance "
+            f"exports in {len(rec.drift_days)} day x currency rows ({', '.join(rec.drift_months)})"
+        ),
+        requested_by=DRAFT_REQUESTER,
+        ticket=f"recon-{rec.reconciliation_id}",
+    )
+    try:
+        rec.draft_restatement_id = create_plan(settings, request).restatement_id
+    except PlanError as exc:
+        rec.draft_error = str(exc)
+    return rec
+
+
+def store_reconciliation(engine: Engine, settings: Settings, rec: Reconciliation) -> int:
+    """The reconciliation record and its changelog entry, in one transaction."""
+    body = rec.as_dict()
+    with engine.transaction():
+        engine.execute(
+            f"insert into {settings.meta_schema}.reconciliations values (?, ?, ?, ?, ?, ?)",
+            [
+                rec.reconciliation_id,
+                rec.checked_at,
+                rec.period_start,
+                rec.period_end,
+                rec.passed,
+                json.dumps(body, sort_keys=True),
+            ],
+        )
+        return changelog.append(
+            engine,
+            settings.meta_schema,
+            "reconciled" if rec.passed else "drift_detected",
+            {k: body[k] for k in body if k not in ("explanation_text",)},
+            restatement_id=rec.draft_restatement_id,
+            actor=DRAFT_REQUESTER,
+        )
+
+
+def latest(engine: Engine, settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    return engine.query_dicts(
+        f"select reconciliation_id, checked_at, period_start, period_end, passed "
+        f"from {settings.meta_schema}.reconciliations order by checked_at desc limit ?",
+        [limit],
+    )
+
+
+def explain_drift(engine: Engine, settings: Settings, rec: Reconciliation) -> Reconciliation:
+    """Attach root-cause evidence for the drafted (or the whole) period."""
+    from restate.explain import explain, format_explanation
+
+    start, end = rec.draft_start or rec.period_start, rec.draft_end or rec.period_end
+    try:
+        from restate.dbt_runner import DbtProject
+
+        manifest: dict[str, Any] | None = DbtProject(settings).last_manifest()
+    except (OSError, ValueError):
+        manifest = None
+    found = explain(engine, settings, start, end, manifest=manifest)
+    rec.explanation = json.loads(json.dumps(found.as_dict(), default=str))
+    rec.explanation_text = format_explanation(found)
+    return rec
+
+
+def alert_text(rec: Reconciliation) -> str:
+    """What the on-call engineer and the dashboard owners read in the drift alert."""
+    lines = [
+        f"Nightly reconciliation {rec.reconciliation_id} ({rec.period_start}..{rec.period_end}) failed.",
+        f"Net revenue differs from the finance exports on {len(rec.drift_days)} day x currency rows "
+        f"in {', '.join(rec.drift_months) or 'no month'}.",
+    ]
+    lines += [f"Failed check: {c['check']}" for c in rec.failed_checks[:10]]
+    if rec.draft_restatement_id is not None:
+        lines.append(
+            f"Drafted restatement #{rec.draft_restatement_id} for {rec.draft_start}..{rec.draft_end}: "
+            f"review with `restate status {rec.draft_restatement_id}`, run with "
+            f"`restate run {rec.draft_restatement_id}`."
+        )
+    elif rec.draft_error:
+        lines.append(f"No plan drafted: {rec.draft_error}")
+    if rec.explanation_text:
+        lines.append(rec.explanation_text)
+    return "\n".join(lines)
+
+
+def reconcile_once(
+    settings: Settings, days: int | None = None, today: date | None = None, notify: bool = True
+) -> Reconciliation:
+    """check -> (on failure) draft plan + explain -> record -> alert. One nightly run."""
+    from restate.engines import connect
+
+    with connect(settings) as engine:
+        rec = check_production(engine, settings, days, today)
+    if not rec.passed:
+        rec = draft_plan(settings, rec)
+        with connect(settings) as engine:
+            rec = explain_drift(engine, settings, rec)
+    with connect(settings) as engine:
+        store_reconciliation(engine, settings, rec)
+    if notify and not rec.passed and rec.draft_restatement_id is not None:
+        from notifications.lifecycle import notify_restatement
+
+        report = notify_restatement(
+            settings, rec.draft_restatement_id, "drift_detected", detail=alert_text(rec)
+        )
+        rec.notices = {"sent": len(report.sent), "failed": len(report.failed)}
+    return rec
