@@ -40,9 +40,7 @@ def current_versions(settings: Settings, manifest: dict[str, Any]) -> dict[str, 
     return {name: logic_version(sha, dbt_vars) for name, sha in model_hashes(manifest).items()}
 
 
-def record_load_build(
-    engine: Engine, settings: Settings, load_id: str, manifest: dict[str, Any]
-) -> None:
+def record_load_build(engine: Engine, settings: Settings, load_id: str, manifest: dict[str, Any]) -> None:
     """Remember the code a production load ran with (one row per model)."""
     dbt_vars = settings.dbt_vars()
     now = utc_now()
