@@ -22,10 +22,7 @@ def check_production(days: int | None, today: date | None) -> reconcile.Reconcil
 
 @task(cache_policy=NO_CACHE)
 def draft_and_explain(rec: reconcile.Reconciliation) -> reconcile.Reconciliation:
-    settings = get_settings()
-    rec = reconcile.draft_plan(settings, rec)
-    with connect(settings) as engine:
-        return reconcile.explain_drift(engine, settings, rec)
+    return reconcile.draft_plan(get_settings(), rec)
 
 
 @task(cache_policy=NO_CACHE)

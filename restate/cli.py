@@ -576,6 +576,42 @@ def _notify(s: Any, restatement_id: int, event: str) -> None:
 
 
 @app.command()
+def notify(
+    restatement_id: int = typer.Argument(...),
+    event: str = typer.Option(
+        ...,
+        help="restatement_planned | validation_failed | approval_needed | promoted | "
+        "rolled_back | drift_detected",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send (or finish sending) one notice: recipients already served are skipped."""
+    from notifications.events import NoticeEvent
+    from notifications.lifecycle import notify_restatement
+
+    try:
+        NoticeEvent(event)
+    except ValueError as exc:
+        raise _fail(f"unknown event {event!r}") from exc
+    report = notify_restatement(get_settings(), restatement_id, event)
+    out = {
+        "sent": report.sent,
+        "already_sent": report.already_sent,
+        "failed": report.failed,
+        "in_doubt": report.in_doubt,
+    }
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"{event}: sent {len(report.sent)}, already sent {len(report.already_sent)}, "
+            f"failed {len(report.failed)}, in doubt {len(report.in_doubt)}"
+        )
+    if report.failed or report.in_doubt:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def status(
     restatement_id: int | None = typer.Argument(None),
     as_json: bool = typer.Option(False, "--json"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -40,18 +40,22 @@ def finance_drift(settings: Settings) -> list[dict[str, Any]]:
 
 
 def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> dict[str, Any]:
-    """generate -> buggy prod -> drift -> plan -> recompute/validate/diff -> promote."""
+    """generate -> buggy prod -> nightly reconciliation (drift, cause, draft) -> recompute ->
+    validate/diff -> promote -> notices -> reconciliation passes."""
     from flows.restatement import with_concurrency
-    from restate.lifecycle import create_plan, monthly_diff
+    from notifications.dispatch import outbox_rows
+    from restate.lifecycle import announce, monthly_diff
     from restate.pipeline import load_once
-    from restate.planning import PlanRequest, load_plan
+    from restate.planning import load_plan
     from restate.promotion import promote
+    from restate.reconcile import reconcile_once
 
     if settings.data_dir.exists():
         shutil.rmtree(settings.data_dir / "landing", ignore_errors=True)
         shutil.rmtree(settings.data_dir / "finance", ignore_errors=True)
         settings.warehouse_path.unlink(missing_ok=True)
         shutil.rmtree(settings.state_dir, ignore_errors=True)
+        shutil.rmtree(settings.outbox_dir, ignore_errors=True)
     spec = spec or GenerateSpec()
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
@@ -65,43 +69,60 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
         f"{load.rows_new:,} rows, {load.rows_quarantined:,} quarantined"
     )
 
-    drift = finance_drift(settings)
-    months = sorted({d["month"] for d in drift})
-    say(f"3. drift vs finance exports in {len(months)} months ({months[0]}..{months[-1]})")
-
-    plan = create_plan(
-        settings,
-        PlanRequest(
-            selector="fct_revenue_daily+",
-            start=date.fromisoformat(months[0] + "-01"),
-            end=spec.end_date,
-            reason="Refunds were left out of net revenue (old fct_revenue_daily logic)",
-            requested_by="data-eng@finsight.example",
-            ticket="FIN-142",
-        ),
-    )
+    today = spec.end_date + timedelta(days=1)
+    days = (spec.end_date - spec.start_date).days + 1
+    rec = reconcile_once(settings, days=days, today=today)
+    months = rec.drift_months
+    cause = (rec.explanation or {}).get("verdict", ["?"])[0]
     say(
-        f"4. planned restatement {plan.restatement_id}: {', '.join(plan.models)} "
-        f"(+ {', '.join(plan.follow_views)}), {len(plan.chunks)} chunks, "
+        f"3. nightly reconciliation {rec.reconciliation_id}: drift vs finance on {len(rec.drift_days)} "
+        f"day x currency rows in {len(months)} months ({months[0]}..{months[-1]})\n"
+        f"   root cause: {cause}"
+    )
+    if rec.draft_restatement_id is None:
+        raise RuntimeError(f"no restatement drafted: {rec.draft_error}")
+    rid = rec.draft_restatement_id
+    with connect(settings) as engine:
+        plan = load_plan(engine, settings, rid)
+    say(
+        f"4. drafted restatement {rid}: {', '.join(plan.models)} (+ {', '.join(plan.follow_views)}), "
+        f"{plan.period_start}..{plan.period_end}, {len(plan.chunks)} chunks, "
         f"dashboards: {', '.join(e.label for e in plan.exposures)}"
     )
-    result = with_concurrency(settings.chunk_concurrency)(restatement_id=plan.restatement_id)
+    result = with_concurrency(settings.chunk_concurrency)(restatement_id=rid)
     validation = result.get("validation") or {}
     say(
         f"5. recomputed {result['recompute']['rows_written']:,} rows into {plan.restate_schema}; "
         f"validation {'passed' if validation.get('passed') else 'FAILED'}"
     )
     with connect(settings) as engine:
-        promoted = promote(engine, settings, load_plan(engine, settings, plan.restatement_id))
-    say(f"6. promoted atomically (changelog v{promoted['changelog_version']})")
-    remaining = finance_drift(settings)
-    say(f"7. drift vs finance after promotion: {len(remaining)} month x currency rows")
+        promoted = promote(engine, settings, load_plan(engine, settings, rid))
+    notices = announce(settings, rid, "promoted")
+    say(
+        f"6. promoted atomically (changelog v{promoted['changelog_version']}); "
+        f"{notices.get('sent', 0)} notices to the dashboard owners"
+    )
+    after = reconcile_once(settings, days=days, today=today)
+    say(
+        f"7. reconciliation after promotion: {'passed' if after.passed else 'FAILED'} "
+        f"({len(after.drift_days)} drifted rows)"
+    )
+    with connect(settings) as engine:
+        outbox = outbox_rows(engine, settings, rid)
+    by_event: dict[str, int] = {}
+    for row in outbox:
+        by_event[row["event"]] = by_event.get(row["event"], 0) + int(row["status"] == "sent")
+    say(
+        "8. notices in the local outbox "
+        f"({settings.outbox_dir}): " + ", ".join(f"{k} x{v}" for k, v in sorted(by_event.items()))
+    )
     return {
-        "restatement_id": plan.restatement_id,
+        "restatement_id": rid,
         "drift_months": months,
-        "diff": monthly_diff(settings, plan.restatement_id),
-        "remaining_drift": remaining,
+        "diff": monthly_diff(settings, rid),
+        "remaining_drift": after.drift_days,
         "promotion": promoted,
+        "notices": by_event,
     }
 
 

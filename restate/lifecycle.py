@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from restate.dbt_runner import DbtProject
@@ -10,9 +11,48 @@ from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_pla
 from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
 from restate.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def create_plan(settings: Settings, request: PlanRequest) -> Plan:
-    """Plan and store a restatement; the production manifest is refreshed first."""
+
+def announce(
+    settings: Settings,
+    restatement_id: int,
+    event: str,
+    *,
+    detail: str | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tell the owners of the affected dashboards, exactly once per (restatement, event, recipient).
+
+    The lifecycle step it follows has already committed, so a delivery problem is
+    logged, not raised: the notice stays pending in the outbox and `restate notify`
+    (or the next call for the same event) sends it.
+    """
+    try:
+        from notifications.lifecycle import notify_restatement
+    except ImportError:  # notifications not installed: nothing to tell
+        return {}
+    if manifest is None:
+        try:
+            manifest = DbtProject(settings).last_manifest()
+        except OSError:
+            manifest = None
+    try:
+        report = notify_restatement(settings, restatement_id, event, detail=detail, manifest=manifest)
+    except Exception as exc:  # the committed step must not fail because of a notice
+        log.warning(
+            "restatement %s: %s notices not sent yet (%s); retry: restate notify %s",
+            restatement_id,
+            event,
+            exc,
+            restatement_id,
+        )
+        return {"error": str(exc)}
+    return {"sent": len(report.sent), "failed": len(report.failed), "in_doubt": len(report.in_doubt)}
+
+
+def create_plan(settings: Settings, request: PlanRequest, notify: bool = True) -> Plan:
+    """Plan and store a restatement (the production manifest is refreshed first); announce it."""
     from restate.meta import init_meta
 
     dbt = DbtProject(settings)
@@ -21,6 +61,8 @@ def create_plan(settings: Settings, request: PlanRequest) -> Plan:
         init_meta(engine, settings.meta_schema)
         plan = build_plan(engine, settings, manifest, request)
         store_plan(engine, settings, plan)
+    if notify:
+        announce(settings, plan.restatement_id, "restatement_planned", manifest=manifest)
     return plan
 
 
@@ -106,7 +148,24 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
                 {"validation_id": validation_id, "evidence": evidence},
                 restatement_id=restatement_id,
             )
-        return {"validation_id": validation_id, "passed": result.passed, "report": format_report(result)}
+        report = format_report(result)
+        approved = engine.scalar(
+            f"select approved_by from {settings.meta_schema}.restatements where restatement_id = ?",
+            [restatement_id],
+        )
+    if not result.passed:
+        announce(settings, restatement_id, "validation_failed", detail=report)
+    elif plan.requires_approval and not approved:
+        announce(
+            settings,
+            restatement_id,
+            "approval_needed",
+            detail=(
+                f"Validation passed. Approve with `restate promote {restatement_id} --approved-by NAME` "
+                f"or `/restatement approve {restatement_id}` in Slack."
+            ),
+        )
+    return {"validation_id": validation_id, "passed": result.passed, "report": report}
 
 
 def force_validation(settings: Settings, restatement_id: int, approver: str, reason: str) -> None:

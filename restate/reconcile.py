@@ -163,7 +163,7 @@ def check_production(
 
 
 def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
-    """Draft (or reuse) a restatement plan for the drifted period; never runs it."""
+    """Explain the drifted months and draft (or reuse) a restatement plan; never runs it."""
     from restate.engines import connect
     from restate.lifecycle import create_plan
     from restate.planning import PlanError, PlanRequest
@@ -176,25 +176,30 @@ def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
     if not days:
         rec.draft_error = "checks failed without a dated partition; see failed_checks"
         return rec
-    rec.draft_start, rec.draft_end = drafted_span(days, rec.period_end)
+    start, end = drafted_span(days, rec.period_end)
+    rec.draft_start, rec.draft_end = start, end
     with connect(settings) as engine:
-        existing = _existing_draft(engine, settings, rec.draft_start, rec.draft_end)
+        rec = explain_drift(engine, settings, rec)
+        existing = _existing_draft(engine, settings, start, end)
     if existing is not None:
         rec.draft_restatement_id = existing
         return rec
+    cause = (rec.explanation or {}).get("verdict", ["unknown"])[0]
     request = PlanRequest(
         selector=DRAFT_SELECTOR,
-        start=rec.draft_start,
-        end=rec.draft_end,
+        start=start,
+        end=end,
         reason=(
-            f"Nightly reconciliation {rec.reconciliation_id}: production differs from the finance "
-            f"exports in {len(rec.drift_days)} day x currency rows ({', '.join(rec.drift_months)})"
+            f"Nightly reconciliation {rec.reconciliation_id}: net revenue differs from the finance "
+            f"exports on {len(rec.drift_days)} day x currency rows ({', '.join(rec.drift_months)}). "
+            f"Likely cause: {cause}"
         ),
         requested_by=DRAFT_REQUESTER,
         ticket=f"recon-{rec.reconciliation_id}",
     )
     try:
-        rec.draft_restatement_id = create_plan(settings, request).restatement_id
+        # The drift alert announces the draft; no separate "planned" notice.
+        rec.draft_restatement_id = create_plan(settings, request, notify=False).restatement_id
     except PlanError as exc:
         rec.draft_error = str(exc)
     return rec
@@ -281,8 +286,6 @@ def reconcile_once(
         rec = check_production(engine, settings, days, today)
     if not rec.passed:
         rec = draft_plan(settings, rec)
-        with connect(settings) as engine:
-            rec = explain_drift(engine, settings, rec)
     with connect(settings) as engine:
         store_reconciliation(engine, settings, rec)
     if notify and not rec.passed and rec.draft_restatement_id is not None:

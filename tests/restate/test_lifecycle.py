@@ -96,7 +96,9 @@ def test_promotion_matches_fixed_logic_and_keeps_the_rest(buggy_prod: Settings) 
         promote(e, s, load_plan(e, s, rid))
         assert table_rows(e.con, DAILY.format("analytics.fct_revenue_daily", IN_SCOPE)) == expected
         assert changelog.verify(e, s.meta_schema) is None
-        events = [r["event"] for r in changelog.entries(e, s.meta_schema, rid)]
+        entries = changelog.entries(e, s.meta_schema, rid)
+        assert [r["payload"]["notice"] for r in entries if r["event"] == "notice_sent"]
+        events = [r["event"] for r in entries if r["event"] != "notice_sent"]
         assert events[:3] == ["planned", "recomputed", "diffed"] and events.count("promoted") == 2
         pii = e.query(
             "select table_schema, table_name, column_name from information_schema.columns "
