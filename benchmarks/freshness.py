@@ -1,0 +1,57 @@
+"""Child: freshness of the incremental flow, one 15-minute slice at a time.
+
+For each staged slice: move its Parquet files into the landing folder (the slice
+"arrives"), run the Prefect incremental-load flow, and record the latency from
+arrival to the end of the load. The parent runs this once with nothing else
+going on (idle) and once while a 14-month restatement runs (loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from common import emit_progress, emit_result
+
+IMPORT_STARTED = time.perf_counter()
+from flows.incremental import incremental_load  # noqa: E402
+from restate.settings import apply_process_env, get_settings  # noqa: E402
+
+IMPORT_S = time.perf_counter() - IMPORT_STARTED
+
+
+def land_slice(slice_dir: Path, landing: Path) -> int:
+    """Move a staged slice's files into the landing tree; returns how many arrived."""
+    files = sorted(slice_dir.glob("events/*/*.parquet"))
+    for f in files:
+        target = landing / "events" / f.parent.name / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(f), target)
+    return len(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("slices", nargs="+", type=Path)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between slices")
+    args = parser.parse_args()
+    settings = get_settings()
+    apply_process_env(settings)
+    landing = Path(settings.landing)
+    latencies, rows = [], []
+    for slice_dir in args.slices:
+        arrived = time.perf_counter()
+        files = land_slice(slice_dir, landing)
+        result = incremental_load()
+        latency = time.perf_counter() - arrived
+        latencies.append(latency)
+        rows.append(result.rows_new)
+        emit_progress("slice_loaded", slice=slice_dir.name, files=files, latency_s=latency)
+        time.sleep(args.pause)
+    emit_result({"latencies_s": latencies, "rows_new": rows, "import_s": IMPORT_S})
+
+
+if __name__ == "__main__":
+    main()
