@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -75,7 +76,7 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
     months = rec.drift_months
     cause = (rec.explanation or {}).get("verdict", ["?"])[0]
     say(
-        f"3. nightly reconciliation {rec.reconciliation_id}: drift vs finance on {len(rec.drift_days)} "
+        f"3. nightly reconciliation {rec.reconciliation_id}: drift vs finance on {len(rec.drift_days):,} "
         f"day x currency rows in {len(months)} months ({months[0]}..{months[-1]})\n"
         f"   root cause: {cause}"
     )
@@ -114,7 +115,7 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
         by_event[row["event"]] = by_event.get(row["event"], 0) + int(row["status"] == "sent")
     say(
         "8. notices in the local outbox "
-        f"({settings.outbox_dir}): " + ", ".join(f"{k} x{v}" for k, v in sorted(by_event.items()))
+        f"({_shown(settings.outbox_dir)}): " + ", ".join(f"{k} x{v}" for k, v in sorted(by_event.items()))
     )
     return {
         "restatement_id": rid,
@@ -124,6 +125,14 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
         "promotion": promoted,
         "notices": by_event,
     }
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def default_spec() -> GenerateSpec:
