@@ -287,24 +287,35 @@ def explain(
     if as_json:
         emit_json(found.as_dict())
         return
-    rows = [
-        {
-            "currency": c.currency,
-            "prod_net": c.prod_net,
-            "finance_net": c.finance_net,
-            "difference": c.difference,
-            "late_arrivals": c.late_arrivals,
-            "transformation_logic": c.transformation_logic,
-            "source_residual": c.source_residual,
-            "adds_up": c.adds_up,
-        }
-        for c in found.currencies
+    parts = [
+        ("production", "prod_net"),
+        ("finance exports", "finance_net"),
+        ("difference (prod - finance)", "difference"),
+        ("  late arrivals", "late_arrivals"),
+        ("  transformation logic", "transformation_logic"),
+        ("  source residual", "source_residual"),
     ]
-    render_table(f"prod - finance, net revenue, {found.period_start}..{found.period_end}", rows)
+    rows = [
+        {"net revenue": label, **{c.currency: getattr(c, attr) for c in found.currencies}}
+        for label, attr in parts
+    ]
+    rows.append(
+        {"net revenue": "parts add up", **{c.currency: str(c.adds_up).lower() for c in found.currencies}}
+    )
+    render_table(f"why production differs from finance, {found.period_start}..{found.period_end}", rows)
     r = found.rows
     render_table(
         "raw rows in the period (raw = kept + duplicates + quarantined)",
-        [{**r, "duplicate_amount": found.duplicates["amount"]}],
+        [
+            {
+                "raw": r["raw"],
+                "kept": r["kept"],
+                "duplicates": r["superseded_duplicates"],
+                "quarantined": r["quarantined"],
+                "late": r["late"],
+                "duplicate amount": found.duplicates["amount"],
+            }
+        ],
     )
     if found.quarantine:
         render_table("quarantined by reason", found.quarantine)
