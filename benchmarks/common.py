@@ -62,7 +62,7 @@ class Scale:
             accounts=int(os.environ.get("BENCH_ACCOUNTS", "500")),
             months=14,
             runs=runs,
-            slow_runs=int(os.environ.get("BENCH_SLOW_RUNS", str(max(1, min(runs, 2))))),
+            slow_runs=int(os.environ.get("BENCH_SLOW_RUNS", "1")),
         )
 
 

@@ -59,9 +59,9 @@ def _instrument() -> None:
     """Wrap the library's seams; the flow looks them up at call time, so it uses the wrappers."""
     original_invoke = DbtProject.invoke
 
-    def invoke(self: DbtProject, command: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
+    def invoke(self: DbtProject, *args: Any, **kwargs: Any) -> DbtResult:
         started = time.perf_counter()
-        result = original_invoke(self, command, vars)
+        result = original_invoke(self, *args, **kwargs)
         wall = time.perf_counter() - started
         sql = sum(n.execution_time for n in result.nodes)
         PARTS["sql"] += sql
