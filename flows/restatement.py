@@ -8,10 +8,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import pause_flow_run
 from prefect.futures import wait
+from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from restate import lifecycle
+from restate import actions, lifecycle
 from restate.planning import PlanRequest
 from restate.recompute import chunk_cache_key
 from restate.settings import apply_process_env, get_settings
@@ -31,7 +33,10 @@ def plan_restatement(request: PlanRequest) -> int:
 )
 def recompute_chunk(restatement_id: int, chunk_id: str, cache_key: str) -> dict[str, Any]:
     # cache_key = (plan id, chunk, model code hash, source watermark); see chunk_cache_key.
-    return lifecycle.run_chunk(get_settings(), restatement_id, chunk_id)
+    # With RESTATE_CHUNK_EXECUTION=task_workers this runs in a `prefect task serve` process.
+    settings = get_settings()
+    apply_process_env(settings)
+    return {**lifecycle.run_chunk(settings, restatement_id, chunk_id), "worker": actions.worker_identity()}
 
 
 @task(cache_policy=NO_CACHE)
@@ -50,6 +55,35 @@ def diff(restatement_id: int) -> list[dict[str, Any]]:
     return lifecycle.monthly_diff(get_settings(), restatement_id)
 
 
+class Approval(RunInput):
+    """The form a paused restatement shows in the Prefect UI."""
+
+    approver: str
+    comment: str
+
+
+@task(cache_policy=NO_CACHE)
+def awaiting_approval(restatement_id: int) -> bool:
+    return actions.awaiting_approval(get_settings(), restatement_id)
+
+
+@task(cache_policy=NO_CACHE)
+def record_approval(restatement_id: int, approver: str, comment: str) -> None:
+    actions.approve(get_settings(), restatement_id, approver, comment)
+
+
+@task(cache_policy=NO_CACHE)
+def promote(restatement_id: int) -> dict[str, Any]:
+    return actions.promote(get_settings(), restatement_id)
+
+
+@task(cache_policy=NO_CACHE)
+def notify(restatement_id: int, event: str) -> None:
+    from notifications.lifecycle import notify_restatement
+
+    notify_restatement(get_settings(), restatement_id, event)
+
+
 @flow(name="restatement", log_prints=True)
 def restatement(
     restatement_id: int | None = None,
@@ -60,6 +94,8 @@ def restatement(
     reason: str | None = None,
     ticket: str | None = None,
     requested_by: str | None = None,
+    await_approval: bool = False,
+    promote_after_approval: bool = False,
 ) -> dict[str, Any]:
     """Restate history without touching production.
 
@@ -69,7 +105,10 @@ def restatement(
     3. Build follow-on views; mark the run recomputed.
     4. Validate with the Soda contracts and store the evidence.
     5. Diff as-reported vs restated per partition and metric; publish a table artifact.
-    Promotion is a separate, gated step (`restate promote` / the rollback flow's twin).
+    6. With await_approval, when the plan needs an approver: pause for the Approval
+       form (approver, comment) and record it in restate_meta and the changelog.
+    7. With promote_after_approval: promote through the gate, then notify the owners.
+    Otherwise promotion stays a separate step (`restate promote ID --approved-by NAME`).
     """
     settings = get_settings()
     apply_process_env(settings)
@@ -85,18 +124,21 @@ def restatement(
         key=f"restatement-{restatement_id}-progress",
         description=f"restatement {restatement_id}: chunks recomputed",
     )
-    futures = [
-        recompute_chunk.submit(restatement_id, c.chunk_id, chunk_cache_key(plan, c.chunk_id))
-        for c in plan.chunks
-    ]
-    done = 0
-    reused = 0
+    # threads: the flow's task runner; task_workers: queued for `prefect task serve` processes.
+    submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
+    futures = [submit(restatement_id, c.chunk_id, chunk_cache_key(plan, c.chunk_id)) for c in plan.chunks]
+    chunks = []
     for future in futures:
-        result = future.result()
-        done += 1
-        reused += int(bool(result.get("reused")))
-        update_progress_artifact(progress_id, progress=100.0 * done / len(futures))  # type: ignore[arg-type]
+        chunks.append(future.result())
+        update_progress_artifact(progress_id, progress=100.0 * len(chunks) / len(futures))  # type: ignore[arg-type]
     wait(futures)
+    done = len(chunks)
+    reused = sum(bool(c.get("reused")) for c in chunks)
+    create_table_artifact(
+        key=f"restatement-{restatement_id}-chunks",
+        table=[{k: str(c.get(k)) for k in ("chunk_id", "rows_written", "reused", "worker")} for c in chunks],
+        description=f"restatement {restatement_id}: chunks and the process that ran each",
+    )
     stats = finish_recompute(restatement_id)
     validation = validate(restatement_id)
     monthly = diff(restatement_id)
@@ -107,7 +149,20 @@ def restatement(
             description=f"restatement {restatement_id}: as-reported vs restated per month",
         )
     logger.info("restatement %s: %s chunks (%s reused)", restatement_id, done, reused)
-    return {"restatement_id": restatement_id, "recompute": stats, "validation": validation}
+    out: dict[str, Any] = {"restatement_id": restatement_id, "recompute": stats, "validation": validation}
+    if await_approval and awaiting_approval(restatement_id):
+        logger.info("restatement %s needs an approver: resume this run with the form", restatement_id)
+        approval = pause_flow_run(
+            wait_for_input=Approval,
+            timeout=settings.approval_timeout_s,
+            poll_interval=settings.approval_poll_s,
+        )
+        record_approval(restatement_id, approval.approver, approval.comment)
+        out["approved_by"] = approval.approver
+    if promote_after_approval:
+        out["promotion"] = promote(restatement_id)
+        notify(restatement_id, "promoted")
+    return out
 
 
 def with_concurrency(concurrency: int) -> Any:

@@ -1,0 +1,62 @@
+"""Lifecycle actions the flows call by restatement id: approval gate, promote, rollback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from restate.engines import connect
+from restate.planning import load_plan
+from restate.settings import Settings
+
+
+def awaiting_approval(settings: Settings, restatement_id: int) -> bool:
+    """The plan requires an approver, none is recorded, and validation passed (or was forced).
+
+    A failed validation is not put in front of an approver: it must be fixed or forced first.
+    """
+    from restate.status import restatement_status
+
+    with connect(settings) as engine:
+        row = restatement_status(engine, settings, restatement_id)
+    if row is None:
+        raise ValueError(f"no restatement with id {restatement_id}")
+    v = row["validation"]
+    validated = v is not None and bool(v["passed"] or v["forced_by"])
+    return bool(row["requires_approval"]) and not row["approved_by"] and validated
+
+
+def approve(settings: Settings, restatement_id: int, approver: str, comment: str | None) -> None:
+    """Record the approver and comment (restatements row + changelog entry)."""
+    from restate.status import approve as record
+
+    if not approver.strip():
+        raise ValueError("an approval needs the approver's name")
+    with connect(settings) as engine:
+        record(engine, settings, restatement_id, approver.strip(), comment or None)
+
+
+def promote(settings: Settings, restatement_id: int, approved_by: str | None = None) -> dict[str, Any]:
+    """Promote through the gate (validation, approval); raises promotion.GateError if refused."""
+    from restate.promotion import promote as do_promote
+
+    with connect(settings) as engine:
+        return do_promote(engine, settings, load_plan(engine, settings, restatement_id), approved_by)
+
+
+def rollback(
+    settings: Settings, restatement_id: int, actor: str, reason: str | None, cascade: bool
+) -> dict[str, Any]:
+    """Restore what the last promotion replaced, in one transaction; audited."""
+    from restate.promotion import rollback as do_rollback
+
+    with connect(settings) as engine:
+        return do_rollback(
+            engine, settings, load_plan(engine, settings, restatement_id), actor, reason, cascade
+        )
+
+
+def worker_identity() -> str:
+    """host:pid of the process running a chunk (chunks may run on task workers)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
