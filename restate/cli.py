@@ -629,6 +629,7 @@ def status(
 ) -> None:
     """Lifecycle state of one restatement, or of the latest ones."""
     from restate.engines import connect
+    from restate.reconcile import latest
     from restate.status import list_restatements, restatement_status
 
     s = get_settings()
@@ -640,6 +641,7 @@ def status(
             if restatement_id is None
             else []
         )
+        nightly = latest(engine, s, limit=1) if restatement_id is None else []
     if restatement_id is not None and not rows:
         raise _fail(f"no restatement with id {restatement_id}")
     if as_json:
@@ -660,6 +662,12 @@ def status(
             for r in rows
         ],
     )
+    for n in nightly:
+        verdict = "[green]passed[/]" if n["passed"] else "[red]drift found[/]"
+        console.print(
+            f"last reconciliation {n['reconciliation_id']} at {n['checked_at']:%Y-%m-%d %H:%M} UTC: "
+            f"{verdict} ({n['period_start']}..{n['period_end']})"
+        )
 
 
 @app.command("log")
