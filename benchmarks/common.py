@@ -150,9 +150,11 @@ def emit_progress(event: str, **fields: Any) -> None:
 
 
 def parse_progress(line: str) -> dict[str, Any] | None:
-    if not line.startswith(PROGRESS_PREFIX):
+    """The event in a progress line; inside Prefect tasks the line carries a log prefix."""
+    at = line.find(PROGRESS_PREFIX)
+    if at < 0:
         return None
-    parsed: dict[str, Any] = json.loads(line[len(PROGRESS_PREFIX) :])
+    parsed: dict[str, Any] = json.loads(line[at + len(PROGRESS_PREFIX) :])
     return parsed
 
 

@@ -227,6 +227,7 @@ def render_markdown(r: dict[str, Any], ratios: dict[str, float | None]) -> str:
     lines += ["", "## Targets", "", *_target_lines(ratios), "", "## Where restate's time goes", ""]
     lines += _parts_lines(r)
     lines += _where_time_goes(r)
+    lines += _validation_lines(r)
     lines += _freshness_lines(r)
     lines += ["", "![time per tool](results.png)", ""]
     return "\n".join(lines)
@@ -254,6 +255,24 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
             "  vars change, so every chunk re-parses the whole project (dbt logs: 'Unable to do partial",
             "  parsing because config vars ... have changed').",
         ]
+    return lines
+
+
+def _validation_lines(r: dict[str, Any]) -> list[str]:
+    lines = []
+    for scope in ("full", "day", "account"):
+        passed = _get(r, "restate", scope, "validation_passed")
+        if passed is False:
+            lines.append(
+                f"- The {scope} restatement's validation failed and was overridden (audited) so the "
+                "lifecycle could be timed to promotion."
+            )
+    if lines:
+        lines.append(
+            "  Expected for one account: the finance checks compare what promotion would publish"
+            " (that account restated, every other account still as reported with the bug) with the"
+            " finance totals, so they fail until all accounts are restated."
+        )
     return lines
 
 
@@ -302,3 +321,12 @@ def write_reports(results: dict[str, Any]) -> dict[str, float | None]:
     RESULTS_MD.write_text(render_markdown(results, ratios))
     plot(results, RESULTS_PNG)
     return ratios
+
+
+if __name__ == "__main__":
+    # Re-render RESULTS.md and the plot from a results.json a run wrote (no new numbers).
+    import sys
+
+    data = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else RESULTS_JSON).read_text())
+    data.pop("ratios", None)
+    write_reports(data)

@@ -325,7 +325,11 @@ def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[
         run = _restate_run(
             ds,
             f"restate-{scope}-{i}",
-            ["run", *scope_args(ds, scope), "--out", str(out)],
+            # One account restated alone cannot match the finance totals while every other
+            # account is still wrong: its validation fails by design and is overridden
+            # (audited), as an operator would; the check still runs and is timed.
+            ["run", *scope_args(ds, scope), "--out", str(out)]
+            + (["--force-validation"] if scope == "account" else []),
             WORK / "runs" / f"restate-{scope}",
         )
         check_equal(f"restate {scope}", expected, out, where)
@@ -338,6 +342,7 @@ def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[
         "parts": parts,
         "import_s": median([r.result["import_s"] for r in done]),
         "counts": done[0].result["counts"],
+        "validation_passed": all(r.result["phases"].get("validation_passed") for r in done),
         "correct": True,
     }
 
