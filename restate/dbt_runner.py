@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -63,7 +64,12 @@ class DbtProject:
             self.settings.dbt_target,
         ]
 
-    def invoke(self, command: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
+    def invoke(
+        self,
+        command: list[str],
+        vars: dict[str, Any] | None = None,
+        query_tag: dict[str, Any] | None = None,
+    ) -> DbtResult:
         """Run one dbt command (e.g. ["run", "--select", "x"]) and raise on failure."""
         if "--full-refresh" in command and not (vars or {}).get("restate_schema"):
             raise ProductionGuardError(
@@ -72,6 +78,9 @@ class DbtProject:
         from dbt.cli.main import dbtRunner
 
         apply_process_env(self.settings)
+        # The profile's query_tag: every statement dbt sends is attributed (Snowflake).
+        tag = query_tag or {"app": "restate", "step": command[0] if command else "dbt"}
+        os.environ["DBT_RESTATE_QUERY_TAG"] = json.dumps(tag, sort_keys=True, separators=(",", ":"))
         args = [*command, *self._base_args(), "--quiet", "--no-use-colors"]
         if vars:
             args += ["--vars", json.dumps(vars, default=str)]

@@ -23,6 +23,7 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
     meta = settings.meta_schema
     rid = plan.restatement_id
     written = 0
+    engine.set_query_tag(restatement_id=rid, chunk=None, step="diff")
     with engine.transaction():
         engine.execute(f"delete from {meta}.restatement_diffs where restatement_id = ?", [rid])
         for model in plan.models:
@@ -42,8 +43,8 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
                     select coalesce(p.event_date, r.event_date) as event_date,
                         coalesce(p.currency, r.currency) as currency,
                         {metric_cols},
-                        count(*) filter (where r.account_id is null) as p_only,
-                        count(*) filter (where p.account_id is null) as r_only
+                        count_if(r.account_id is null) as p_only,
+                        count_if(p.account_id is null) as r_only
                     from {prod} p full outer join {new} r
                         on p.event_date = r.event_date and p.account_id = r.account_id
                         and p.currency = r.currency
@@ -93,7 +94,7 @@ def diff_totals(engine: Engine, settings: Settings, restatement_id: int) -> list
 def diff_by_month(engine: Engine, settings: Settings, restatement_id: int) -> list[dict[str, Any]]:
     """Per month and metric (all currencies, converted nowhere: amounts stay per currency)."""
     return engine.query_dicts(
-        f"""select strftime(event_date, '%Y-%m') as month, currency, metric,
+        f"""select left(cast(event_date as varchar), 7) as month, currency, metric,
             sum(as_reported) as as_reported, sum(restated) as restated, sum(delta) as delta,
             case when sum(as_reported) = 0 then null
                  else sum(delta) * 100.0 / abs(sum(as_reported)) end as pct

@@ -97,8 +97,8 @@ def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, start
     row = engine.query(
         f"""
         select
-            count(*) filter (where {PROCESSED_AT} > ?),
-            count(*) filter (where {PROCESSED_AT} > ?)
+            count_if({PROCESSED_AT} > ?),
+            count_if({PROCESSED_AT} > ?)
         from {relation} where {PROCESSED_AT} <= ?
         """,
         [window.read_since, base, window.until],

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from restate import changelog
+from restate.cost import estimate_cost
 from restate.engines.base import Engine
 from restate.settings import PROJECT_ROOT, Settings
 
@@ -231,8 +232,8 @@ def estimate(
         rows = int(
             engine.scalar(
                 f"select count(*) from {upstream_relation} where event_date between ? and ?"
-                + (" and account_id in (select unnest(?))" if req.accounts else ""),
-                [req.start, req.end, req.accounts] if req.accounts else [req.start, req.end],
+                + (f" and account_id in ({', '.join('?' for _ in req.accounts)})" if req.accounts else ""),
+                [req.start, req.end, *(req.accounts or [])],
             )
             or 0
         )
@@ -243,34 +244,28 @@ def estimate(
         "estimated_seconds": round(seconds, 1),
     }
     if settings.engine == "snowflake":
-        credits_per_hour = WAREHOUSE_CREDITS.get(settings.warehouse_size.upper(), 4)
-        hours = seconds / 3600
-        credits = hours * credits_per_hour
-        out.update(
-            {
-                "warehouse_size": settings.warehouse_size,
-                "warehouse_hours": round(hours, 3),
-                "credits": round(credits, 3),
-                "usd": round(credits * settings.credit_price_usd, 2),
-                "budget_usd": settings.budget_usd,
-            }
+        bytes_per_row = settings.snowflake_bytes_per_row
+        if bytes_per_row is None and upstream_relation:
+            schema, _, table = upstream_relation.rpartition(".")
+            bytes_per_row = engine.bytes_per_row(schema, table)
+        cost = estimate_cost(
+            source_rows=rows,
+            bytes_per_row=bytes_per_row or DEFAULT_BYTES_PER_ROW,
+            chunks=len(chunks),
+            warehouse_size=settings.warehouse_size,
+            mb_per_s_xsmall=settings.snowflake_mb_per_s_xsmall,
+            chunk_overhead_s=settings.chunk_overhead_s,
+            concurrency=settings.chunk_concurrency,
+            credit_price_usd=settings.credit_price_usd,
+            budget_usd=settings.budget_usd,
         )
+        out.update(cost.as_dict())
+        out["estimated_seconds"] = round(cost.wall_clock_hours * 3600, 1)
     return out
 
 
-# Snowflake standard warehouse credits per hour by size.
-WAREHOUSE_CREDITS = {
-    "XSMALL": 1,
-    "X-SMALL": 1,
-    "SMALL": 2,
-    "MEDIUM": 4,
-    "LARGE": 8,
-    "XLARGE": 16,
-    "X-LARGE": 16,
-    "2XLARGE": 32,
-    "3XLARGE": 64,
-    "4XLARGE": 128,
-}
+# Bytes per row when the warehouse reports no table size (an empty or emulated table).
+DEFAULT_BYTES_PER_ROW = 200.0
 
 
 def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest) -> Plan:

@@ -232,6 +232,7 @@ def promote(
     )
     if status == "promoted":
         return {"status": "already_promoted", "restatement_id": plan.restatement_id}
+    engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
     gate = check_gate(engine, settings, plan, approved_by)
     if approved_by:
         record_approval(engine, settings, plan.restatement_id, approved_by, None)
@@ -244,6 +245,7 @@ def promote(
             recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
         if refreshed:
             compute_diff(engine, settings, plan)
+            engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
         where, params = scope_predicate(plan)
         totals_before = _totals(engine, f"{settings.prod_schema}", plan, where, params)
         with engine.transaction():
@@ -343,6 +345,7 @@ def rollback(
     )
     if status != "promoted":
         return {"status": f"not_promoted ({status})", "restatement_id": plan.restatement_id}
+    engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="rollback")
     later = later_promotions(engine, settings, plan)
     if later and not cascade:
         raise GateError(

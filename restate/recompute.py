@@ -40,8 +40,9 @@ def scope_predicate(plan: Plan, chunk: Chunk | None = None) -> tuple[str, list[A
     sql = "event_date between ? and ?"
     params: list[Any] = [start, end]
     if plan.accounts:
-        sql += " and account_id in (select unnest(?))"
-        params.append(plan.accounts)
+        # One placeholder per account: valid on DuckDB and Snowflake (no list binding there).
+        sql += f" and account_id in ({', '.join('?' for _ in plan.accounts)})"
+        params.extend(plan.accounts)
     return sql, params
 
 
@@ -92,6 +93,7 @@ def recompute_chunk(
     if plan.restate_schema in (settings.prod_schema, settings.meta_schema):
         raise IsolationError(f"refusing to recompute into {plan.restate_schema}")
     started = time.monotonic()
+    engine.set_query_tag(restatement_id=plan.restatement_id, chunk=chunk.chunk_id, step="recompute")
     engine.execute(
         f"update {settings.meta_schema}.restatement_partitions set status = 'running', "
         "started_at = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
@@ -108,6 +110,7 @@ def recompute_chunk(
             str(dbt.prod_state_dir),
         ],
         vars=chunk_vars(settings, plan, chunk),
+        query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
     )
     where, params = scope_predicate(plan, chunk)
     rows = 0
@@ -141,6 +144,7 @@ def recompute_chunk(
 
 def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
+    engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="finish_recompute")
     if plan.follow_views:
         dbt.invoke(
             [
@@ -153,9 +157,10 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
                 str(dbt.prod_state_dir),
             ],
             vars={**settings.dbt_vars(), "restate_schema": plan.restate_schema},
+            query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, step="finish_recompute"),
         )
     stats = engine.query_dicts(
-        f"""select count(*) as chunks, count(*) filter (where status = 'done') as done,
+        f"""select count(*) as chunks, count_if(status = 'done') as done,
             coalesce(sum(rows_written), 0) as rows_written, coalesce(sum(duration_s), 0) as seconds,
             coalesce(sum(attempts), 0) as attempts
         from {settings.meta_schema}.restatement_partitions where restatement_id = ?""",

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,10 @@ TELEMETRY_OFF = {
     "SODA_CORE_TELEMETRY_ENABLED": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
+
+
+# Recompute scan rate of one X-Small warehouse, MB/s of raw landing data: see docs/scale.md.
+SNOWFLAKE_MB_PER_S_XSMALL = 84.0
 
 
 class Settings(BaseSettings):
@@ -62,10 +66,17 @@ class Settings(BaseSettings):
     refund_rate_min: float = 0.0
     refund_rate_max: float = 0.5
 
-    # Cost model (Snowflake)
+    # Cost model (Snowflake): see docs/scale.md for where the throughput default comes from.
     credit_price_usd: float = 3.0
     warehouse_size: str = "MEDIUM"
     rows_per_second: float = Field(default=2_000_000.0, description="measured recompute rate")
+    snowflake_mb_per_s_xsmall: float = Field(
+        default=SNOWFLAKE_MB_PER_S_XSMALL, gt=0, description="recompute scan rate of an X-Small"
+    )
+    snowflake_bytes_per_row: float | None = Field(
+        default=None, description="override the table's stored bytes per row"
+    )
+    snowflake_chunk_concurrency: int = Field(default=8, ge=1, description="chunks in flight")
     budget_usd: float = 15_000.0
 
     # Notifications
@@ -92,6 +103,27 @@ class Settings(BaseSettings):
     snowflake_host: str | None = None
     snowflake_port: int | None = None
     snowflake_protocol: str = "https"
+    snowflake_landing_table: str = Field(default="raw.events", description="COPY target of the stage")
+    snowflake_stage: str = Field(default="raw.landing", description="external stage over landing_uri")
+    snowflake_credentials_block: str | None = Field(
+        default=None, description="prefect-snowflake SnowflakeCredentials block name"
+    )
+
+    # S3 landing (prefect-aws credentials or the plain AWS chain); endpoint for S3-compatibles.
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_credentials_block: str | None = Field(
+        default=None, description="prefect-aws AwsCredentials block name"
+    )
+
+    @model_validator(mode="after")
+    def _snowflake_uses_prod_target(self) -> Settings:
+        # The dbt profile's Snowflake output is `prod`; `dev` is DuckDB only.
+        if self.engine == "snowflake" and self.dbt_target == "dev":
+            self.dbt_target = "prod"
+        return self
 
     @property
     def warehouse_path(self) -> Path:
@@ -112,7 +144,7 @@ class Settings(BaseSettings):
     @property
     def chunk_concurrency(self) -> int:
         """Chunks in flight at once: one DuckDB writer; Snowflake scales out."""
-        return 1 if self.engine == "duckdb" else 8
+        return 1 if self.engine == "duckdb" else self.snowflake_chunk_concurrency
 
     @property
     def outbox_dir(self) -> Path:
@@ -134,6 +166,16 @@ class Settings(BaseSettings):
             "DBT_RESTATE_TARGET": self.dbt_target,
             "PREFECT_LOCAL_STORAGE_PATH": str(self.state_dir / "prefect_results"),
         }
+        # s3:// landing: dbt-duckdb's fsspec filesystem and s3fs read the standard AWS chain.
+        aws = {
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": (
+                self.aws_secret_access_key.get_secret_value() if self.aws_secret_access_key else None
+            ),
+        }
+        env.update({k: v for k, v in aws.items() if v})
         if self.engine == "snowflake":
             secret = self.snowflake_password.get_secret_value() if self.snowflake_password else ""
             env.update(
@@ -144,8 +186,12 @@ class Settings(BaseSettings):
                     "DBT_RESTATE_SNOWFLAKE_DATABASE": self.snowflake_database or "",
                     "DBT_RESTATE_SNOWFLAKE_WAREHOUSE": self.snowflake_warehouse or "",
                     "DBT_RESTATE_SNOWFLAKE_ROLE": self.snowflake_role or "",
+                    "DBT_RESTATE_SNOWFLAKE_PORT": str(self.snowflake_port or 443),
+                    "DBT_RESTATE_SNOWFLAKE_PROTOCOL": self.snowflake_protocol,
                 }
             )
+            if self.snowflake_host:
+                env["DBT_RESTATE_SNOWFLAKE_HOST"] = self.snowflake_host
         return env
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from restate.engines.base import Engine
 from restate.settings import Settings
 
 
-def connect(settings: Settings) -> Engine:
-    """Open the engine the settings name."""
+def connect(settings: Settings, **query_tag: Any) -> Engine:
+    """Open the engine the settings name; `query_tag` fields label its statements (Snowflake)."""
     if settings.engine == "duckdb":
         from restate.engines.duckdb import DuckDBEngine
+        from restate.object_store import landing_filesystem
 
-        return DuckDBEngine(settings.warehouse_path)
-    raise NotImplementedError(f"engine {settings.engine!r} is not available in this build")
+        return DuckDBEngine(settings.warehouse_path, filesystem=landing_filesystem(settings))
+    from restate.credentials import snowflake_connect_kwargs
+    from restate.engines.snowflake import SnowflakeEngine
+
+    return SnowflakeEngine(
+        snowflake_connect_kwargs(settings),
+        landing_table=settings.snowflake_landing_table,
+        query_tag={"app": "restate", **query_tag},
+    )
 
 
 __all__ = ["Engine", "connect"]

@@ -47,6 +47,21 @@ class Engine(ABC):
     def raw_events_relation(self, landing_uri: str) -> str | None:
         """SQL relation over the raw landing events, or None when nothing has landed."""
 
+    def set_query_tag(self, **fields: Any) -> None:
+        """Label the following statements (restatement id, chunk, step) for cost attribution.
+
+        A field set to None is removed. Engines without per-statement billing ignore it.
+        """
+        return None
+
+    def bytes_per_row(self, schema: str, name: str) -> float | None:
+        """Stored bytes per row of a table, when the warehouse reports it (cost estimates)."""
+        return None
+
+    def query_tag_for(self, **fields: Any) -> dict[str, Any]:
+        """The query tag a child process (dbt) should use for the given labels."""
+        return {"app": "restate", **{k: v for k, v in fields.items() if v is not None}}
+
     def account_bucket_sql(self, column: str, buckets: int) -> str:
         """Same bucket expression as the dbt macro account_bucket()."""
         return f"(hash({column}) % {buckets})"

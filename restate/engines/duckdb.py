@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from fsspec import AbstractFileSystem
 
 from restate.engines.base import Engine
 
@@ -19,7 +20,9 @@ class WarehouseBusyError(RuntimeError):
 class DuckDBEngine(Engine):
     name = "duckdb"
 
-    def __init__(self, path: Path, wait_s: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, wait_s: float = 30.0, filesystem: AbstractFileSystem | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         deadline = time.monotonic() + wait_s
@@ -36,6 +39,9 @@ class DuckDBEngine(Engine):
                     ) from exc
                 time.sleep(0.5)
         self.con.execute("set enable_progress_bar = false")
+        if filesystem is not None:
+            # s3:// landing: DuckDB's httpfs cannot be installed offline, fsspec (s3fs) can.
+            self.con.register_filesystem(filesystem)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self.con.execute(sql, params).fetchall()

@@ -18,7 +18,7 @@ renamed as (
         cast(coalesce(event_ingested_at, event_ts) as timestamp) as ingested_at,
         cast(event_ts as date) as event_date,
         -- PII never leaves staging: only a hash of the e-mail is kept
-        sha256(lower(cast(customer_email as varchar))) as customer_email_hash,
+        {{ sha256_hex("lower(cast(customer_email as varchar))") }} as customer_email_hash,
         cast(source_file as varchar) as source_file,
         cast(source_row_number as bigint) as source_row_number
     from source

@@ -1,0 +1,147 @@
+"""The whole restatement lifecycle on the production engine, against the Snowflake emulator.
+
+plan -> recompute (dbt-snowflake per chunk) -> validate -> diff -> promote -> rollback,
+with the tool's own SQL through the Snowflake connector and every statement tagged.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from restate import changelog
+from restate.engines import connect
+from restate.generate import GenerateSpec, generate
+from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
+from restate.pipeline import load_once
+from restate.planning import PlanRequest, load_plan
+from restate.promotion import promote, rollback
+from restate.settings import Settings
+from tests.conftest import expected_daily_sql
+from tests.production.conftest import Emulator, load_landing_into_emulator, snowflake_settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.snowflake]
+
+# Small enough for the emulator (every statement goes through sqlglot and HTTP).
+SPEC = {"end_date": date(2026, 10, 31), "months": 2, "accounts": 25, "events_per_day": 40, "seed": 11}
+PERIOD = (date(2026, 9, 1), date(2026, 10, 15))
+IN_SCOPE = f"event_date between '{PERIOD[0]}' and '{PERIOD[1]}'"
+COLUMNS = "event_date, account_id, currency, gross_revenue, refunds, net_revenue"
+
+
+def rows(engine, sql: str) -> list[tuple]:
+    def norm(v: object) -> object:
+        return Decimal(v).quantize(Decimal("0.01")) if isinstance(v, (Decimal, float)) else v
+
+    return sorted((tuple(norm(v) for v in r) for r in engine.query(sql)), key=lambda r: tuple(map(str, r)))
+
+
+def expected(landing: Path) -> list[tuple]:
+    con = duckdb.connect()
+    sql = f"select {COLUMNS} from ({expected_daily_sql(f'{landing}/events/*/*.parquet')}) where {IN_SCOPE}"
+    return sorted(
+        (
+            tuple(Decimal(v).quantize(Decimal("0.01")) if isinstance(v, Decimal) else v for v in r)
+            for r in con.execute(sql).fetchall()
+        ),
+        key=lambda r: tuple(map(str, r)),
+    )
+
+
+def store_passing_validation(s: Settings, rid: int) -> None:
+    with connect(s) as e:
+        e.execute(
+            f"insert into {s.meta_schema}.validations values (?, ?, 'restatement', ?, true, null, null, ?)",
+            [f"emulated-{rid}", rid, datetime(2026, 11, 1), json.dumps({"checks": []})],
+        )
+
+
+@pytest.fixture(scope="module")
+def buggy_prod(snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data_dir = tmp_path_factory.mktemp("sf")
+    s = snowflake_settings(data_dir, snowflake_emulator)
+    spec = GenerateSpec(**SPEC, ingested_until=datetime(2026, 10, 20))  # type: ignore[arg-type]
+    generate(spec, s.landing, s.finance, duckdb.connect())
+    assert load_landing_into_emulator(s, Path(s.landing)) > 1000
+    result = load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    assert result.status == "success" and result.rows_new > 1000
+    return s
+
+
+def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulator: Emulator) -> None:
+    s = buggy_prod
+    landing = Path(s.landing)
+    with connect(s) as e:
+        reported = rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where {IN_SCOPE}")
+        outside = rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where not ({IN_SCOPE})")
+    assert reported and outside
+
+    # plan: closure, chunks and the Snowflake cost estimate
+    plan = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, reason="refund bug", requested_by="ana", ticket="FIN-1")
+    )
+    rid = plan.restatement_id
+    assert plan.models == ["fct_revenue_daily"] and len(plan.chunks) == 2
+    est = plan.estimate
+    assert est["source_rows"] > 1000 and est["credits"] > 0 and est["warehouse_size"] == "MEDIUM"
+
+    # recompute every chunk into restate_<id> (dbt-snowflake, deferring to prod)
+    start_run(s, rid)
+    for chunk in plan.chunks:
+        assert not run_chunk(s, rid, chunk.chunk_id)["reused"]
+    finish_run(s, rid)
+    with connect(s) as e:
+        assert rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where {IN_SCOPE}") == reported
+        assert rows(e, f"select {COLUMNS} from restate_{rid}.fct_revenue_daily where {IN_SCOPE}") == expected(
+            landing
+        )
+
+    # validate (the stored result the promotion gate reads) and diff
+    store_passing_validation(s, rid)
+    assert run_diff(s, rid) > 0
+    with connect(s) as e:
+        net_delta = e.scalar(
+            f"select sum(delta) from {s.meta_schema}.restatement_diffs "
+            "where restatement_id = ? and metric = 'net_revenue'",
+            [rid],
+        )
+        assert net_delta < 0  # refunds now reduce net revenue
+
+    # promote: one transaction of DML; prod equals the fixed logic, the rest untouched
+    with connect(s) as e:
+        out = promote(e, s, load_plan(e, s, rid))
+        assert out["status"] == "promoted"
+        promoted = rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where {IN_SCOPE}")
+        assert promoted == expected(landing) and promoted != reported
+        assert rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where not ({IN_SCOPE})") == outside
+        archived = e.scalar(
+            f"select count(*) from {s.meta_schema}.archive_fct_revenue_daily where restatement_id = ?", [rid]
+        )
+        assert archived >= len(reported)
+
+        # rollback restores the as-reported rows exactly
+        rollback(e, s, load_plan(e, s, rid), actor="ana", reason="test")
+        assert rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where {IN_SCOPE}") == reported
+        assert changelog.verify(e, s.meta_schema) is None
+        lifecycle = {"planned", "recomputed", "diffed", "promoted", "rolled_back"}
+        events = [r["event"] for r in changelog.entries(e, s.meta_schema, rid) if r["event"] in lifecycle]
+        assert events == ["planned", "recomputed", "diffed", "promoted", "rolled_back"]
+
+    # cost attribution: every statement of the restatement carried its id (and chunk)
+    tagged = [json.loads(st["tag"]) for st in snowflake_emulator.statements() if st["tag"]]
+    for chunk in plan.chunks:
+        chunk_sql = [
+            st
+            for st in snowflake_emulator.statements()
+            if st["tag"] and json.loads(st["tag"]).get("chunk") == chunk.chunk_id
+        ]
+        assert any(f"restate_{rid}" in (st["sql"] or "").lower() for st in chunk_sql), chunk.chunk_id
+    steps = {t.get("step") for t in tagged if t.get("restatement_id") == rid}
+    assert {"recompute", "diff", "promote", "rollback"} <= steps
+    untagged = [st for st in snowflake_emulator.statements() if not st["tag"]]
+    assert untagged == []
