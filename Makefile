@@ -51,6 +51,39 @@ lint: $(STAMP) ## ruff check + format check + mypy
 bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 	$(PY) benchmarks/run.py
 
+# Team mode: Prefect server on PostgreSQL (trust auth), a process work pool, the
+# prefect.yaml deployments, one worker and task workers that share restatement chunks.
+SERVE_DB ?= restate_prefect
+SERVE_PORT ?= 4200
+SERVE_DEPLOY ?= --all
+TASK_WORKERS ?= 2
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+PG_USER ?= postgres
+
+.PHONY: serve
+serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a worker, 2 task workers
+	@psql_="psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_USER) -d postgres -v ON_ERROR_STOP=1 -qtA"; \
+	if [ -z "$$($$psql_ -c "select 1 from pg_database where datname = '$(SERVE_DB)'")" ]; then \
+	  $$psql_ -c 'create database "$(SERVE_DB)"' || exit 1; \
+	fi; \
+	export PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$(SERVE_DB); \
+	export PREFECT_API_URL=http://127.0.0.1:$(SERVE_PORT)/api RESTATE_REPO_DIR=$(CURDIR); \
+	export RESTATE_CHUNK_EXECUTION=$${RESTATE_CHUNK_EXECUTION:-task_workers}; \
+	trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT; \
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(SERVE_PORT) & \
+	for _ in $$(seq 180); do curl -sf $$PREFECT_API_URL/health >/dev/null && break; sleep 1; done; \
+	curl -sf $$PREFECT_API_URL/health >/dev/null || { echo "prefect server did not start"; exit 1; }; \
+	$(VENV)/bin/prefect work-pool inspect restate >/dev/null 2>&1 \
+	  || $(VENV)/bin/prefect work-pool create restate --type process || exit 1; \
+	$(VENV)/bin/prefect --no-prompt deploy $(SERVE_DEPLOY) || exit 1; \
+	for _ in $$(seq $(TASK_WORKERS)); do \
+	  $(VENV)/bin/prefect task serve flows/restatement.py:recompute_chunk --limit 1 & \
+	done; \
+	$(VENV)/bin/prefect worker start --pool restate & \
+	echo "serving: UI and API on http://127.0.0.1:$(SERVE_PORT), database $(SERVE_DB); Ctrl-C stops all"; \
+	wait
+
 .PHONY: clean
 clean: ## remove generated data (keeps .venv)
 	rm -rf data dbt/target dbt/logs

@@ -13,7 +13,7 @@ from prefect.futures import wait
 from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from restate import actions, lifecycle
+from restate import actions, distributed, lifecycle
 from restate.planning import PlanRequest
 from restate.recompute import chunk_cache_key
 from restate.settings import apply_process_env, get_settings
@@ -36,7 +36,11 @@ def recompute_chunk(restatement_id: int, chunk_id: str, cache_key: str) -> dict[
     # With RESTATE_CHUNK_EXECUTION=task_workers this runs in a `prefect task serve` process.
     settings = get_settings()
     apply_process_env(settings)
-    return {**lifecycle.run_chunk(settings, restatement_id, chunk_id), "worker": actions.worker_identity()}
+    try:
+        result = lifecycle.run_chunk(settings, restatement_id, chunk_id)
+    finally:
+        distributed.release_warehouse(settings)  # let the next writer process in
+    return {**result, "worker": actions.worker_identity()}
 
 
 @task(cache_policy=NO_CACHE)
@@ -109,6 +113,18 @@ def restatement(
        form (approver, comment) and record it in restate_meta and the changelog.
     7. With promote_after_approval: promote through the gate, then notify the owners.
     Otherwise promotion stays a separate step (`restate promote ID --approved-by NAME`).
+
+    Args:
+        restatement_id: an existing plan to run (skips planning).
+        selector: dbt selector of the models to restate, e.g. fct_revenue_daily+.
+        start: first event_date to restate.
+        end: last event_date to restate.
+        accounts: account ids to restate (default all).
+        reason: why; recorded in the changelog and the notices.
+        ticket: ticket reference, e.g. FIN-142.
+        requested_by: who asks for the restatement.
+        await_approval: pause for an approver when the plan requires one.
+        promote_after_approval: promote once validated (and approved when required).
     """
     settings = get_settings()
     apply_process_env(settings)

@@ -1,0 +1,42 @@
+"""Rollback flow: restore the as-reported partitions a promotion replaced, then notify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from restate import actions
+from restate.settings import apply_process_env, get_settings
+
+
+@task(cache_policy=NO_CACHE)
+def roll_back(restatement_id: int, by: str, reason: str | None, cascade: bool) -> dict[str, Any]:
+    return actions.rollback(get_settings(), restatement_id, by, reason, cascade)
+
+
+@task(cache_policy=NO_CACHE)
+def notify(restatement_id: int, event: str) -> None:
+    from notifications.lifecycle import notify_restatement
+
+    notify_restatement(get_settings(), restatement_id, event)
+
+
+@flow(name="rollback", log_prints=True)
+def rollback(
+    restatement_id: int, by: str, reason: str | None = None, cascade: bool = False
+) -> dict[str, Any]:
+    """Undo a promotion in one step.
+
+    1. Under the production write lock, in one transaction, archive the promoted rows
+       and restore the version the promotion replaced (with cascade, later overlapping
+       promotions are rolled back first); audited in the changelog.
+    2. Notify the owners of the affected dashboards.
+    """
+    apply_process_env(get_settings())
+    result = roll_back(restatement_id, by, reason, cascade)
+    if result["status"] == "rolled_back":
+        notify(restatement_id, "rolled_back")
+    print(f"restatement {restatement_id}: {result['status']}")
+    return result
