@@ -290,7 +290,8 @@ def _freshness_lines(r: dict[str, Any]) -> list[str]:
         f"during the 14-month restatement {', '.join(_fmt(x, 1) for x in loaded['runs_s'])} s "
         f"(median {_fmt(loaded['median_s'], 1)}); rows per slice {idle['rows_per_slice']}.",
         f"The restatement was still running when the last load finished: "
-        f"{loaded['restatement_still_running_at_end']}.",
+        f"{loaded['restatement_still_running_at_end']}; loads retried while it held the DuckDB "
+        f"file: {loaded.get('load_retries', 'n/a')}.",
     ]
 
 
