@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+from fsspec import AbstractFileSystem
 
 ACCEPTED_CURRENCIES = ("USD", "EUR", "GBP")
 EVENT_TYPES = (
@@ -216,12 +217,27 @@ def _truth_latest_sql() -> str:
 
 
 def generate(
-    spec: GenerateSpec, landing: str | Path, finance: str | Path, con: duckdb.DuckDBPyConnection
+    spec: GenerateSpec,
+    landing: str | Path,
+    finance: str | Path,
+    con: duckdb.DuckDBPyConnection,
+    filesystem: AbstractFileSystem | None = None,
 ) -> GenerateResult:
-    """Write raw event Parquet for the spec's ingestion window and all finance exports."""
-    landing_dir = Path(landing) / "events"
+    """Write raw event Parquet for the spec's ingestion window and all finance exports.
+
+    An s3:// landing is written through an fsspec filesystem registered on `con`
+    (`filesystem`, else s3fs on the standard AWS chain): DuckDB's httpfs cannot be
+    installed offline.
+    """
+    if str(landing).startswith("s3://"):
+        import fsspec
+
+        con.register_filesystem(filesystem or fsspec.filesystem("s3"))
+        landing_dir: str | Path = str(landing).rstrip("/") + "/events"
+    else:
+        landing_dir = Path(landing) / "events"
+        landing_dir.mkdir(parents=True, exist_ok=True)
     finance_dir = Path(finance)
-    landing_dir.mkdir(parents=True, exist_ok=True)
     finance_dir.mkdir(parents=True, exist_ok=True)
     con.execute(_build_events_sql(spec))
 

@@ -39,7 +39,7 @@ class DuckDBEngine(Engine):
                     ) from exc
                 time.sleep(0.5)
         self.con.execute("set enable_progress_bar = false")
-        if filesystem is not None:
+        if filesystem is not None and filesystem.protocol[0] not in self.con.list_filesystems():
             # s3:// landing: DuckDB's httpfs cannot be installed offline, fsspec (s3fs) can.
             self.con.register_filesystem(filesystem)
 
