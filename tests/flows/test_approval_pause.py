@@ -1,4 +1,4 @@
-"""The restatement flow pauses for an approver's form, records the input, then promotes."""
+"""The restatement flow pauses for an approver's form, records it and promotes; the rollback flow undoes it."""
 
 from __future__ import annotations
 
@@ -115,25 +115,30 @@ def test_flow_pauses_for_approval_form_and_records_it(tmp_path: Path, monkeypatc
                 final = client.read_flow_run(paused.id)
             assert "error" not in outcome, outcome.get("error")
             assert final.state is not None and final.state.is_completed()
+            result = outcome["result"]
+            rid = result["restatement_id"]
+            with connect(s) as e:
+                stored = e.query_dicts(
+                    "select status, approved_by, approval_comment from restate_meta.restatements "
+                    "where restatement_id = ?",
+                    [rid],
+                )
+                entries = e.query_dicts(
+                    "select event, actor, payload_json from restate_meta.changelog "
+                    "where restatement_id = ? order by version",
+                    [rid],
+                )
+                prod_after = e.query("select sum(net_revenue) from analytics.fct_revenue_daily")[0][0]
+
+            # The rollback flow undoes it in one step.
+            from flows.rollback import rollback
+
+            undone = rollback(restatement_id=rid, by="cfo.maria", reason="wrong export version")
     finally:
         get_settings.cache_clear()
 
-    result = outcome["result"]
     assert result["approved_by"] == "cfo.maria"
     assert result["promotion"]["status"] == "promoted"
-    rid = result["restatement_id"]
-    with connect(s) as e:
-        stored = e.query_dicts(
-            "select status, approved_by, approval_comment from restate_meta.restatements "
-            "where restatement_id = ?",
-            [rid],
-        )
-        entries = e.query_dicts(
-            "select event, actor, payload_json from restate_meta.changelog where restatement_id = ? "
-            "order by version",
-            [rid],
-        )
-        prod_after = e.query("select sum(net_revenue) from analytics.fct_revenue_daily")[0][0]
     assert stored == [
         {"status": "promoted", "approved_by": "cfo.maria", "approval_comment": "matches FIN-142 export"}
     ]
@@ -145,3 +150,19 @@ def test_flow_pauses_for_approval_form_and_records_it(tmp_path: Path, monkeypatc
     promoted = json.loads(entries[events.index("promoted")]["payload_json"])
     assert promoted["approved_by"] == "cfo.maria"
     assert prod_after < prod_before  # refunds now subtracted from net revenue
+
+    assert undone["status"] == "rolled_back"
+    with connect(s) as e:
+        status = e.scalar("select status from restate_meta.restatements where restatement_id = ?", [rid])
+        prod_rolled_back = e.query("select sum(net_revenue) from analytics.fct_revenue_daily")[0][0]
+        audit = e.query_dicts(
+            "select event, actor from restate_meta.changelog where restatement_id = ? order by version",
+            [rid],
+        )
+        notices = {r[0] for r in e.query("select distinct event from restate_meta.notification_outbox")}
+    assert status == "rolled_back"
+    assert prod_rolled_back == prod_before
+    events = [x["event"] for x in audit]
+    assert events.index("promoted") < events.index("rolled_back")
+    assert audit[events.index("rolled_back")]["actor"] == "cfo.maria"
+    assert {"promoted", "rolled_back"} <= notices  # both flows told the dashboard owners
