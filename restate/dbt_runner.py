@@ -39,6 +39,12 @@ class DbtResult:
 # dbt's programmatic runner is not safe for parallel invocations in one process.
 _DBT_LOCK = threading.Lock()
 
+# Vars that only reach SQL bodies at compile time, never a node's config or schema:
+# a parsed manifest stays valid when only these change (see DbtProject.invoke).
+RUNTIME_ONLY_VARS = frozenset({"restate_chunk"})
+# Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
+_PARSED: dict[str, Any] = {}
+
 
 class DbtProject:
     """The bundled dbt project, invoked in-process with settings-derived profile values."""
@@ -85,8 +91,46 @@ class DbtProject:
         if vars:
             args += ["--vars", json.dumps(vars, default=str)]
         with _DBT_LOCK:
-            res = dbtRunner().invoke(args)
+            parsed = self._parsed_manifest(vars) if self._reuses_parse(command, vars) else None
+            res = dbtRunner(manifest=parsed).invoke(args)
         return self._to_result(res, command)
+
+    @staticmethod
+    def _reuses_parse(command: list[str], vars: dict[str, Any] | None) -> bool:
+        """Chunk runs differ only in runtime-only vars: parse once, reuse the manifest.
+
+        dbt re-parses the whole project whenever --vars change, which cost more than
+        the chunk's SQL; the chunk bounds never affect what parsing produces.
+        """
+        return bool(command) and command[0] == "run" and bool(RUNTIME_ONLY_VARS & set(vars or {}))
+
+    def _project_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for path in sorted(self.project_dir.rglob("*")):
+            if path.is_file() and path.suffix in (".sql", ".yml", ".yaml") and "target" not in path.parts:
+                h.update(f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}".encode())
+        return h.hexdigest()
+
+    def _parsed_manifest(self, vars: dict[str, Any] | None) -> Any:
+        """The parsed Manifest for these parse-time vars (parsing once per process)."""
+        from dbt.cli.main import dbtRunner
+
+        parse_vars = {k: v for k, v in (vars or {}).items() if k not in RUNTIME_ONLY_VARS}
+        key = json.dumps(
+            [str(self.project_dir), self.settings.dbt_target, parse_vars, self._project_fingerprint()],
+            sort_keys=True,
+            default=str,
+        )
+        if key not in _PARSED:
+            args = ["parse", *self._base_args(), "--quiet", "--no-use-colors"]
+            if parse_vars:
+                args += ["--vars", json.dumps(parse_vars, default=str)]
+            res = dbtRunner().invoke(args)
+            if not res.success:
+                raise DbtError(f"dbt parse failed: {res.exception or 'see dbt logs'}")
+            _PARSED.clear()  # one restatement at a time per process; keep memory flat
+            _PARSED[key] = res.result
+        return _PARSED[key]
 
     @staticmethod
     def _to_result(res: Any, command: list[str]) -> DbtResult:

@@ -12,6 +12,8 @@ from restate.generate import GenerateSpec, generate
 from restate.settings import TELEMETRY_OFF, Settings
 
 os.environ.update(TELEMETRY_OFF)
+# Prefect's temporary server can take long to start on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 SMALL = {"end_date": date(2026, 10, 31), "months": 3, "accounts": 60, "events_per_day": 150, "seed": 7}
 
