@@ -80,6 +80,7 @@ def generate(
 
     from restate.generate import GenerateSpec
     from restate.generate import generate as run_generate
+    from restate.object_store import landing_filesystem
 
     s = get_settings()
     spec = GenerateSpec(
@@ -95,7 +96,7 @@ def generate(
     con.execute("set enable_progress_bar = false")
     with console.status("generating events"):
         started = datetime.now()
-        result = run_generate(spec, s.landing, s.finance, con)
+        result = run_generate(spec, s.landing, s.finance, con, filesystem=landing_filesystem(s))
         elapsed = (datetime.now() - started).total_seconds()
     out = {
         "rows_landed": result.rows_landed,
