@@ -553,51 +553,20 @@ def measure_freshness(ds: DataSet) -> dict[str, Any]:
 
 
 def _freshness_run(ds: DataSet, name: str, loaded: bool) -> dict[str, Any]:
-    """One freshness child: a warm-up slice first, then (when loaded) the restatement starts."""
     run_dir = fresh_copy(ds.fresh_baseline, WORK / "runs" / f"fresh-{name}")
     landing = fresh_copy(ds.fresh_landing, WORK / "runs" / f"fresh-{name}-landing")
     slices = fresh_copy(ds.fresh_slices, WORK / "runs" / f"fresh-{name}-slices")
     env = restate_env(run_dir, landing, WORK / "data" / "fresh_finance")
-    go = WORK / "runs" / f"fresh-{name}.go"
-    go.unlink(missing_ok=True)
     slice_dirs = [str(p) for p in sorted(slices.glob("slice_*"))]
-    args = [*slice_dirs, "--go-file", str(go)]
-    if loaded:
-        # Spread the counted slices over the restatement (chunks, then checks and promotion).
-        args += ["--pause", "15"]
-    warmed, chunk_started = threading.Event(), threading.Event()
-    fresh_out: dict[str, Any] = {}
-
-    def on_fresh(line: str, proc: subprocess.Popen[str]) -> None:
-        event = parse_progress(line)
-        if event and event["event"] == "warmed_up":
-            warmed.set()
-
-    def freshness() -> None:
-        try:
-            fresh_out["run"] = run_child(
-                f"freshness {name}",
-                py_child("freshness.py", *args),
-                env=env,
-                on_line=on_fresh,
-                log=WORK / "logs" / f"fresh-{name}.log",
-            )
-        except ChildError as exc:
-            fresh_out["error"] = str(exc)
-        finally:
-            warmed.set()
-
-    fresh_thread = threading.Thread(target=freshness, daemon=True)
-    fresh_thread.start()
-    warmed.wait(timeout=600)
     background: dict[str, Any] = {}
-    bg_thread = None
+    started = threading.Event()
+    thread = None
     if loaded:
 
         def on_line(line: str, proc: subprocess.Popen[str]) -> None:
             event = parse_progress(line)
             if event and event["event"] == "chunk_done":
-                chunk_started.set()
+                started.set()
 
         def restatement() -> None:
             try:
@@ -611,20 +580,22 @@ def _freshness_run(ds: DataSet, name: str, loaded: bool) -> dict[str, Any]:
             except ChildError as exc:
                 background["error"] = str(exc)
             finally:
-                chunk_started.set()
+                started.set()
 
-        bg_thread = threading.Thread(target=restatement, daemon=True)
-        bg_thread.start()
-        chunk_started.wait(timeout=600)
-    go.touch()
-    fresh_thread.join()
-    still_running = bg_thread is not None and bg_thread.is_alive()
-    if bg_thread is not None:
-        bg_thread.join()
-    for problem in (fresh_out.get("error"), background.get("error")):
-        if problem:
-            raise ChildError(f"freshness {name}: {problem}")
-    fresh = fresh_out["run"]
+        thread = threading.Thread(target=restatement, daemon=True)
+        thread.start()
+        started.wait(timeout=600)
+    fresh = run_child(
+        f"freshness {name}",
+        py_child("freshness.py", *slice_dirs),
+        env=env,
+        log=WORK / "logs" / f"fresh-{name}.log",
+    )
+    still_running = thread is not None and thread.is_alive()
+    if thread is not None:
+        thread.join()
+        if "error" in background:
+            raise ChildError(f"background restatement failed: {background['error']}")
     counted = fresh.result["latencies_s"][1:]  # the first slice warms the process up
     say(f"freshness {name}: {[round(x, 1) for x in fresh.result['latencies_s']]}")
     return {
