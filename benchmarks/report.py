@@ -210,7 +210,8 @@ def render_markdown(r: dict[str, Any], ratios: dict[str, float | None]) -> str:
             f"{_fmt(stats.get('peak_rss_mb'), 0)} | {does} |"
         )
     for name, reason in r.get("skipped", {}).items():
-        lines.append(f"| {name} | - | skipped | - | - | {reason} |")
+        flat = " ".join(str(reason).split()).replace("|", "/")
+        lines.append(f"| {name} | - | skipped | - | - | {flat} |")
     lines += [
         "",
         "Times are measured inside each child process, after its imports (restate, dbt and SQLMesh",

@@ -491,8 +491,9 @@ def measure_sqlmesh(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
     """sqlmesh plan --restate-model over the 14 months, `runs` times from the same v1 state."""
     work = WORK / "runs" / "sqlmesh"
     work.mkdir(parents=True, exist_ok=True)
-    # SQLMesh's state names the DuckDB catalog after the file's stem: copies keep the name.
-    base, project = work / "base" / "sqlmesh.duckdb", work / "project"
+    # SQLMesh names the DuckDB catalog after the file stem (copies keep the name), and a
+    # file called sqlmesh.duckdb would clash with its state schema "sqlmesh".
+    base, project = work / "base" / "warehouse.duckdb", work / "project"
     base.parent.mkdir(parents=True, exist_ok=True)
     env = base_env()
     setup = run_child(
@@ -512,7 +513,7 @@ def measure_sqlmesh(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
     )
     done = []
     for i in range(runs):
-        db = fresh_copy(base, work / "run" / "sqlmesh.duckdb")
+        db = fresh_copy(base, work / "run" / "warehouse.duckdb")
         out = WORK / "out" / f"sqlmesh_{i}.parquet"
         run = run_child(
             f"sqlmesh-{i}",
