@@ -142,7 +142,12 @@ def restatement(
     )
     # threads: the flow's task runner; task_workers: queued for `prefect task serve` processes.
     submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
-    futures = [submit(restatement_id, c.chunk_id, chunk_cache_key(plan, c.chunk_id)) for c in plan.chunks]
+    # The warehouse id keeps a copy of the same warehouse (same plan id and watermark)
+    # from reusing chunks it never computed.
+    futures = [
+        submit(restatement_id, c.chunk_id, f"{settings.warehouse_id}-{chunk_cache_key(plan, c.chunk_id)}")
+        for c in plan.chunks
+    ]
     chunks = []
     for future in futures:
         chunks.append(future.result())

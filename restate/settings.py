@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import date
 from functools import lru_cache
@@ -130,6 +131,15 @@ class Settings(BaseSettings):
         return self.duckdb_path or self.data_dir / "warehouse.duckdb"
 
     @property
+    def warehouse_id(self) -> str:
+        """Which warehouse this installation writes: keeps cached results of one out of another."""
+        if self.engine == "snowflake":
+            where = f"snowflake://{self.snowflake_account}/{self.snowflake_database}/{self.meta_schema}"
+        else:
+            where = f"duckdb://{self.warehouse_path.resolve()}/{self.meta_schema}"
+        return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+    @property
     def landing(self) -> str:
         return self.landing_uri or str(self.data_dir / "landing")
 
@@ -190,8 +200,10 @@ class Settings(BaseSettings):
                     "DBT_RESTATE_SNOWFLAKE_PROTOCOL": self.snowflake_protocol,
                 }
             )
-            if self.snowflake_host:
-                env["DBT_RESTATE_SNOWFLAKE_HOST"] = self.snowflake_host
+            # Soda's data source file reads the host too; default: the account's endpoint.
+            env["DBT_RESTATE_SNOWFLAKE_HOST"] = (
+                self.snowflake_host or f"{self.snowflake_account or ''}.snowflakecomputing.com"
+            )
         return env
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,14 @@ def test_chunks_cover_each_day_and_bucket_once(start, end, days, buckets) -> Non
 def test_end_before_start_is_refused() -> None:
     with pytest.raises(PlanError):
         make_chunks(date(2026, 1, 2), date(2026, 1, 1), 31, 1)
+
+
+def test_warehouse_id_separates_copies_of_a_warehouse(tmp_path: Path) -> None:
+    # Chunk results are cached by Prefect under a key that starts with the warehouse id:
+    # a copy of the warehouse (same plan id, same watermark) must not reuse them.
+    from tests.conftest import make_settings
+
+    a, b = make_settings(tmp_path / "a"), make_settings(tmp_path / "b")
+    assert a.warehouse_id != b.warehouse_id
+    assert a.warehouse_id == make_settings(tmp_path / "a").warehouse_id
+    assert a.warehouse_id != a.model_copy(update={"meta_schema": "other_meta"}).warehouse_id
