@@ -569,6 +569,10 @@ def test_snowflake_data_source_file_reads_the_settings_environment(tmp_path: Pat
         "database": "FINANCE",
         "warehouse": "WH",
         "role": "RESTATE",
+        # passed through to the connector: the account's public endpoint by default
+        "host": "acme-eu1.snowflakecomputing.com",
+        "port": "443",
+        "protocol": "https",
     }
 
 
