@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from restate.clock import utc_now
+from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.settings import Settings
 
@@ -25,26 +26,18 @@ def logic_version(model_sha256: str, dbt_vars: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def model_hashes(manifest: dict[str, Any]) -> dict[str, str]:
-    """sha256 of each model's raw SQL, by model name."""
-    return {
-        node["name"]: hashlib.sha256(node["raw_code"].encode()).hexdigest()
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model"
-    }
-
-
 def current_versions(settings: Settings, manifest: dict[str, Any]) -> dict[str, str]:
     """The logic version each model would be built with now."""
     dbt_vars = settings.dbt_vars()
-    return {name: logic_version(sha, dbt_vars) for name, sha in model_hashes(manifest).items()}
+    hashes = DbtProject.model_code_hashes(manifest)
+    return {name: logic_version(sha, dbt_vars) for name, sha in hashes.items()}
 
 
 def record_load_build(engine: Engine, settings: Settings, load_id: str, manifest: dict[str, Any]) -> None:
     """Remember the code a production load ran with (one row per model)."""
     dbt_vars = settings.dbt_vars()
     now = utc_now()
-    for name, sha in sorted(model_hashes(manifest).items()):
+    for name, sha in sorted(DbtProject.model_code_hashes(manifest).items()):
         engine.execute(
             f"insert into {settings.meta_schema}.model_builds values (?, ?, 'load', ?, ?, ?, ?)",
             [load_id, now, name, logic_version(sha, dbt_vars), sha, json.dumps(dbt_vars, sort_keys=True)],

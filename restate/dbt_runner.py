@@ -169,7 +169,8 @@ class DbtProject:
         self.prod_state_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.target_path / "manifest.json", self.prod_state_dir / "manifest.json")
 
-    def model_code_hashes(self, manifest: dict[str, Any]) -> dict[str, str]:
+    @staticmethod
+    def model_code_hashes(manifest: dict[str, Any]) -> dict[str, str]:
         """sha256 of each model's raw SQL: the code version recorded with every run."""
         hashes = {}
         for node in manifest["nodes"].values():

@@ -196,7 +196,8 @@ def _removals(
             (select coalesce(sum(amount), 0) from valid
                 where rank_now > 1 and event_date between ? and ?),
             (select count(*) from in_period where rejection_reason is not null),
-            (select count(*) from in_period where ingested_at > {_ts(watermark)})
+            (select count(*) from in_period where ingested_at > {_ts(watermark)}),
+            (select count(*) from classified where event_date is null)
         """,
         [start, end, start, end, start, end, start, end],
     )[0]
@@ -211,14 +212,13 @@ def _removals(
         """,
         [start, end],
     )
-    undated = engine.scalar(base + "select count(*) from classified where event_date is null")
     rows = {
         "raw": int(counts[0]),
         "kept": int(counts[1]),
         "superseded_duplicates": int(counts[2]),
         "quarantined": int(counts[4]),
         "late": int(counts[5]),
-        "undated_quarantined_anywhere": int(undated or 0),
+        "undated_quarantined_anywhere": int(counts[6]),
     }
     duplicates = {"rows": int(counts[2]), "amount": Decimal(counts[3] or 0)}
     return rows, duplicates, quarantine
