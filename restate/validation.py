@@ -257,7 +257,15 @@ def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
     from soda_core.common.data_source_impl import DataSourceImpl
     from soda_core.common.yaml import DataSourceYamlSource
 
-    source = DataSourceYamlSource.from_file_path(str(DATASOURCES_DIR / f"{engine.name}.yml"))
+    path = DATASOURCES_DIR / f"{engine.name}.yml"
+    spec = yaml.safe_load(path.read_text())
+    if engine.name == "snowflake":
+        from restate.engines.snowflake import encode_query_tag
+
+        # Soda opens its own session: give it the engine's query tag (cost attribution).
+        tag = encode_query_tag(engine.query_tag_for())
+        spec["connection"]["session_parameters"] = {"QUERY_TAG": tag}
+    source = DataSourceYamlSource.from_str(yaml.safe_dump(spec, sort_keys=False), file_path=str(path))
     impl = DataSourceImpl.from_yaml_source(source)
     try:
         yield impl
@@ -270,10 +278,9 @@ def _verify(
     engine: Engine, settings: Settings, variables: dict[str, str | float]
 ) -> tuple[list[Any], list[str]]:
     """Run every contract in one Soda session; (contract results, error messages)."""
-    from soda_core.common.yaml import ContractYamlSource
     from soda_core.contracts.contract_verification import ContractVerificationSession
 
-    sources = [ContractYamlSource.from_file_path(str(_contract_path(t))) for t in CONTRACTS]
+    sources = [_contract_source(t, engine, variables) for t in CONTRACTS]
     with _data_source(engine, settings) as data_source:
         session = ContractVerificationSession.execute(
             contract_yaml_sources=sources,
@@ -286,6 +293,32 @@ def _verify(
 
 def _contract_path(table: str) -> Path:
     return CONTRACTS_DIR / f"{table}.yml"
+
+
+def _contract_source(table: str, engine: Engine, variables: dict[str, str | float]) -> Any:
+    """The contract as Soda gets it, with names in the case the warehouse stores them.
+
+    Soda quotes every identifier it writes (dataset path, column names), so on a
+    warehouse that stores unquoted names in upper case (Snowflake) the contract's
+    lower-case names would not match; they are folded here. The SQL inside the checks
+    is unquoted and is left as written.
+    """
+    from soda_core.common.yaml import ContractYamlSource
+
+    path = _contract_path(table)
+    fold = engine.fold_identifier
+    if fold("a") == "a":
+        return ContractYamlSource.from_file_path(str(path))
+    spec = yaml.safe_load(path.read_text())
+    data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
+    spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
+    for column in spec.get("columns") or []:
+        column["name"] = fold(column["name"])
+    for item in spec.get("checks") or []:
+        for body in item.values():
+            if isinstance(body, dict) and isinstance(body.get("columns"), list):
+                body["columns"] = [fold(c) for c in body["columns"]]
+    return ContractYamlSource.from_str(yaml.safe_dump(spec, sort_keys=False), file_path=str(path))
 
 
 # --------------------------------------------------------------------------- results
@@ -358,7 +391,7 @@ class _Contract:
     def check_spec(self, check: Any) -> dict[str, Any]:
         if check.column_name:
             for column in self.spec.get("columns") or []:
-                if column.get("name") == check.column_name:
+                if str(column.get("name")).lower() == check.column_name.lower():
                     for item in column.get("checks") or []:
                         if check.type in item:
                             return item[check.type] or {}
@@ -484,11 +517,12 @@ def _collect(
             errors.append(f"{dataset}: contract could not be verified: {'; '.join(reasons)}")
         for result in contract_result.check_results:
             check = result.check
+            column_name = check.column_name.lower() if check.column_name else None
             spec = contract.check_spec(check)
             outcome = _outcome(result)
             name = check.name or check.type
-            if check.column_name and check.type in ("missing", "invalid", "duplicate"):
-                name = f"{check.column_name}: {name}"
+            if column_name and check.type in ("missing", "invalid", "duplicate"):
+                name = f"{column_name}: {name}"
             partitions: list[str] = []
             details: list[dict[str, Any]] = []
             if outcome in ("failed", "warned"):
@@ -505,7 +539,7 @@ def _collect(
                     passed=outcome in ("passed", "warned"),
                     measured=_number(result.threshold_value),
                     threshold=_threshold_text(check, spec),
-                    column=check.column_name,
+                    column=column_name,
                     partitions=partitions,
                     details=details,
                 )
@@ -530,6 +564,7 @@ def run_validation(
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
     checked_at = datetime.now(UTC).replace(tzinfo=None)
+    engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
     load_finance_exports(engine, settings)
     variables = contract_variables(engine, settings, schema, period_start, period_end, restatement_id)
     schemas = {

@@ -62,6 +62,10 @@ class Engine(ABC):
         """The query tag a child process (dbt) should use for the given labels."""
         return {"app": "restate", **{k: v for k, v in fields.items() if v is not None}}
 
+    def fold_identifier(self, name: str) -> str:
+        """How the warehouse stores an unquoted identifier (for tools that quote names)."""
+        return name
+
     def account_bucket_sql(self, column: str, buckets: int) -> str:
         """Same bucket expression as the dbt macro account_bucket()."""
         return f"(hash({column}) % {buckets})"

@@ -125,6 +125,9 @@ class SnowflakeEngine(Engine):
         schema, _, table = self.landing_table.rpartition(".")
         return self.landing_table if self.relation_exists(schema or "public", table) else None
 
+    def fold_identifier(self, name: str) -> str:
+        return name.upper()
+
     def account_bucket_sql(self, column: str, buckets: int) -> str:
         # Same expression as dbt's snowflake__account_bucket(): hash() is signed here.
         return f"(abs(hash({column})) % {buckets})"

@@ -78,11 +78,14 @@ class Emulator:
 def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     python = ensure_fakesnow_venv()
     port = free_port()
-    log = tmp_path_factory.mktemp("fakesnow") / "statements.jsonl"
+    folder = tmp_path_factory.mktemp("fakesnow")
+    log = folder / "statements.jsonl"
+    # The emulator's own log (its errors name the SQL it could not run) for failing tests.
+    server_log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(python), str(SERVER_SCRIPT), str(port), str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, proc)
@@ -90,6 +93,7 @@ def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emu
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        server_log.close()
 
 
 def snowflake_settings(data_dir: Path, emulator: Emulator, **overrides: object) -> Settings:

@@ -8,6 +8,15 @@ uses it to attribute cost per statement, so production SQL keeps it; this wrappe
 it itself, remembers the tag per session, and writes every other statement with the
 tag in force to STATEMENT_LOG (one JSON object per line). Tests read that log to prove
 that every statement the tool and dbt ran was tagged with its restatement and chunk.
+
+Shim: the Python connector binds a Decimal as type FIXED with its text ("12.34"), which
+Snowflake accepts; fakesnow 0.12 reads every FIXED binding with int() and answers HTTP 500
+(the connector then retries for minutes). This wrapper re-labels non-integer FIXED
+bindings as TEXT, which the emulator casts to the column's decimal type on insert.
+
+Shim: Snowflake's INFORMATION_SCHEMA.COLUMNS has DATETIME_PRECISION, which Soda's
+schema check selects; fakesnow 0.12's view of it lacks that column. The view's
+definition gets DuckDB's own datetime_precision added before the server starts.
 """
 
 from __future__ import annotations
@@ -25,6 +34,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+# Patched before fakesnow.server is imported: importing it creates the shared instance.
+info_schema = importlib.import_module("fakesnow.info_schema")
+
+_COLUMNS_VIEW = info_schema.SQL_CREATE_GLOBAL_INFORMATION_SCHEMA_COLUMNS_VIEW
+_PRECISION_SCALE = "as NUMERIC_SCALE,"
+assert _PRECISION_SCALE in _COLUMNS_VIEW, "fakesnow's columns view changed: revisit the shim"
+info_schema.SQL_CREATE_GLOBAL_INFORMATION_SCHEMA_COLUMNS_VIEW = _COLUMNS_VIEW.replace(
+    _PRECISION_SCALE, f"{_PRECISION_SCALE}\ncolumns.datetime_precision as DATETIME_PRECISION,", 1
+)
 
 # `fakesnow.server` the attribute is a function; the module holds the ASGI routes.
 server = importlib.import_module("fakesnow.server")
@@ -50,6 +69,25 @@ def _replay(request: Request, raw: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+def _decimal_bindings_as_text(body: dict[str, Any]) -> bool:
+    """Re-label FIXED bindings whose value is not an integer as TEXT; True if any changed."""
+    changed = False
+    for binding in (body.get("bindings") or {}).values():
+        values = binding["value"] if isinstance(binding["value"], list) else [binding["value"]]
+        if binding.get("type") == "FIXED" and any(v is not None and not _is_int(v) for v in values):
+            binding["type"] = "TEXT"
+            changed = True
+    return changed
+
+
+def _is_int(value: str) -> bool:
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
 async def login_request(request: Request) -> Response:
     raw = await request.body()
     params = _body_json(raw, request.headers)["data"].get("SESSION_PARAMETERS", {})
@@ -57,6 +95,10 @@ async def login_request(request: Request) -> Response:
     token = json.loads(bytes(response.body))["data"]["token"]
     tags[token] = params.get("QUERY_TAG")
     return response
+
+
+def _without_gzip(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length")]
 
 
 def _ok() -> JSONResponse:
@@ -87,7 +129,11 @@ def _ok() -> JSONResponse:
 
 async def query_request(request: Request) -> Response:
     raw = await request.body()
-    sql = _body_json(raw, request.headers).get("sqlText", "")
+    body = _body_json(raw, request.headers)
+    if _decimal_bindings_as_text(body):
+        raw = json.dumps(body).encode()
+        request = Request({**request.scope, "headers": _without_gzip(request.scope["headers"])})
+    sql = body.get("sqlText", "")
     token = (request.headers.get("Authorization") or "")[17:-1]
     if match := SET_TAG.match(sql):
         tags[token] = match.group(1).replace("''", "'")

@@ -7,7 +7,7 @@ with the tool's own SQL through the Snowflake connector and every statement tagg
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,11 +17,12 @@ import pytest
 from restate import changelog
 from restate.engines import connect
 from restate.generate import GenerateSpec, generate
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
+from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.pipeline import load_once
 from restate.planning import PlanRequest, load_plan
 from restate.promotion import promote, rollback
 from restate.settings import Settings
+from restate.validation import run_validation
 from tests.conftest import expected_daily_sql
 from tests.production.conftest import Emulator, load_landing_into_emulator, snowflake_settings
 
@@ -53,19 +54,12 @@ def expected(landing: Path) -> list[tuple]:
     )
 
 
-def store_passing_validation(s: Settings, rid: int) -> None:
-    with connect(s) as e:
-        e.execute(
-            f"insert into {s.meta_schema}.validations values (?, ?, 'restatement', ?, true, null, null, ?)",
-            [f"emulated-{rid}", rid, datetime(2026, 11, 1), json.dumps({"checks": []})],
-        )
-
-
 @pytest.fixture(scope="module")
 def buggy_prod(snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data_dir = tmp_path_factory.mktemp("sf")
     s = snowflake_settings(data_dir, snowflake_emulator)
-    spec = GenerateSpec(**SPEC, ingested_until=datetime(2026, 10, 20))  # type: ignore[arg-type]
+    # Everything has landed, so the restated period must match the finance exports.
+    spec = GenerateSpec(**SPEC)  # type: ignore[arg-type]
     generate(spec, s.landing, s.finance, duckdb.connect())
     assert load_landing_into_emulator(s, Path(s.landing)) > 1000
     result = load_once(s.model_copy(update={"revenue_logic": "v1"}))
@@ -101,8 +95,26 @@ def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulato
             landing
         )
 
-    # validate (the stored result the promotion gate reads) and diff
-    store_passing_validation(s, rid)
+    # validate: every Soda contract through soda-snowflake, evidence stored for the gate
+    validation = run_validation_step(s, rid)
+    assert validation["passed"], validation["report"]
+    with connect(s) as e:
+        evidence = json.loads(
+            e.scalar(
+                f"select result_json from {s.meta_schema}.validations where validation_id = ?",
+                [validation["validation_id"]],
+            )
+        )
+        # The same contracts on the buggy production fail where refunds were ignored.
+        on_prod = run_validation(s, e, s.prod_schema, *PERIOD, None)
+    outcomes = {c["check_type"] for c in evidence["checks"] if c["outcome"] == "passed"}
+    assert {"schema", "row_count", "duplicate", "missing", "failed_rows"} <= outcomes
+    assert all(c["outcome"] == "passed" for c in evidence["checks"]) and not evidence["errors"]
+    assert not on_prod.passed and not on_prod.errors
+    finance_daily = on_prod.check("daily totals", "fct_revenue_daily")
+    assert not finance_daily.passed and finance_daily.partitions
+    days = (PERIOD[1] - PERIOD[0]).days + 1
+    assert set(finance_daily.partitions) <= {str(PERIOD[0] + timedelta(d)) for d in range(days)}
     assert run_diff(s, rid) > 0
     with connect(s) as e:
         net_delta = e.scalar(
@@ -142,6 +154,14 @@ def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulato
         ]
         assert any(f"restate_{rid}" in (st["sql"] or "").lower() for st in chunk_sql), chunk.chunk_id
     steps = {t.get("step") for t in tagged if t.get("restatement_id") == rid}
-    assert {"recompute", "diff", "promote", "rollback"} <= steps
+    assert {"recompute", "validate", "diff", "promote", "rollback"} <= steps
+    # Soda's own session (schema metadata, metric queries) carried the restatement's tag too.
+    soda_sql = [
+        st
+        for st in snowflake_emulator.statements()
+        if "information_schema" in (st["sql"] or "").lower()
+        and "datetime_precision" in (st["sql"] or "").lower()
+    ]
+    assert soda_sql and all(json.loads(st["tag"] or "{}").get("step") == "validate" for st in soda_sql)
     untagged = [st for st in snowflake_emulator.statements() if not st["tag"]]
     assert untagged == []

@@ -24,8 +24,8 @@ aggregated as (
             as gross_revenue,
         cast(sum(case when event_type = 'refund_issued' then amount else 0 end) as decimal(18, 2))
             as refunds,
-        sum(case when event_type = 'invoice_paid' then 1 else 0 end) as invoice_count,
-        sum(case when event_type = 'refund_issued' then 1 else 0 end) as refund_count,
+        cast(sum(case when event_type = 'invoice_paid' then 1 else 0 end) as bigint) as invoice_count,
+        cast(sum(case when event_type = 'refund_issued' then 1 else 0 end) as bigint) as refund_count,
         max(ingested_at) as last_ingested_at
     from revenue_events
     group by event_date, account_id, currency
