@@ -19,7 +19,7 @@ from restate.engines import connect
 from restate.generate import GenerateSpec, generate
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.pipeline import load_once
-from restate.planning import PlanRequest, load_plan
+from restate.planning import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
 from restate.promotion import promote, rollback
 from restate.settings import Settings
 from restate.validation import run_validation
@@ -165,3 +165,49 @@ def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulato
     assert soda_sql and all(json.loads(st["tag"] or "{}").get("step") == "validate" for st in soda_sql)
     untagged = [st for st in snowflake_emulator.statements() if not st["tag"]]
     assert untagged == []
+
+
+def test_plan_cli_estimate_and_budget_guard(buggy_prod: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`restate plan --json` on Snowflake settings gives the cost estimate; over budget is refused."""
+    from typer.testing import CliRunner
+
+    from restate.cli import app
+    from restate.settings import get_settings
+
+    s = buggy_prod
+    for name, value in s.model_dump().items():
+        if (
+            name.startswith("snowflake_") or name in ("engine", "data_dir", "dbt_threads")
+        ) and value is not None:
+            secret = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+            monkeypatch.setenv(f"RESTATE_{name.upper()}", str(secret))
+    args = ["plan", "-s", "fct_revenue_daily+", "--start", "2026-09-01", "--end", "2026-09-30"]
+    args += ["--reason", "refund bug", "--requested-by", "ana", "--json"]
+    runner = CliRunner()
+    get_settings.cache_clear()
+    try:
+        planned = runner.invoke(app, args)
+        assert planned.exit_code == 0, planned.output
+        estimate = json.loads(planned.output)["estimate"]
+        fields = {"source_rows", "source_bytes", "warehouse_size", "warehouse_hours", "credits", "usd"}
+        assert fields <= estimate.keys() and estimate["source_rows"] > 0
+        # The emulator reports no table bytes, so the default bytes per row applies.
+        assert estimate["source_bytes"] == estimate["source_rows"] * DEFAULT_BYTES_PER_ROW
+        assert estimate["budget_usd"] == 15_000
+
+        # A throughput this slow makes the same month cost more than the budget.
+        monkeypatch.setenv("RESTATE_SNOWFLAKE_MB_PER_S_XSMALL", "0.000000001")
+        get_settings.cache_clear()
+        with connect(get_settings()) as e:
+            before = e.scalar(f"select count(*) from {s.meta_schema}.restatements")
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 1
+        message = " ".join(refused.output.split())  # the console wraps long lines
+        assert "exceeds the budget of $15,000" in message and "pass --allow-over-budget" in message
+        with connect(get_settings()) as e:
+            assert e.scalar(f"select count(*) from {s.meta_schema}.restatements") == before
+        allowed = runner.invoke(app, [*args, "--allow-over-budget"])
+        assert allowed.exit_code == 0, allowed.output
+        assert json.loads(allowed.output)["estimate"]["usd"] > 15_000
+    finally:
+        get_settings.cache_clear()
