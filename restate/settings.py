@@ -187,22 +187,26 @@ class Settings(BaseSettings):
         }
         env.update({k: v for k, v in aws.items() if v})
         if self.engine == "snowflake":
-            secret = self.snowflake_password.get_secret_value() if self.snowflake_password else ""
+            # Account, user, secret and role: from the credentials block when one is named,
+            # so dbt and Soda log in as the tool's own SQL does.
+            from restate.credentials import snowflake_connect_kwargs
+
+            login = snowflake_connect_kwargs(self)
             env.update(
                 {
-                    "DBT_RESTATE_SNOWFLAKE_ACCOUNT": self.snowflake_account or "",
-                    "DBT_RESTATE_SNOWFLAKE_USER": self.snowflake_user or "",
-                    "DBT_RESTATE_SNOWFLAKE_PASSWORD": secret,
+                    "DBT_RESTATE_SNOWFLAKE_ACCOUNT": login.get("account") or "",
+                    "DBT_RESTATE_SNOWFLAKE_USER": login.get("user") or "",
+                    "DBT_RESTATE_SNOWFLAKE_PASSWORD": login.get("password") or "",
                     "DBT_RESTATE_SNOWFLAKE_DATABASE": self.snowflake_database or "",
                     "DBT_RESTATE_SNOWFLAKE_WAREHOUSE": self.snowflake_warehouse or "",
-                    "DBT_RESTATE_SNOWFLAKE_ROLE": self.snowflake_role or "",
+                    "DBT_RESTATE_SNOWFLAKE_ROLE": login.get("role") or "",
                     "DBT_RESTATE_SNOWFLAKE_PORT": str(self.snowflake_port or 443),
                     "DBT_RESTATE_SNOWFLAKE_PROTOCOL": self.snowflake_protocol,
                 }
             )
             # Soda's data source file reads the host too; default: the account's endpoint.
             env["DBT_RESTATE_SNOWFLAKE_HOST"] = (
-                self.snowflake_host or f"{self.snowflake_account or ''}.snowflakecomputing.com"
+                self.snowflake_host or f"{login.get('account') or ''}.snowflakecomputing.com"
             )
         return env
 

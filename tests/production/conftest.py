@@ -68,7 +68,7 @@ class Emulator:
     statement_log: Path
 
     def statements(self) -> list[dict[str, str | None]]:
-        """Every statement the emulator ran, with the query tag in force."""
+        """Every statement the emulator ran, with the query tag in force and the login name."""
         if not self.statement_log.exists():
             return []
         return [json.loads(line) for line in self.statement_log.read_text().splitlines() if line]

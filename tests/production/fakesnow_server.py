@@ -6,8 +6,9 @@ pins its own sqlglot. Usage: python fakesnow_server.py PORT STATEMENT_LOG
 Shim: fakesnow 0.12 rejects `alter session set query_tag` ("not implemented"). Snowflake
 uses it to attribute cost per statement, so production SQL keeps it; this wrapper answers
 it itself, remembers the tag per session, and writes every other statement with the
-tag in force to STATEMENT_LOG (one JSON object per line). Tests read that log to prove
-that every statement the tool and dbt ran was tagged with its restatement and chunk.
+tag in force and the session's login name to STATEMENT_LOG (one JSON object per line).
+Tests read that log to prove that every statement the tool, dbt and Soda ran was tagged
+with its restatement and chunk, and which login ran it.
 
 Shim: the Python connector binds a Decimal as type FIXED with its text ("12.34"), which
 Snowflake accepts; fakesnow 0.12 reads every FIXED binding with int() and answers HTTP 500
@@ -52,6 +53,7 @@ SET_TAG = re.compile(r"^\s*alter\s+session\s+set\s+query_tag\s*=\s*'((?:[^']|'')
 UNSET_TAG = re.compile(r"^\s*alter\s+session\s+unset\s+query_tag\s*;?\s*$", re.I)
 
 tags: dict[str, str | None] = {}
+users: dict[str, str | None] = {}
 _log_lock = threading.Lock()
 
 
@@ -90,10 +92,12 @@ def _is_int(value: str) -> bool:
 
 async def login_request(request: Request) -> Response:
     raw = await request.body()
-    params = _body_json(raw, request.headers)["data"].get("SESSION_PARAMETERS", {})
+    data = _body_json(raw, request.headers)["data"]
+    params = data.get("SESSION_PARAMETERS", {})
     response = await server.login_request(_replay(request, raw))
     token = json.loads(bytes(response.body))["data"]["token"]
     tags[token] = params.get("QUERY_TAG")
+    users[token] = data.get("LOGIN_NAME")
     return response
 
 
@@ -142,7 +146,7 @@ async def query_request(request: Request) -> Response:
         tags[token] = None
         return _ok()
     with _log_lock, open(LOG_PATH, "a") as log:
-        log.write(json.dumps({"tag": tags.get(token), "sql": sql}) + "\n")
+        log.write(json.dumps({"tag": tags.get(token), "user": users.get(token), "sql": sql}) + "\n")
     return await server.query_request(_replay(request, raw))
 
 

@@ -211,3 +211,41 @@ def test_plan_cli_estimate_and_budget_guard(buggy_prod: Settings, monkeypatch: p
         assert json.loads(allowed.output)["estimate"]["usd"] > 15_000
     finally:
         get_settings.cache_clear()
+
+
+def test_credentials_block_logs_in_the_tool_dbt_and_soda(
+    buggy_prod: Settings, snowflake_emulator: Emulator
+) -> None:
+    """A prefect-snowflake SnowflakeCredentials block (on a real temporary Prefect server)
+    replaces account, user and password in the settings for every client."""
+    from prefect.testing.utilities import prefect_test_harness
+    from prefect_snowflake import SnowflakeCredentials
+
+    s = buggy_prod
+    with prefect_test_harness(server_startup_timeout=120):
+        SnowflakeCredentials(account="restate_test", user="from_block", password="emulated").save(
+            "restate-warehouse"
+        )
+        blocked = s.model_copy(
+            update={
+                "snowflake_credentials_block": "restate-warehouse",
+                "snowflake_account": None,
+                "snowflake_user": None,
+                "snowflake_password": None,
+            }
+        )
+        env = blocked.dbt_env()
+        assert (env["DBT_RESTATE_SNOWFLAKE_ACCOUNT"], env["DBT_RESTATE_SNOWFLAKE_USER"]) == (
+            "restate_test",
+            "from_block",
+        )
+        assert env["DBT_RESTATE_SNOWFLAKE_PASSWORD"] == "emulated"
+        seen = len(snowflake_emulator.statements())
+        with connect(blocked) as e:
+            result = run_validation(blocked, e, s.prod_schema, *PERIOD, None)
+    assert result.checks and not result.errors
+    ran = snowflake_emulator.statements()[seen:]
+    soda = [st for st in ran if "datetime_precision" in (st["sql"] or "").lower()]
+    tool = [st for st in ran if "finance_exports" in (st["sql"] or "").lower()]
+    assert soda and tool
+    assert {st["user"] for st in ran} == {"from_block"}
