@@ -21,16 +21,8 @@ def chunk_run(dbt: DbtProject, start: str, end: str) -> float:
     settings = dbt.settings
     chunk = {"start": start, "end": end, "bucket": 0, "buckets": 1, "accounts": []}
     started = time.perf_counter()
-    dbt.invoke(
-        [
-            "run",
-            "--select",
-            "fct_revenue_daily",
-            "--defer",
-            "--favor-state",
-            "--state",
-            str(dbt.prod_state_dir),
-        ],
+    dbt.run_deferred(
+        ["fct_revenue_daily"],
         vars={**settings.dbt_vars(), "restate_schema": "restate_probe", "restate_chunk": chunk},
     )
     return time.perf_counter() - started

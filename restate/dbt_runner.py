@@ -95,6 +95,22 @@ class DbtProject:
             res = dbtRunner(manifest=parsed).invoke(args)
         return self._to_result(res, command)
 
+    def run_deferred(
+        self, models: list[str], vars: dict[str, Any], query_tag: dict[str, Any] | None = None
+    ) -> DbtResult:
+        """Build models into the schema the vars name, reading every other model from
+        production (the saved production manifest): how a restatement runs dbt."""
+        command = [
+            "run",
+            "--select",
+            *models,
+            "--defer",
+            "--favor-state",
+            "--state",
+            str(self.prod_state_dir),
+        ]
+        return self.invoke(command, vars=vars, query_tag=query_tag)
+
     @staticmethod
     def _reuses_parse(command: list[str], vars: dict[str, Any] | None) -> bool:
         """Chunk runs differ only in runtime-only vars: parse once, reuse the manifest.

@@ -99,16 +99,8 @@ def recompute_chunk(
         "started_at = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
         [_now(), plan.restatement_id, chunk.chunk_id],
     )
-    result = dbt.invoke(
-        [
-            "run",
-            "--select",
-            *plan.models,
-            "--defer",
-            "--favor-state",
-            "--state",
-            str(dbt.prod_state_dir),
-        ],
+    result = dbt.run_deferred(
+        plan.models,
         vars=chunk_vars(settings, plan, chunk),
         query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
     )
@@ -146,16 +138,8 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="finish_recompute")
     if plan.follow_views:
-        dbt.invoke(
-            [
-                "run",
-                "--select",
-                *plan.follow_views,
-                "--defer",
-                "--favor-state",
-                "--state",
-                str(dbt.prod_state_dir),
-            ],
+        dbt.run_deferred(
+            plan.follow_views,
             vars={**settings.dbt_vars(), "restate_schema": plan.restate_schema},
             query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, step="finish_recompute"),
         )
