@@ -11,6 +11,7 @@ from typing import Any
 from restate import changelog
 from restate.cost import estimate_cost
 from restate.engines.base import Engine
+from restate.entities import EntityIdError, check_entity_ids
 from restate.settings import PROJECT_ROOT, Settings
 
 
@@ -28,13 +29,15 @@ class Chunk:
     bucket: int
     buckets: int
 
-    def dbt_var(self, accounts: list[str] | None) -> dict[str, Any]:
+    def dbt_var(self, accounts: list[str] | None, entity_pattern: str) -> dict[str, Any]:
+        # The dbt macro checks every account against entity_pattern again before quoting it.
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "bucket": self.bucket,
             "buckets": self.buckets,
             "accounts": accounts or [],
+            "entity_pattern": entity_pattern,
         }
 
 
@@ -268,6 +271,33 @@ def estimate(
 DEFAULT_BYTES_PER_ROW = 200.0
 
 
+def check_accounts(engine: Engine, settings: Settings, accounts: list[str]) -> None:
+    """Every account id matches the declared pattern and exists in production's upstream."""
+    if not accounts:
+        raise PlanError("--accounts names no account; leave it out to restate every account")
+    try:
+        check_entity_ids(accounts, settings.entity_id_pattern)
+    except EntityIdError as exc:
+        raise PlanError(str(exc)) from exc
+    upstream = "int_deduped_events"
+    if not engine.relation_exists(settings.prod_schema, upstream):
+        raise PlanError(f"{settings.prod_schema}.{upstream} does not exist yet: run `restate load` first")
+    found = {
+        row[0]
+        for row in engine.query(
+            f"select distinct account_id from {settings.prod_schema}.{upstream} "
+            f"where account_id in ({', '.join('?' for _ in accounts)})",
+            list(accounts),
+        )
+    }
+    missing = sorted(set(accounts) - found)
+    if missing:
+        raise PlanError(
+            f"accounts not in {settings.prod_schema}.{upstream}: {', '.join(missing)} "
+            "(list the ids with `restate quarantine --list` or query the source)"
+        )
+
+
 def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest) -> Plan:
     """Resolve the request into a stored plan (not yet written)."""
     from restate.dbt_runner import DbtProject
@@ -278,6 +308,14 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
             f"period starts {req.start}, before the close date {settings.close_date}: "
             "restating a closed period needs --allow-closed-period"
         )
+    from restate.duties import DutyError, plan_requires_approval
+
+    try:  # closed periods and the production engine need an approver (restate.duties)
+        requires_approval = plan_requires_approval(settings, req.require_approval, req.start)
+    except DutyError as exc:
+        raise PlanError(str(exc)) from exc
+    if req.accounts is not None:
+        check_accounts(engine, settings, req.accounts)
     nodes = _model_nodes(manifest)
     closure = downstream_closure(manifest, select_models(manifest, req.selector))
     tables, views = [], []
@@ -321,7 +359,7 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
         reason=req.reason,
         ticket=req.ticket,
         requested_by=req.requested_by,
-        requires_approval=settings.require_approval if req.require_approval is None else req.require_approval,
+        requires_approval=requires_approval,
         chunks=chunks,
         exposures=affected_exposures(manifest, closure),
         source_watermark=last_watermark(engine, settings.meta_schema),
@@ -399,4 +437,11 @@ def load_plan(engine: Engine, settings: Settings, restatement_id: int) -> Plan:
     )
     if not rows:
         raise PlanError(f"no restatement with id {restatement_id} (see `restate status`)")
-    return Plan.from_json(json.loads(rows[0][0]))
+    plan = Plan.from_json(json.loads(rows[0][0]))
+    if plan.accounts is not None:
+        # The stored plan is warehouse data too: check its ids again before any SQL sees them.
+        try:
+            check_entity_ids(plan.accounts, settings.entity_id_pattern)
+        except EntityIdError as exc:
+            raise PlanError(f"restatement {restatement_id}: {exc}") from exc
+    return plan

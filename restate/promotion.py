@@ -20,6 +20,11 @@ class GateError(RuntimeError):
     """Promotion refused: validation or approval is missing; the message says which."""
 
 
+class TransitionError(GateError):
+    """The restatement is not in a state that allows this step (e.g. rollback of a
+    restatement that is not promoted)."""
+
+
 @dataclass(frozen=True)
 class SwapResult:
     model: str
@@ -146,7 +151,15 @@ def swap_partitions(
 
 
 def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str | None) -> dict[str, Any]:
-    """Validation passed (or was forced) and, when required, an approver is recorded."""
+    """Validation passed (or was forced) and, when required, a permitted approver is named.
+
+    The approval rules are restate.duties' (approver listed, not the requester, not
+    whoever forced the validation); a refusal raises duties.DutyError (a GateError).
+    """
+    from dataclasses import replace
+
+    from restate import duties
+
     meta = settings.meta_schema
     rows = engine.query_dicts(
         f"select passed, forced_by, force_reason, validation_id from {meta}.validations "
@@ -164,35 +177,40 @@ def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str 
             f"restatement {plan.restatement_id} failed validation ({latest['validation_id']}); "
             "see `restate validate` for the report, or override with --force --approved-by --reason"
         )
-    recorded = engine.scalar(
-        f"select approved_by from {meta}.restatements where restatement_id = ?",
-        [plan.restatement_id],
-    )
-    approver = approved_by or recorded
-    if plan.requires_approval and not approver:
-        raise GateError(
-            f"restatement {plan.restatement_id} requires approval: "
-            f"`restate promote {plan.restatement_id} --approved-by NAME`"
-        )
-    return {"validation": latest, "approved_by": approver}
+    who = duties.load(engine, settings, plan.restatement_id)
+    who = replace(who, requires_approval=who.requires_approval or plan.requires_approval)
+    approver = duties.check_promotion(settings, who, approved_by)
+    return {"validation": latest, "approved_by": approver, "run_by": duties.run_by(settings)}
 
 
 def record_approval(
-    engine: Engine, settings: Settings, restatement_id: int, approver: str, comment: str | None
+    engine: Engine,
+    settings: Settings,
+    restatement_id: int,
+    approver: str,
+    comment: str | None,
+    run_by: str | None = None,
 ) -> None:
+    """Record a permitted approver (restate.duties rules) with who ran the command.
+
+    Raises duties.DutyError (a GateError and a ValueError) when the approver may not approve.
+    """
+    from restate import duties
+
     with engine.transaction():
+        name = duties.check_approver(settings, duties.load(engine, settings, restatement_id), approver)
         engine.execute(
             f"update {settings.meta_schema}.restatements set approved_by = ?, "
             "approval_comment = ?, updated_at = ? where restatement_id = ?",
-            [approver, comment, _now(), restatement_id],
+            [name, comment, _now(), restatement_id],
         )
         changelog.append(
             engine,
             settings.meta_schema,
             "approved",
-            {"comment": comment},
+            {"comment": comment, "run_by": run_by or duties.run_by(settings)},
             restatement_id=restatement_id,
-            actor=approver,
+            actor=name,
         )
 
 

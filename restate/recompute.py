@@ -50,7 +50,7 @@ def chunk_vars(settings: Settings, plan: Plan, chunk: Chunk) -> dict[str, Any]:
     return {
         **settings.dbt_vars(),
         "restate_schema": plan.restate_schema,
-        "restate_chunk": chunk.dbt_var(plan.accounts),
+        "restate_chunk": chunk.dbt_var(plan.accounts, settings.entity_id_pattern),
     }
 
 

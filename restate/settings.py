@@ -53,7 +53,17 @@ class Settings(BaseSettings):
     close_date: date | None = Field(default=None, description="periods before it are closed")
     chunk_days: int = Field(default=31, ge=1, description="max event_date span of one chunk")
     account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
-    require_approval: bool = False
+    # What a valid account id looks like: ids are checked against it (and against the
+    # source) before they reach any SQL, in planning and again in the dbt macro.
+    entity_id_pattern: str = Field(default=r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+    # None: required on the production engine (snowflake), not on duckdb; a value wins.
+    require_approval: bool | None = None
+    # Who may approve restatements and force failed validations (RESTATE_APPROVERS, a JSON
+    # list); Slack ids in slack_approvers count as `slack:<id>`. See restate/duties.py.
+    approvers: list[str] = Field(default_factory=list)
+    # Who runs the commands of this process (recorded apart from the named approver);
+    # default: the OS user.
+    actor: str | None = None
     # How long a flow run waits paused for an approver, and how often it checks.
     approval_timeout_s: int = Field(default=86_400, ge=1, description="pause before failing")
     approval_poll_s: int = Field(default=10, ge=1, description="paused flow checks this often")
@@ -79,6 +89,14 @@ class Settings(BaseSettings):
     )
     snowflake_chunk_concurrency: int = Field(default=8, ge=1, description="chunks in flight")
     budget_usd: float = 15_000.0
+
+    # Changelog tamper evidence: the MAC key and the chain-head checkpoints live outside
+    # the warehouse. Key: RESTATE_AUDIT_KEY, else the key file (created on first use, 0600).
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = Field(default=None, description="default state_dir/audit.key")
+    audit_checkpoint_file: Path | None = Field(
+        default=None, description="append-only chain-head checkpoints; default state_dir"
+    )
 
     # Notifications
     slack_token: SecretStr | None = None
@@ -164,6 +182,14 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Where the tool keeps dbt manifests and Prefect results between runs."""
         return self.data_dir / "state"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.state_dir / "audit.key"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_file or self.state_dir / "audit_checkpoints.jsonl"
 
     def dbt_env(self) -> dict[str, str]:
         """Environment the dbt profile reads through env_var()."""

@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from restate.engines.base import Engine
+from restate.entities import check_entity_ids
 from restate.finance import load_finance_exports
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
 
@@ -151,6 +152,9 @@ def _restatement(engine: Engine, settings: Settings, restatement_id: int | None)
         return _Restatement(None, None)
     accounts, watermark = rows[0]
     listed = [a.strip() for a in accounts.split(",") if a.strip()] if accounts else None
+    # The ids are rendered into the contracts' SQL text (Soda takes no bind parameters):
+    # check them against the declared pattern again, whatever the warehouse holds.
+    check_entity_ids(listed or [], settings.entity_id_pattern)
     return _Restatement(listed or None, watermark)
 
 

@@ -6,6 +6,9 @@
 {% macro snowflake__resolve_incremental_tmp_relation(tmp_relation) -%}
     {%- set chunk = var('restate_chunk', none) -%}
     {%- if chunk -%}
+        {%- do restate_date_literal(chunk['start']) -%}
+        {%- do restate_date_literal(chunk['end']) -%}
+        {%- do restate_int(chunk.get('bucket', 0)) -%}
         {%- set suffix = (chunk['start'] ~ '_' ~ chunk['end'] ~ '_b' ~ chunk.get('bucket', 0)) | replace('-', '') -%}
         {{ return(tmp_relation.incorporate(path={'identifier': tmp_relation.identifier ~ '_' ~ suffix})) }}
     {%- endif -%}
