@@ -73,7 +73,11 @@ def awaiting_approval(restatement_id: int) -> bool:
 
 @task(cache_policy=NO_CACHE)
 def record_approval(restatement_id: int, approver: str, comment: str) -> None:
-    actions.approve(get_settings(), restatement_id, approver, comment)
+    """The form's approver through the same gate as the CLI and Slack (raises when refused)."""
+    from prefect.runtime import flow_run
+
+    run_by = f"{approver.strip()} (prefect form, flow run {flow_run.id or '-'})"
+    actions.approve(get_settings(), restatement_id, approver, comment, run_by=run_by)
 
 
 @task(cache_policy=NO_CACHE)

@@ -3,7 +3,7 @@
     /restatement status [ID]      one restatement (the latest without ID)
     /restatement list             the most recent restatements
     /restatement diff ID          as reported vs restated, per month
-    /restatement approve ID [comment]   only for settings.slack_approvers
+    /restatement approve ID [comment]   listed approvers only (restate.duties)
 
 Every request must carry a valid Slack signature (X-Slack-Signature over the raw body
 with the signing secret) and a timestamp at most 5 minutes old; anything else, and a
@@ -162,10 +162,18 @@ def handle_command(
             months = text_table(month_table(monthly))
             body = f"*Restatement #{rid}: as reported vs restated*\n```{totals}```\n```{months}```"
             return Reply(body[:3900])
-        # approve
+        # approve: the one segregation-of-duties gate (restate.duties), as the CLI and the form
+        from restate.duties import DutyError, require_listed
+
         comment = " ".join(words[2:]) or None
         st = api.restatement_status(engine, settings, rid)
-        if user_id not in settings.slack_approvers:
+        identity = f"slack:{user_id}"
+        try:
+            require_listed(settings, identity)
+            if st is None:
+                return _unknown(rid)
+            api.approve(engine, settings, rid, identity, comment, run_by=identity)
+        except DutyError as exc:
             with engine.transaction():
                 changelog.append(
                     engine,
@@ -176,19 +184,16 @@ def handle_command(
                         "slack_user_name": user_name,
                         "requested_restatement": rid,
                         "command": f"{COMMAND} {text}".strip(),
-                        "reason": "not a configured approver",
+                        "reason": str(exc),
                     },
                     restatement_id=rid if st is not None else None,
-                    actor=f"slack:{user_id}",
+                    actor=identity,
                 )
+            why = str(exc).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             return Reply(
-                f"Sorry <@{user_id}>, you are not allowed to approve restatements. "
+                f"Sorry <@{user_id}>, you are not allowed to approve restatement #{rid}: {why}. "
                 "This attempt has been recorded in the audit log."
             )
-        if st is None:
-            return _unknown(rid)
-        try:
-            api.approve(engine, settings, rid, f"slack:{user_id}", comment)
         except ValueError as exc:
             return Reply(f"Restatement #{rid} cannot be approved: {exc}")
         return Reply(f"Restatement #{rid} approved by <@{user_id}>.", in_channel=True)

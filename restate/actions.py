@@ -12,7 +12,8 @@ from restate.settings import Settings
 
 
 def awaiting_approval(settings: Settings, restatement_id: int) -> bool:
-    """The plan requires an approver, none is recorded, and validation passed (or was forced).
+    """Approval is required (the plan, a forced validation or a closed period: see
+    restate.duties), none is recorded, and validation passed (or was forced).
 
     A failed validation is not put in front of an approver: it must be fixed or forced first.
     """
@@ -24,17 +25,24 @@ def awaiting_approval(settings: Settings, restatement_id: int) -> bool:
         raise ValueError(f"no restatement with id {restatement_id}")
     v = row["validation"]
     validated = v is not None and bool(v["passed"] or v["forced_by"])
-    return bool(row["requires_approval"]) and not row["approved_by"] and validated
+    return bool(row["approval_reasons"]) and not row["approved_by"] and validated
 
 
-def approve(settings: Settings, restatement_id: int, approver: str, comment: str | None) -> None:
-    """Record the approver and comment (restatements row + changelog entry)."""
+def approve(
+    settings: Settings,
+    restatement_id: int,
+    approver: str,
+    comment: str | None,
+    run_by: str | None = None,
+) -> None:
+    """Record the approver and comment (restatements row + changelog entry) through the
+    segregation-of-duties gate; raises duties.DutyError when a rule refuses it."""
     from restate.status import approve as record
 
     if not approver.strip():
         raise ValueError("an approval needs the approver's name")
     with connect(settings) as engine:
-        record(engine, settings, restatement_id, approver.strip(), comment or None)
+        record(engine, settings, restatement_id, approver.strip(), comment or None, run_by=run_by)
 
 
 def promote(settings: Settings, restatement_id: int, approved_by: str | None = None) -> dict[str, Any]:

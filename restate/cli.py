@@ -480,7 +480,9 @@ def run(
 def validate(
     restatement_id: int = typer.Argument(...),
     force: bool = typer.Option(False, help="override a failed validation (needs approver + reason)"),
-    approved_by: str | None = typer.Option(None, help="who takes responsibility for --force"),
+    approved_by: str | None = typer.Option(
+        None, help="listed approver (not the requester) who takes responsibility for --force"
+    ),
     reason: str | None = typer.Option(None, help="why the failure is acceptable"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -491,8 +493,15 @@ def validate(
     if force:
         if not (approved_by and reason):
             raise _fail("--force needs --approved-by and --reason")
-        force_validation(s, restatement_id, approved_by, reason)
-        console.print(f"validation of {restatement_id} overridden by {approved_by}: {reason}")
+        try:
+            force_validation(s, restatement_id, approved_by, reason)
+        except ValueError as exc:  # duties.DutyError included: the rule it broke
+            raise _fail(str(exc)) from exc
+        console.print(
+            f"validation of {restatement_id} overridden by {approved_by}: {reason}; "
+            f"another approver must approve: restate promote {restatement_id} --approved-by NAME",
+            markup=False,
+        )
         return
     out = run_validation_step(s, restatement_id)
     if as_json:
@@ -525,7 +534,9 @@ def diff(
 @app.command()
 def promote(
     restatement_id: int = typer.Argument(...),
-    approved_by: str | None = typer.Option(None, help="approver, when the plan requires one"),
+    approved_by: str | None = typer.Option(
+        None, help="listed approver (RESTATE_APPROVERS), not the requester, when approval is required"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Switch the restated partitions into production atomically (archiving the old ones)."""

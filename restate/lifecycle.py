@@ -168,29 +168,47 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
     return {"validation_id": validation_id, "passed": result.passed, "report": report}
 
 
-def force_validation(settings: Settings, restatement_id: int, approver: str, reason: str) -> None:
-    """Override a failed validation: needs an approver and a reason; audited."""
-    from restate import changelog
+def force_validation(
+    settings: Settings, restatement_id: int, approver: str, reason: str, run_by: str | None = None
+) -> None:
+    """Override a failed validation: needs a listed approver who is not the requester, and a
+    reason; audited with who ran it. Approval by another approver is then required."""
+    from restate import changelog, duties
 
     with connect(settings) as engine:
-        vid = engine.scalar(
-            f"select validation_id from {settings.meta_schema}.validations where restatement_id = ? "
-            "order by checked_at desc limit 1",
-            [restatement_id],
-        )
-        if vid is None:
+        who = duties.load(engine, settings, restatement_id)
+        if who.validation_id is None:
             raise ValueError(f"restatement {restatement_id} has no validation to override")
+        if who.validation_passed:
+            raise ValueError(f"restatement {restatement_id} passed validation; there is nothing to force")
+        name = duties.check_forcer(settings, who, approver)
         with engine.transaction():
             engine.execute(
                 f"update {settings.meta_schema}.validations set forced_by = ?, force_reason = ? "
                 "where validation_id = ?",
-                [approver, reason, vid],
+                [name, reason, who.validation_id],
             )
             changelog.append(
                 engine,
                 settings.meta_schema,
                 "validation_forced",
-                {"validation_id": vid, "reason": reason},
+                {
+                    "validation_id": who.validation_id,
+                    "reason": reason,
+                    "run_by": run_by or duties.run_by(settings),
+                },
                 restatement_id=restatement_id,
-                actor=approver,
+                actor=name,
             )
+        approved = who.approved_by
+    if not approved:
+        announce(
+            settings,
+            restatement_id,
+            "approval_needed",
+            detail=(
+                f"Validation was forced by {name}: {reason}. Another approver must approve: "
+                f"`restate promote {restatement_id} --approved-by NAME` or "
+                f"`/restatement approve {restatement_id}` in Slack."
+            ),
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from restate.diff import diff_by_month
+from restate.duties import approval_reasons
+from restate.duties import load as load_duties
 from restate.engines.base import Engine
 from restate.promotion import record_approval
 from restate.settings import Settings
@@ -40,6 +42,7 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
         [restatement_id],
     )
     row["validation"] = validation[0] if validation else None
+    row["approval_reasons"] = approval_reasons(settings, load_duties(engine, settings, restatement_id))
     row["phase"] = _phase(row)
     return row
 
@@ -55,7 +58,7 @@ def _phase(row: dict[str, Any]) -> str:
     if status in ("recomputed", "validated", "validation_failed") and v is not None:
         if not v["passed"] and not v["forced_by"]:
             return "validation failed"
-        if row["requires_approval"] and not row["approved_by"]:
+        if row["approval_reasons"] and not row["approved_by"]:
             return "awaiting approval"
         return "validated"
     if status == "recomputed":
@@ -78,9 +81,15 @@ def list_restatements(engine: Engine, settings: Settings, limit: int = 20) -> li
 
 
 def approve(
-    engine: Engine, settings: Settings, restatement_id: int, approver: str, comment: str | None
+    engine: Engine,
+    settings: Settings,
+    restatement_id: int,
+    approver: str,
+    comment: str | None,
+    run_by: str | None = None,
 ) -> None:
-    """Record an approval; raises ValueError when the restatement cannot be approved."""
+    """Record an approval; raises ValueError when the restatement cannot be approved
+    (restate.duties.DutyError, a ValueError, when a segregation-of-duties rule refuses it)."""
     status = restatement_status(engine, settings, restatement_id)
     if status is None:
         raise ValueError(f"no restatement with id {restatement_id}")
@@ -88,4 +97,4 @@ def approve(
         raise ValueError(f"restatement {restatement_id} is already {status['status']}")
     if status["approved_by"]:
         raise ValueError(f"restatement {restatement_id} was already approved by {status['approved_by']}")
-    record_approval(engine, settings, restatement_id, approver, comment)
+    record_approval(engine, settings, restatement_id, approver, comment, run_by=run_by)
