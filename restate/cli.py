@@ -7,17 +7,38 @@ from datetime import date, datetime
 from typing import Any
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from restate.settings import get_settings
 
+
+class _Commands(typer.core.TyperGroup):
+    """Every command: a mistake the user can make (unknown id, impossible transition, gate
+    refusal) is one line on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ValueError, RuntimeError) as exc:
+            from restate.promotion import GateError
+
+            if isinstance(exc, ValueError | GateError):
+                raise _fail(str(exc)) from exc
+            raise
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Finance-grade restatement of analytics tables (DuckDB by default, Snowflake in prod).",
     no_args_is_help=True,
     add_completion=False,
 )
 console = Console()
+err_console = Console(stderr=True)
 
 
 def emit_json(data: Any) -> None:
@@ -31,7 +52,8 @@ def render_table(title: str, rows: list[dict[str, Any]], columns: list[str] | No
     for c in cols:
         table.add_column(c, justify="right" if rows and _is_num(rows[0].get(c)) else "left")
     for r in rows:
-        table.add_row(*[_fmt(r.get(c)) for c in cols])
+        # Text, not markup: user values ("[/x]" in a reason) are shown as typed.
+        table.add_row(*[Text(_fmt(r.get(c))) for c in cols])
     console.print(table)
 
 
@@ -327,8 +349,18 @@ def explain(
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
+    """One line on stderr (the message is text, not markup); raise the returned Exit."""
+    err_console.print(f"[red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _require_restatement(engine: Any, s: Any, restatement_id: int) -> None:
+    """An unknown id is a user mistake: one line on stderr, exit 1."""
+    found = engine.query(
+        f"select 1 from {s.meta_schema}.restatements where restatement_id = ?", [restatement_id]
+    )
+    if not found:
+        raise _fail(f"no restatement with id {restatement_id} (see `restate status`)")
 
 
 def _date(value: datetime | None) -> date | None:
@@ -421,6 +453,8 @@ def run(
     from restate.engines import connect
 
     s = get_settings()
+    with connect(s) as engine:
+        _require_restatement(engine, s, restatement_id)  # before Prefect starts
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -462,18 +496,22 @@ def run(
     if "error" in outcome:
         raise _fail(str(outcome["error"]))
     result = outcome["result"]
+    v = result.get("validation") or {}
     if as_json:
         emit_json(result)
-        return
-    v = result.get("validation") or {}
-    console.print(
-        f"[green]recomputed[/] {result['recompute']['done']} chunks, "
-        f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
-        f"validation {'passed' if v.get('passed') else 'FAILED'}"
-    )
-    if v.get("report"):
-        console.print(v["report"])
-    console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
+    else:
+        console.print(
+            f"[green]recomputed[/] {result['recompute']['done']} chunks, "
+            f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
+            f"validation {'passed' if v.get('passed') else '[red]FAILED[/]'}"
+        )
+        if v.get("report"):
+            console.print(v["report"], markup=False)
+    if not v.get("passed"):
+        # Scripts must see it: the gate would refuse this promotion anyway.
+        raise typer.Exit(code=1)
+    if not as_json:
+        console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
 
 
 @app.command()
@@ -618,6 +656,7 @@ def notify(
         raise _fail(f"unknown event {event!r}") from exc
     report = notify_restatement(get_settings(), restatement_id, event)
     out = {
+        "event": report.event,
         "sent": report.sent,
         "already_sent": report.already_sent,
         "failed": report.failed,

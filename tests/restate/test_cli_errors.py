@@ -1,0 +1,104 @@
+"""User mistakes at the CLI: one line on stderr and a non-zero exit, never a traceback;
+user text is shown as text, never read as markup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from restate import changelog
+from restate.cli import app
+from restate.engines.duckdb import DuckDBEngine
+from restate.meta import init_meta
+from restate.settings import get_settings
+from tests.notifications.conftest import seed_restatement
+
+MARKUP = "[/x] refunds [bold]not[/bold] netted [/]"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, Path]]:
+    """A CLI on its own warehouse holding restatement 1 (its reason contains markup)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = DuckDBEngine(data / "warehouse.duckdb")
+    init_meta(engine, "restate_meta")
+    seed_restatement(engine)
+    engine.execute("update restate_meta.restatements set reason = ? where restatement_id = 1", [MARKUP])
+    with engine.transaction():
+        changelog.append(
+            engine, "restate_meta", "planned", {"reason": MARKUP}, restatement_id=1, actor="[red]"
+        )
+    engine.close()
+    monkeypatch.setenv("RESTATE_DATA_DIR", str(data))
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("RESTATE_DUCKDB_PATH", raising=False)
+    get_settings.cache_clear()
+    try:
+        yield CliRunner(), data
+    finally:
+        get_settings.cache_clear()
+
+
+def test_markup_in_user_text_is_printed_literally(cli: tuple[CliRunner, Path]) -> None:
+    runner, _ = cli
+    for args in (["status"], ["status", "1"], ["log"], ["log", "--id", "1"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        assert "[/x] refunds [bold]not[/bold]" in result.output, (args, result.output)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "99"],
+        ["diff", "99"],
+        ["promote", "99"],
+        ["rollback", "99", "--by", "x"],
+        ["validate", "99"],
+        ["notify", "99", "--event", "promoted"],
+        ["log", "--id", "99"],
+        ["status", "99"],
+    ],
+)
+def test_unknown_id_is_one_line_on_stderr_and_exit_1(cli: tuple[CliRunner, Path], args: list[str]) -> None:
+    runner, _ = cli
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "99" in err[0], result.stderr
+    assert "no restatement" in err[0]
+
+
+def test_run_exits_non_zero_when_validation_failed(
+    cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow ran and its validation failed: the report is shown and the exit code says so."""
+    import flows.restatement
+
+    runner, _ = cli
+
+    def outcome(passed: bool) -> Any:
+        def flow(**_: Any) -> dict[str, Any]:
+            return {
+                "restatement_id": 1,
+                "recompute": {"done": 2, "rows_written": 10},
+                "validation": {"passed": passed, "report": f"finance check {'ok' if passed else 'FAILED'}"},
+            }
+
+        return lambda concurrency: flow
+
+    monkeypatch.setattr(flows.restatement, "with_concurrency", outcome(False))
+    failed = runner.invoke(app, ["run", "1"])
+    assert failed.exit_code == 1, failed.output
+    assert "finance check FAILED" in failed.output
+
+    monkeypatch.setattr(flows.restatement, "with_concurrency", outcome(True))
+    passed = runner.invoke(app, ["run", "1"])
+    assert passed.exit_code == 0, passed.output
