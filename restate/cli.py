@@ -656,7 +656,6 @@ def notify(
         raise _fail(f"unknown event {event!r}") from exc
     report = notify_restatement(get_settings(), restatement_id, event)
     out = {
-        "event": report.event,
         "sent": report.sent,
         "already_sent": report.already_sent,
         "failed": report.failed,
@@ -733,6 +732,8 @@ def log_(
     s = get_settings()
     with connect(s) as engine:
         rows = changelog.entries(engine, s.meta_schema, restatement_id)
+        if restatement_id is not None and not rows:
+            _require_restatement(engine, s, restatement_id)
     if as_json:
         emit_json(rows)
         return
