@@ -48,6 +48,9 @@ class NoticeContext:
     as_reported_sql: str | None = None
     # Free text specific to the event: failed checks, drift details, rollback reason.
     detail: str | None = None
+    # The changelog's head when the notice was composed ("changelog v42 mac 3f2a9c1e"):
+    # recipients hold a checkpoint of the audit log outside the warehouse.
+    chain_head: str | None = None
 
     def __post_init__(self) -> None:
         self.event = NoticeEvent(self.event)
@@ -304,6 +307,8 @@ def _text(
         parts += ["The numbers as reported before this restatement stay queryable:"]
         parts += [ctx.as_reported_sql, ""]
     parts.append(f"-- restate, notice {ctx.key}")
+    if ctx.chain_head:
+        parts.append(f"-- audit: {ctx.chain_head}")
     return "\n".join(parts)
 
 
@@ -361,7 +366,12 @@ def _blocks(
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"restate · notice `{ctx.key}`"}],
+            "elements": [{"type": "mrkdwn", "text": f"restate · notice `{ctx.key}`"}]
+            + (
+                [{"type": "mrkdwn", "text": f"audit: `{_mrkdwn_escape(ctx.chain_head)}`"}]
+                if ctx.chain_head
+                else []
+            ),
         }
     )
     return blocks
@@ -426,5 +436,7 @@ def _html(
             f'<pre style="background:#f6f8fa;padding:8px">{esc(ctx.as_reported_sql)}</pre>'
         )
     parts.append(f'<p style="color:#656d76;font-size:12px">restate · notice {esc(ctx.key)}</p>')
+    if ctx.chain_head:
+        parts.append(f'<p style="color:#656d76;font-size:12px">audit: {esc(ctx.chain_head)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)

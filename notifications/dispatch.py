@@ -354,6 +354,7 @@ def build_context(
         totals=totals_from_monthly(monthly),
         as_reported_sql=as_reported_sql,
         detail=detail,
+        chain_head=changelog.chain_head(engine, settings.meta_schema),
     )
 
 

@@ -806,27 +806,48 @@ app.add_typer(audit, name="audit")
 
 @audit.command("verify")
 def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Recompute the changelog's hash chain; name the first tampered entry."""
+    """Check the changelog's keyed MAC chain and its checkpoints; name the first bad entry."""
     from restate import changelog
     from restate.engines import connect
 
     s = get_settings()
     with connect(s) as engine:
-        broken = changelog.verify(engine, s.meta_schema)
+        try:
+            broken = changelog.verify(engine, s.meta_schema)
+        except changelog.AuditKeyMissing as exc:
+            if as_json:
+                emit_json({"ok": False, "key_available": False, "reason": str(exc)})
+                raise typer.Exit(code=1) from None
+            raise _fail(f"cannot verify the changelog: {exc}") from None
         count = engine.scalar(f"select count(*) from {s.meta_schema}.changelog")
+        head = changelog.chain_head(engine, s.meta_schema)
+    checkpoints = changelog.read_checkpoints(s, s.meta_schema)
+    latest = max((c.version for c in checkpoints), default=None)
     if as_json:
         emit_json(
             {
                 "ok": broken is None,
+                "key_available": True,
                 "entries": count,
+                "chain_head": head,
+                "checkpoints": len(checkpoints),
+                "latest_checkpoint": latest,
                 "broken_version": broken.version if broken else None,
                 "reason": broken.reason if broken else None,
             }
         )
     elif broken is None:
-        console.print(f"[green]ok[/] changelog intact: {count} entries")
+        where = (
+            f"{len(checkpoints)} checkpoints match (latest v{latest})"
+            if checkpoints
+            else f"[yellow]no checkpoints in {escape(str(s.audit_checkpoint_path))}[/]"
+        )
+        console.print(
+            f"[green]ok[/] changelog intact: {count} entries, head {escape(head or 'none')}; {where}",
+            soft_wrap=True,
+        )
     else:
-        console.print(f"[red]TAMPERED[/] entry {broken.version}: {broken.reason}")
+        console.print(f"[red]TAMPERED[/] entry {broken.version}: {escape(broken.reason)}", soft_wrap=True)
     if broken is not None:
         raise typer.Exit(code=1)
 

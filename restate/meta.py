@@ -91,7 +91,8 @@ META_TABLES: dict[str, str] = {
         force_reason varchar,
         result_json varchar not null
     """,
-    # Append-only, hash-chained audit log.
+    # Append-only audit log, chained by a keyed MAC (entry_hash) over each entry and the
+    # previous MAC; the key and the chain-head checkpoints live outside (restate/changelog.py).
     "changelog": """
         version bigint primary key,
         recorded_at timestamp not null,
@@ -100,6 +101,13 @@ META_TABLES: dict[str, str] = {
         actor varchar,
         payload_json varchar not null,
         prev_hash varchar not null,
+        entry_hash varchar not null
+    """,
+    # The changelog's chain head (one row): appends move it compare-and-set in their
+    # transaction, so two writers can never both append the same version.
+    "changelog_head": """
+        chain varchar primary key,
+        version bigint not null,
         entry_hash varchar not null
     """,
     # Exactly-once notices: one row per (restatement, event, recipient).
@@ -156,4 +164,7 @@ def init_meta(engine: Engine, schema: str) -> list[str]:
     engine.execute(f"create schema if not exists {schema}")
     for table, columns in META_TABLES.items():
         engine.execute(f"create table if not exists {schema}.{table} ({columns})")
+    from restate.changelog import seed_head
+
+    seed_head(engine, schema)
     return list(META_TABLES)

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         default=None, description="append-only chain-head checkpoints; default state_dir"
     )
 
+    # Changelog tamper evidence: the MAC key and the chain-head checkpoints live outside
+    # the warehouse. Key: RESTATE_AUDIT_KEY, else the key file (created on first use, 0600).
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = Field(default=None, description="default state_dir/audit.key")
+    audit_checkpoint_file: Path | None = Field(
+        default=None, description="append-only chain-head checkpoints; default state_dir"
+    )
+
     # Notifications
     slack_token: SecretStr | None = None
     slack_base_url: str = "https://slack.com/api/"
@@ -182,6 +190,14 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Where the tool keeps dbt manifests and Prefect results between runs."""
         return self.data_dir / "state"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.state_dir / "audit.key"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoint_file or self.state_dir / "audit_checkpoints.jsonl"
 
     @property
     def audit_key_path(self) -> Path:

@@ -10,19 +10,23 @@ from restate.settings import Settings
 
 def connect(settings: Settings, **query_tag: Any) -> Engine:
     """Open the engine the settings name; `query_tag` fields label its statements (Snowflake)."""
+    engine: Engine
     if settings.engine == "duckdb":
         from restate.engines.duckdb import DuckDBEngine
         from restate.object_store import landing_filesystem
 
-        return DuckDBEngine(settings.warehouse_path, filesystem=landing_filesystem(settings))
-    from restate.credentials import snowflake_connect_kwargs
-    from restate.engines.snowflake import SnowflakeEngine
+        engine = DuckDBEngine(settings.warehouse_path, filesystem=landing_filesystem(settings))
+    else:
+        from restate.credentials import snowflake_connect_kwargs
+        from restate.engines.snowflake import SnowflakeEngine
 
-    return SnowflakeEngine(
-        snowflake_connect_kwargs(settings),
-        landing_table=settings.snowflake_landing_table,
-        query_tag={"app": "restate", **query_tag},
-    )
+        engine = SnowflakeEngine(
+            snowflake_connect_kwargs(settings),
+            landing_table=settings.snowflake_landing_table,
+            query_tag={"app": "restate", **query_tag},
+        )
+    engine.settings = settings
+    return engine
 
 
 __all__ = ["Engine", "connect"]

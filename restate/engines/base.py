@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from restate.settings import Settings
 
 
 class Engine(ABC):
     """A connection to one warehouse, with explicit transactions."""
 
     name: str
+    # The installation this engine was opened for (set by `connect`): where the changelog's
+    # audit key and checkpoints live.
+    settings: Settings | None = None
+    # Callbacks of the open `transaction()`, run once it has committed; None outside one.
+    _after_commit: list[Callable[[], None]] | None = None
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
@@ -70,6 +78,22 @@ class Engine(ABC):
         """Same bucket expression as the dbt macro account_bucket()."""
         return f"(hash({column}) % {buckets})"
 
+    def is_write_conflict(self, exc: BaseException) -> bool:
+        """True when `exc` is the warehouse refusing a concurrent write (safe to retry)."""
+        return False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._after_commit is not None
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the open transaction has committed (never if it rolls back);
+        outside a transaction, run it now."""
+        if self._after_commit is None:
+            callback()
+        else:
+            self._after_commit.append(callback)
+
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
@@ -78,12 +102,18 @@ class Engine(ABC):
     def transaction(self) -> Iterator[Engine]:
         """All statements inside commit together or not at all."""
         self.begin()
+        hooks: list[Callable[[], None]] = []
+        self._after_commit = hooks
         try:
             yield self
         except BaseException:
+            self._after_commit = None
             self.rollback()
             raise
+        self._after_commit = None
         self.commit()
+        for hook in hooks:
+            hook()
 
     def __enter__(self) -> Engine:
         return self

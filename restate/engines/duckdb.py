@@ -63,6 +63,10 @@ class DuckDBEngine(Engine):
     def rollback(self) -> None:
         self.con.execute("rollback")
 
+    def is_write_conflict(self, exc: BaseException) -> bool:
+        # Optimistic concurrency: a row another open transaction changed ("Conflict on update").
+        return isinstance(exc, duckdb.TransactionException)
+
     def close(self) -> None:
         self.con.close()
 
