@@ -23,6 +23,10 @@ from restate.settings import Settings
 FINANCE_TABLE = "finance_exports"
 EXPECTED_HEADER = ["date", "currency", "gross_revenue", "refunds", "net_revenue"]
 FILE_PATTERN = re.compile(r"^revenue_(\d{4})-(\d{2})\.csv$")
+# Plain decimals that fit decimal(18, 2): no exponent, NaN/Infinity, separators or 3rd decimal.
+AMOUNT_PATTERN = re.compile(r"^-?\d{1,16}(\.\d{1,2})?$")
+CURRENCY_PATTERN = re.compile(r"^[A-Za-z]{3}$")
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INSERT_BATCH = 500
 
 FINANCE_COLUMNS = """
@@ -69,23 +73,45 @@ def _export_files(root: str) -> list[tuple[str, str]]:
             name = f.path.rsplit("/", 1)[-1]
             if FILE_PATTERN.match(name):
                 with f as fh:
-                    out.append((name, fh.read().decode("utf-8")))
+                    out.append((name, _decode(name, fh.read())))
         return out
     folder = Path(root)
     if not folder.is_dir():
         return []
     return [
-        (p.name, p.read_text(encoding="utf-8"))
+        (p.name, _decode(p.name, p.read_bytes()))
         for p in sorted(folder.glob("revenue_*.csv"))
         if FILE_PATTERN.match(p.name)
     ]
 
 
-def _amount(value: str, name: str, line: int, column: str) -> Decimal:
+def _decode(name: str, data: bytes) -> str:
     try:
-        return Decimal(value.strip())
-    except InvalidOperation as exc:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FinanceExportError(f"{name}:{line}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _amount(value: str, name: str, line: int, column: str) -> Decimal:
+    """A plain decimal with at most 2 decimals within decimal(18, 2), e.g. 1234.5 or -0.25."""
+    text = value.strip()
+    if not AMOUNT_PATTERN.match(text):
+        raise FinanceExportError(
+            f"{name}:{line}: {column} {value!r} is not a plain decimal amount "
+            "(digits, optional minus, at most 2 decimals, at most 16 integer digits)"
+        )
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:  # unreachable after the pattern; kept as a guard
         raise FinanceExportError(f"{name}:{line}: {column} {value!r} is not a number") from exc
+
+
+def _currency(value: str, name: str, line: int) -> str:
+    text = value.strip()
+    if not CURRENCY_PATTERN.match(text):
+        raise FinanceExportError(f"{name}:{line}: currency {value!r} is not a 3-letter code (e.g. USD)")
+    return text.upper()
 
 
 def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
@@ -98,12 +124,21 @@ def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
     header = [h.strip().lower() for h in next(reader, [])]
     if header != EXPECTED_HEADER:
         raise FinanceExportError(f"{name}: header {header} is not {EXPECTED_HEADER}")
-    for line, record in enumerate(reader, start=2):
+    records = enumerate(reader, start=2)
+    while True:
+        try:
+            line, record = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FinanceExportError(f"{name}:{reader.line_num}: {exc}") from exc
         if not record or all(not v.strip() for v in record):
             continue
         if len(record) != len(EXPECTED_HEADER):
             raise FinanceExportError(f"{name}:{line}: expected 5 fields, got {len(record)}")
         try:
+            if not DATE_PATTERN.match(record[0].strip()):
+                raise ValueError(record[0])
             day = date.fromisoformat(record[0].strip())
         except ValueError as exc:
             raise FinanceExportError(f"{name}:{line}: bad date {record[0]!r}") from exc
@@ -111,7 +146,7 @@ def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
             raise FinanceExportError(f"{name}:{line}: date {day} is outside {year}-{month:02d}")
         yield FinanceRow(
             day=day,
-            currency=record[1].strip().upper(),
+            currency=_currency(record[1], name, line),
             gross_revenue=_amount(record[2], name, line, "gross_revenue"),
             refunds=_amount(record[3], name, line, "refunds"),
             net_revenue=_amount(record[4], name, line, "net_revenue"),
