@@ -8,7 +8,10 @@
 Every request must carry a valid Slack signature (X-Slack-Signature over the raw body
 with the signing secret) and a timestamp at most 5 minutes old; anything else, and a
 second delivery of an already-seen signature (a replay), is answered 401 before the
-Bolt app sees it. Bolt verifies the signature again. The command is acknowledged at once
+Bolt app sees it. A body over MAX_BODY_BYTES (64 KB) is answered 413 before it is read
+(declared Content-Length) or as soon as it passes the limit (chunked). Bolt verifies the
+signature again. User text in replies (reasons, names, ids) is escaped (&, <, >), so it
+can never mention a channel or hide a link. The command is acknowledged at once
 (Slack allows 3 seconds) and the answer is posted to the command's response_url by a
 Bolt lazy listener, so slow warehouse lookups never time out the command.
 
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/restatement"
 MAX_AGE_S = 300  # Slack's recommended window for X-Slack-Request-Timestamp
+# Slash command payloads are a few KB; anything larger is refused (413) before it is read.
+MAX_BODY_BYTES = 64 * 1024
 REFUSED_EVENT = "approval_refused"
 
 USAGE = (
@@ -91,20 +96,29 @@ def _parse_id(raw: str | None) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
+def slack_escape(value: Any) -> str:
+    """User text as Slack shows it literally: &, < and > escaped (no mentions, no links).
+    https://api.slack.com/reference/surfaces/formatting#escaping"""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _unknown(rid: int) -> Reply:
     return Reply(f"There is no restatement #{rid}. `/restatement list` shows the recent ones.")
 
 
 def _fmt_status(st: dict[str, Any]) -> str:
+    e = slack_escape
     chunks = f"{st.get('chunks_done', 0)}/{st.get('chunks_total', 0)} chunks done"
-    phase = st.get("phase") or str(st.get("status", "")).replace("_", " ")
+    phase = e(st.get("phase") or str(st.get("status", "")).replace("_", " "))
     lines = [
-        f"*Restatement #{st['restatement_id']}* — *{phase}* (`{st.get('status')}`)",
-        f"Models: {', '.join(st.get('models') or [])}",
+        f"*Restatement #{st['restatement_id']}* — *{phase}* (`{e(st.get('status'))}`)",
+        f"Models: {e(', '.join(st.get('models') or []))}",
         f"Period: {st.get('period_start')} to {st.get('period_end')} · {chunks}",
-        f"Reason: {st.get('reason') or '—'}" + (f" (ticket {st['ticket']})" if st.get("ticket") else ""),
-        f"Requested by {st.get('requested_by') or '—'} · approved by "
-        f"{st.get('approved_by') or '—'}" + (" · approval required" if st.get("requires_approval") else ""),
+        f"Reason: {e(st.get('reason') or '—')}"
+        + (f" (ticket {e(st['ticket'])})" if st.get("ticket") else ""),
+        f"Requested by {e(st.get('requested_by') or '—')} · approved by "
+        f"{e(st.get('approved_by') or '—')}"
+        + (" · approval required" if st.get("requires_approval") else ""),
     ]
     return "\n".join(lines)
 
@@ -126,7 +140,9 @@ def handle_command(
         return Reply(USAGE)
     rid = _parse_id(arg)
     if arg is not None and rid is None:
-        return Reply(f"`{arg}` is not a restatement id: use a number, e.g. `/restatement {sub} 7`.")
+        return Reply(
+            f"`{slack_escape(arg)}` is not a restatement id: use a number, e.g. `/restatement {sub} 7`."
+        )
     if sub in ("diff", "approve") and rid is None:
         return Reply(f"Which restatement? e.g. `/restatement {sub} 7`.")
     engine = engine_factory()
@@ -137,9 +153,9 @@ def handle_command(
                 return Reply("No restatements yet.")
             return Reply(
                 "\n".join(
-                    f"• *#{r['restatement_id']}* {r.get('phase') or r['status']} · "
-                    f"{', '.join(r['models'])} · {r['period_start']} to {r['period_end']} · "
-                    f"{r.get('requested_by') or '—'}: {r.get('reason') or ''}"
+                    f"• *#{r['restatement_id']}* {slack_escape(r.get('phase') or r['status'])} · "
+                    f"{slack_escape(', '.join(r['models']))} · {r['period_start']} to {r['period_end']} · "
+                    f"{slack_escape(r.get('requested_by') or '—')}: {slack_escape(r.get('reason') or '')}"
                     for r in rows
                 )
             )
@@ -189,13 +205,13 @@ def handle_command(
                     restatement_id=rid if st is not None else None,
                     actor=identity,
                 )
-            why = str(exc).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            why = slack_escape(exc)
             return Reply(
                 f"Sorry <@{user_id}>, you are not allowed to approve restatement #{rid}: {why}. "
                 "This attempt has been recorded in the audit log."
             )
         except ValueError as exc:
-            return Reply(f"Restatement #{rid} cannot be approved: {exc}")
+            return Reply(f"Restatement #{rid} cannot be approved: {slack_escape(exc)}")
         return Reply(f"Restatement #{rid} approved by <@{user_id}>.", in_channel=True)
     finally:
         engine.close()
@@ -229,7 +245,7 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
             ack(text=USAGE, response_type="ephemeral")
         else:
             ack(
-                text=f"Looking that up… (`{COMMAND} {command.get('text', '').strip()}`)",
+                text=f"Looking that up… (`{COMMAND} {slack_escape(command.get('text', '').strip())}`)",
                 response_type="ephemeral",
             )
 
@@ -247,7 +263,7 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
             )
         except Exception as exc:  # the caller must hear something; details go to the log
             log.exception("slash command failed: %s", command.get("text"))
-            reply = Reply(f"Sorry, that failed: {type(exc).__name__}: {exc}")
+            reply = Reply(f"Sorry, that failed: {type(exc).__name__}: {slack_escape(exc)}")
         respond(
             text=reply.text,
             response_type="in_channel" if reply.in_channel else "ephemeral",
@@ -271,7 +287,9 @@ def create_app(settings: Settings, engine_factory: Callable[[], Engine] | None =
     api = FastAPI(title="restate Slack commands", docs_url=None, redoc_url=None)
 
     async def slack_endpoint(req: Request) -> Response:
-        body = await req.body()
+        body = await _limited_body(req)
+        if body is None:
+            return JSONResponse({"error": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
         timestamp = req.headers.get("x-slack-request-timestamp", "")
         signature = req.headers.get("x-slack-signature", "")
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_AGE_S:
@@ -280,7 +298,7 @@ def create_app(settings: Settings, engine_factory: Callable[[], Engine] | None =
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         if not replays.first_use(signature):
             return JSONResponse({"error": "replayed request"}, status_code=401)
-        return await handler.handle(req)
+        return await handler.handle(_with_body(req, body))
 
     api.add_api_route("/slack/commands", slack_endpoint, methods=["POST"])
     api.add_api_route("/slack/events", slack_endpoint, methods=["POST"])
@@ -290,6 +308,29 @@ def create_app(settings: Settings, engine_factory: Callable[[], Engine] | None =
         return {"ok": True}
 
     return api
+
+
+async def _limited_body(req: Request) -> bytes | None:
+    """The raw body, or None when it is over MAX_BODY_BYTES: a declared Content-Length is
+    checked before anything is read, a chunked body is cut off as soon as it passes."""
+    declared = req.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return None
+    body = bytearray()
+    async for chunk in req.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def _with_body(req: Request, body: bytes) -> Request:
+    """The same request with its (already read) body replayed to Bolt's adapter."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(req.scope, receive)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:

@@ -589,7 +589,13 @@ def promote(
             out = do_promote(engine, s, load_plan(engine, s, restatement_id), approved_by)
         except GateError as exc:
             raise _fail(str(exc)) from exc
-    _notify(s, restatement_id, "promoted")
+    if out["status"] == "promoted":  # announced only when the switch happened now
+        _notify(s, restatement_id, "promoted")
+    elif not as_json:
+        console.print(
+            f"restatement {restatement_id} was already promoted; nothing switched, nothing "
+            f"announced (owed notices: restate notify {restatement_id} --event promoted)"
+        )
     if as_json:
         emit_json(out)
     else:
@@ -620,7 +626,12 @@ def rollback(
             out = do_rollback(engine, s, load_plan(engine, s, restatement_id), actor, reason, cascade)
         except GateError as exc:
             raise _fail(str(exc)) from exc
-    _notify(s, restatement_id, "rolled_back")
+    from restate.lifecycle import rolled_back_ids
+
+    if out["status"] != "rolled_back":  # nothing was restored: nobody may be told otherwise
+        raise _fail(f"restatement {restatement_id} was not rolled back: {out['status']}")
+    for rid in rolled_back_ids(out):  # this one and every restatement it cascaded to
+        _notify(s, rid, "rolled_back")
     if as_json:
         emit_json(out)
     else:
@@ -644,18 +655,48 @@ def notify(
         help="restatement_planned | validation_failed | approval_needed | promoted | "
         "rolled_back | drift_detected",
     ),
+    occurrence: int | None = typer.Option(
+        None, help="which time the event happened (2 = the second promotion); default the latest"
+    ),
+    resolve: list[str] = typer.Option(
+        [],
+        "--resolve",
+        help="an in-doubt recipient you checked by hand, e.g. slack:#finance (repeatable)",
+    ),
+    delivered: bool | None = typer.Option(
+        None, "--delivered/--not-delivered", help="with --resolve: what you found"
+    ),
+    by: str | None = typer.Option(None, "--by", help="with --resolve: who checked (audited)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Send (or finish sending) one notice: recipients already served are skipped."""
+    """Send (or finish sending) one notice: recipients already served are skipped.
+
+    A delivery interrupted mid-send (Slack, email) is listed as in doubt; check the
+    channel or mailbox, then record it with --resolve RECIPIENT --delivered (it arrived)
+    or --not-delivered (it is sent again now), --by NAME.
+    """
     from notifications.events import NoticeEvent
-    from notifications.lifecycle import notify_restatement
+    from notifications.lifecycle import notify_restatement, resolve_restatement
 
     try:
         NoticeEvent(event)
     except ValueError as exc:
         raise _fail(f"unknown event {event!r}") from exc
-    report = notify_restatement(get_settings(), restatement_id, event)
+    if resolve and (delivered is None or not by):
+        raise _fail("--resolve needs --delivered or --not-delivered, and --by NAME (who checked)")
+    if not resolve and delivered is not None:
+        raise _fail("--delivered/--not-delivered go with --resolve RECIPIENT")
+    s = get_settings()
+    try:
+        if resolve and delivered is not None and by:
+            occurrence = resolve_restatement(
+                s, restatement_id, event, resolve, delivered=delivered, actor=by, occurrence=occurrence
+            )
+        report = notify_restatement(s, restatement_id, event, occurrence=occurrence)
+    except ValueError as exc:  # never happened, unknown id, not in doubt
+        raise _fail(str(exc)) from exc
     out = {
+        "event": report.event,
         "sent": report.sent,
         "already_sent": report.already_sent,
         "failed": report.failed,
@@ -665,9 +706,19 @@ def notify(
         emit_json(out)
     else:
         console.print(
-            f"{event}: sent {len(report.sent)}, already sent {len(report.already_sent)}, "
-            f"failed {len(report.failed)}, in doubt {len(report.in_doubt)}"
+            f"{report.event}: sent {len(report.sent)}, already sent {len(report.already_sent)}, "
+            f"failed {len(report.failed)}, in doubt {len(report.in_doubt)}",
+            markup=False,
         )
+        for recipient, why in report.failed.items():
+            console.print(f"  failed: {recipient}: {why} (rerun to retry)", markup=False)
+        again = f" --occurrence {occurrence}" if occurrence is not None else ""
+        for recipient in report.in_doubt:
+            console.print(
+                f"  in doubt: {recipient}; check it, then: restate notify {restatement_id} "
+                f"--event {event}{again} --resolve {recipient} --delivered|--not-delivered --by NAME",
+                markup=False,
+            )
     if report.failed or report.in_doubt:
         raise typer.Exit(code=1)
 
