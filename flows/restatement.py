@@ -186,7 +186,8 @@ def restatement(
         out["approved_by"] = approval.approver
     if promote_after_approval:
         out["promotion"] = promote(restatement_id)
-        notify(restatement_id, "promoted")
+        if out["promotion"]["status"] == "promoted":  # not when it was promoted already
+            notify(restatement_id, "promoted")
     return out
 
 

@@ -31,12 +31,15 @@ def rollback(
 
     1. Under the production write lock, in one transaction, archive the promoted rows
        and restore the version the promotion replaced (with cascade, later overlapping
-       promotions are rolled back first); audited in the changelog.
-    2. Notify the owners of the affected dashboards.
+       promotions are rolled back first); audited in the changelog. A restatement that
+       is not promoted is refused (promotion.TransitionError) and nobody is notified.
+    2. Notify the owners of the affected dashboards of every restatement rolled back.
     """
+    from restate.lifecycle import rolled_back_ids
+
     apply_process_env(get_settings())
     result = roll_back(restatement_id, by, reason, cascade)
-    if result["status"] == "rolled_back":
-        notify(restatement_id, "rolled_back")
+    for rid in rolled_back_ids(result):
+        notify(rid, "rolled_back")
     print(f"restatement {restatement_id}: {result['status']}")
     return result

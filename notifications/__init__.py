@@ -9,6 +9,7 @@ The Slack slash command app lives in `notifications.slack_app` (imported on dema
 from notifications.composer import NoticeContext, as_reported_query, compose
 from notifications.dispatch import (
     DispatchReport,
+    NoticeNotOwed,
     build_context,
     build_targets,
     notify,
@@ -25,6 +26,7 @@ __all__ = [
     "Message",
     "NoticeContext",
     "NoticeEvent",
+    "NoticeNotOwed",
     "Target",
     "as_reported_query",
     "build_context",

@@ -51,6 +51,9 @@ class NoticeContext:
     # The changelog's head when the notice was composed ("changelog v42 mac 3f2a9c1e"):
     # recipients hold a checkpoint of the audit log outside the warehouse.
     chain_head: str | None = None
+    # Which time the event happened to this restatement (2 = promoted again after a
+    # rollback): each occurrence is its own notice.
+    occurrence: int = 1
 
     def __post_init__(self) -> None:
         self.event = NoticeEvent(self.event)
@@ -59,8 +62,15 @@ class NoticeContext:
 
     @property
     def key(self) -> str:
-        """Stable identity of the notice: one per restatement and event."""
-        return f"restatement-{self.restatement_id}-{self.event.value}"
+        """Stable identity of the notice, one per restatement, event and occurrence:
+        'restatement-7-promoted', then 'restatement-7-promoted-2' for the second promotion."""
+        suffix = "" if self.occurrence == 1 else f"-{self.occurrence}"
+        return f"restatement-{self.restatement_id}-{self.event.value}{suffix}"
+
+    @property
+    def outbox_event(self) -> str:
+        """The notification_outbox `event` of this notice: 'promoted', then 'promoted#2'."""
+        return outbox_event(self.event, self.occurrence)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe summary stored with each outbox row (monthly rows left out)."""
@@ -71,6 +81,12 @@ class NoticeContext:
         body["period_end"] = self.period_end.isoformat()
         body["totals"] = [{k: _jsonable(v) for k, v in t.items()} for t in self.totals or []]
         return body
+
+
+def outbox_event(event: NoticeEvent | str, occurrence: int = 1) -> str:
+    """'promoted' for the first occurrence (the key notices always had), 'promoted#N' after."""
+    event = NoticeEvent(event)
+    return event.value if occurrence == 1 else f"{event.value}#{occurrence}"
 
 
 def _jsonable(v: Any) -> Any:

@@ -1,6 +1,8 @@
 """Exactly-once delivery of notices through the notification_outbox table.
 
-Protocol, per (restatement_id, event, recipient) row of <meta>.notification_outbox:
+Protocol, per (restatement_id, event, recipient) row of <meta>.notification_outbox, where
+event names the occurrence ('promoted', then 'promoted#2' for a promotion after a rollback;
+see occurrence_of):
 
 1. enqueue: every recipient routed for the notice gets a row with status 'pending' if it
    has none yet (one transaction; re-running adds only what is missing).
@@ -33,7 +35,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from notifications.composer import NoticeContext, as_reported_query, compose, totals_from_monthly
+from notifications.composer import (
+    NoticeContext,
+    as_reported_query,
+    compose,
+    outbox_event,
+    totals_from_monthly,
+)
 from notifications.email import EmailTarget
 from notifications.events import DeliveryError, Message, NoticeEvent, Target, split_recipient
 from notifications.outbox import OutboxTarget
@@ -48,6 +56,68 @@ log = logging.getLogger(__name__)
 ACTOR = "restate-notify"
 SENT_EVENT = "notice_sent"
 RESOLVED_EVENT = "notice_resolved"
+
+# The changelog entries that record each occurrence of a notice's event (approval is
+# needed after a passing validation, or after a failed one was forced).
+OCCURRED_AS: dict[NoticeEvent, tuple[str, ...]] = {
+    NoticeEvent.RESTATEMENT_PLANNED: ("planned",),
+    NoticeEvent.VALIDATION_FAILED: ("validation_failed",),
+    NoticeEvent.APPROVAL_NEEDED: ("validated", "validation_forced"),
+    NoticeEvent.PROMOTED: ("promoted",),
+    NoticeEvent.ROLLED_BACK: ("rolled_back",),
+    NoticeEvent.DRIFT_DETECTED: ("drift_detected",),
+}
+# Announced once however often it is recorded: every nightly reconciliation that finds
+# the same drift records it again against the same drafted plan.
+_ANNOUNCED_ONCE = {NoticeEvent.DRIFT_DETECTED}
+
+
+class NoticeNotOwed(ValueError):
+    """The event a notice would announce never happened (e.g. a rollback of a restatement
+    that was never promoted), or not that many times: nothing may be sent."""
+
+
+def occurrence_of(
+    engine: Engine,
+    settings: Settings,
+    restatement_id: int,
+    event: NoticeEvent | str,
+    occurrence: int | None = None,
+) -> int:
+    """Which occurrence of `event` a notice announces: the latest one (how many changelog
+    entries of its kind the restatement has), or `occurrence` if it happened that often.
+    Raises NoticeNotOwed when it did not happen."""
+    event = NoticeEvent(event)
+    kinds = OCCURRED_AS[event]
+    count = int(
+        engine.scalar(
+            f"select count(*) from {settings.meta_schema}.changelog where restatement_id = ? "
+            f"and event in ({', '.join('?' for _ in kinds)})",
+            [restatement_id, *kinds],
+        )
+        or 0
+    )
+    if count == 0:
+        if not engine.query(
+            f"select 1 from {settings.meta_schema}.restatements where restatement_id = ?",
+            [restatement_id],
+        ):
+            raise ValueError(f"no restatement with id {restatement_id} (see `restate status`)")
+        raise NoticeNotOwed(
+            f"restatement {restatement_id} has no {' or '.join(repr(k) for k in kinds)} entry in "
+            f"its changelog, so there is no {event.value} notice to send; "
+            f"`restate status {restatement_id}` shows its state"
+        )
+    if event in _ANNOUNCED_ONCE:
+        count = 1
+    if occurrence is None:
+        return count
+    if not 1 <= occurrence <= count:
+        raise NoticeNotOwed(
+            f"restatement {restatement_id} has {count} {event.value} occurrence(s), not "
+            f"#{occurrence}; omit --occurrence for the latest"
+        )
+    return occurrence
 
 
 @dataclass
@@ -117,13 +187,13 @@ def enqueue(
                 f"where not exists (select 1 from {table} where {_WHERE_KEY})",
                 [
                     context.restatement_id,
-                    context.event.value,
+                    context.outbox_event,
                     r,
                     channel,
                     payload,
                     _now(),
                     context.restatement_id,
-                    context.event.value,
+                    context.outbox_event,
                     r,
                 ],
             )
@@ -197,7 +267,7 @@ def notify(
     targets = dict(targets) if targets is not None else build_targets(settings)
     exposures = downstream_exposures(manifest, context.models)
     message = compose(context, exposures)
-    report = DispatchReport(context.restatement_id, context.event.value)
+    report = DispatchReport(context.restatement_id, context.outbox_event)
     enqueue(engine, settings, context, recipients_for(exposures, settings), targets, message.subject)
     deliver_pending(engine, settings, message, context, targets, report)
     return report
@@ -215,7 +285,7 @@ def deliver_pending(
     table = f"{settings.meta_schema}.notification_outbox"
     rows = engine.query_dicts(
         f"select * from {table} where restatement_id = ? and event = ? order by recipient",
-        [context.restatement_id, context.event.value],
+        [context.restatement_id, context.outbox_event],
     )
     for row in rows:
         recipient = row["recipient"]
@@ -274,14 +344,19 @@ def resolve_in_doubt(
     *,
     delivered: bool,
     actor: str,
+    occurrence: int = 1,
 ) -> None:
     """After checking the channel/mailbox by hand: mark an in-doubt notice as sent
-    (delivered=True) or release it to be sent by the next notify (delivered=False)."""
+    (delivered=True) or release it to be sent by the next notify (delivered=False).
+    `occurrence` picks which time the event happened (see occurrence_of)."""
     table = f"{settings.meta_schema}.notification_outbox"
-    key = [restatement_id, NoticeEvent(event).value, recipient]
+    key = [restatement_id, outbox_event(event, occurrence), recipient]
     rows = engine.query_dicts(f"select * from {table} where {_WHERE_KEY}", key)
     if not rows or rows[0]["status"] != "sending":
-        raise ValueError(f"no in-doubt notice {key[1]} for restatement {restatement_id} to {recipient}")
+        raise ValueError(
+            f"no in-doubt notice {key[1]} for restatement {restatement_id} to {recipient}; "
+            f"`restate notify {restatement_id} --event {NoticeEvent(event).value}` lists the ones in doubt"
+        )
     with engine.transaction():
         if delivered:
             engine.execute(
@@ -320,15 +395,18 @@ def build_context(
     *,
     detail: str | None = None,
     as_reported_sql: str | None = None,
+    occurrence: int | None = None,
 ) -> NoticeContext:
     """Assemble a NoticeContext from the stored restatement, its monthly diff and the
     latest changelog version. For a promotion, the as-reported query defaults to the
-    models' `<model>_as_of` views."""
+    models' `<model>_as_of` views. The notice is for the latest occurrence of the event
+    unless `occurrence` says which; NoticeNotOwed if the event never happened."""
     from restate import status
 
     st = status.restatement_status(engine, settings, restatement_id)
     if st is None:
         raise ValueError(f"no restatement with id {restatement_id}")
+    occurrence = occurrence_of(engine, settings, restatement_id, event, occurrence)
     monthly = status.diff_by_month(engine, settings, restatement_id)
     version = engine.scalar(
         f"select max(version) from {settings.meta_schema}.changelog where restatement_id = ?",
@@ -355,6 +433,7 @@ def build_context(
         as_reported_sql=as_reported_sql,
         detail=detail,
         chain_head=changelog.chain_head(engine, settings.meta_schema),
+        occurrence=occurrence,
     )
 
 

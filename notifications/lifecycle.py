@@ -10,7 +10,13 @@ import json
 import logging
 from typing import Any
 
-from notifications.dispatch import DispatchReport, build_context, notify
+from notifications.dispatch import (
+    DispatchReport,
+    build_context,
+    notify,
+    occurrence_of,
+    resolve_in_doubt,
+)
 from notifications.events import NoticeEvent
 from restate.settings import Settings
 
@@ -40,20 +46,63 @@ def notify_restatement(
     *,
     detail: str | None = None,
     manifest: dict[str, Any] | None = None,
+    occurrence: int | None = None,
 ) -> DispatchReport:
     """Build the notice from the stored restatement and deliver it exactly once.
 
     Call after the change has committed (e.g. right after promote/rollback returns).
-    Re-running it after a failure sends only what has not gone out yet.
+    Re-running it after a failure sends only what has not gone out yet. The notice is
+    for the latest occurrence of the event (or `occurrence`); dispatch.NoticeNotOwed,
+    with nothing enqueued, when the event never happened.
     """
     from restate.engines import connect
 
-    manifest = manifest if manifest is not None else load_manifest(settings)
+    if manifest is None:
+        with connect(settings) as engine:  # refuse before the (slow) dbt parse
+            occurrence_of(engine, settings, restatement_id, event, occurrence)
+        manifest = load_manifest(settings)
     with connect(settings) as engine:
-        context = build_context(engine, settings, restatement_id, event, detail=detail)
+        context = build_context(engine, settings, restatement_id, event, detail=detail, occurrence=occurrence)
         report = notify(engine, settings, manifest, context)
     if report.failed:
         log.warning("notices not delivered yet (rerun to retry): %s", report.failed)
     if report.in_doubt:
-        log.warning("notices in doubt (check, then resolve_in_doubt): %s", report.in_doubt)
+        log.warning(
+            "notices in doubt (check the channel or mailbox, then `restate notify %s --event %s "
+            "--resolve RECIPIENT --delivered|--not-delivered --by NAME`): %s",
+            restatement_id,
+            NoticeEvent(event).value,
+            report.in_doubt,
+        )
     return report
+
+
+def resolve_restatement(
+    settings: Settings,
+    restatement_id: int,
+    event: NoticeEvent | str,
+    recipients: list[str],
+    *,
+    delivered: bool,
+    actor: str,
+    occurrence: int | None = None,
+) -> int:
+    """Record what someone found when checking in-doubt deliveries by hand, for the latest
+    occurrence of the event (or `occurrence`); returns the occurrence resolved. Each is
+    audited as a notice_resolved changelog entry by `actor`."""
+    from restate.engines import connect
+
+    with connect(settings) as engine:
+        occurrence = occurrence_of(engine, settings, restatement_id, event, occurrence)
+        for recipient in recipients:
+            resolve_in_doubt(
+                engine,
+                settings,
+                restatement_id,
+                event,
+                recipient,
+                delivered=delivered,
+                actor=actor,
+                occurrence=occurrence,
+            )
+    return occurrence

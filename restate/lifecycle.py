@@ -26,9 +26,11 @@ def announce(
 
     The lifecycle step it follows has already committed, so a delivery problem is
     logged, not raised: the notice stays pending in the outbox and `restate notify`
-    (or the next call for the same event) sends it.
+    (or the next call for the same event) sends it. Each occurrence of the event has its
+    own notice; an event the changelog does not record is never announced.
     """
     try:
+        from notifications.dispatch import NoticeNotOwed
         from notifications.lifecycle import notify_restatement
     except ImportError:  # notifications not installed: nothing to tell
         return {}
@@ -39,6 +41,9 @@ def announce(
             manifest = None
     try:
         report = notify_restatement(settings, restatement_id, event, detail=detail, manifest=manifest)
+    except NoticeNotOwed as exc:  # a caller's mistake, not a delivery problem: no retry hint
+        log.error("restatement %s: no %s notice sent: %s", restatement_id, event, exc)
+        return {"error": str(exc)}
     except Exception as exc:  # the committed step must not fail because of a notice
         log.warning(
             "restatement %s: %s notices not sent yet (%s); retry: restate notify %s",
@@ -49,6 +54,15 @@ def announce(
         )
         return {"error": str(exc)}
     return {"sent": len(report.sent), "failed": len(report.failed), "in_doubt": len(report.in_doubt)}
+
+
+def rolled_back_ids(result: dict[str, Any]) -> list[int]:
+    """The restatements a rollback result restored: its own, and each one it cascaded to
+    (every one of them gets its own rolled_back notice)."""
+    ids = [int(result["restatement_id"])] if result.get("status") == "rolled_back" else []
+    for cascaded in result.get("cascaded") or []:
+        ids += rolled_back_ids(cascaded)
+    return ids
 
 
 def create_plan(settings: Settings, request: PlanRequest, notify: bool = True) -> Plan:

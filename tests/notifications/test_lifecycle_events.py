@@ -75,9 +75,10 @@ def test_plan_validation_failure_and_approval_are_announced_once(tmp_path: Path)
             "where event_date = '2026-09-14'"
         )
     assert not run_validation_step(s, rid)["passed"]
-    assert not run_validation_step(s, rid)["passed"]  # twice: still one notice per recipient
+    assert not run_validation_step(s, rid)["passed"]  # a second failed run: its own notice
     failed = outbox(s, rid)["validation_failed"]
     assert {r for r, _ in failed} == {r for r, _ in planned}
+    assert outbox(s, rid)["validation_failed#2"] == failed  # same audience, each sent once
     files = sorted(Path(s.outbox_dir).glob(f"restatement-{rid}-validation_failed/*/message.txt"))
     assert len(files) == len(failed), "one outbox file per recipient"
     text = files[0].read_text()

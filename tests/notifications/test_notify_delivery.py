@@ -277,6 +277,11 @@ def test_notify_restatement_builds_the_notice_from_the_stored_restatement(tmp_pa
 
     seed_restatement(engine)
     settings = make_settings(tmp_path)  # embedded default: local outbox
+    # A promotion notice needs a promotion: without its changelog entry nothing is sent.
+    with pytest.raises(ValueError, match="no 'promoted' entry"):
+        notify_restatement(settings, 1, "promoted", manifest=manifest)
+    assert outbox_status(engine) == {}
+    changelog.append(engine, "restate_meta", "promoted", {"models": ["fct_revenue_daily"]}, restatement_id=1)
     report = notify_restatement(settings, 1, "promoted", manifest=manifest)
     assert report.complete and len(report.sent) == 5
 
