@@ -106,12 +106,18 @@ def run_to_promotion(restatement_id: int, force_validation: bool) -> dict[str, A
     if not validation.get("passed"):
         if not force_validation:
             raise SystemExit(f"validation failed:\n{validation.get('report')}")
+        # Segregation of duties: not the requester ("bench") forces, and another approver approves.
+        settings = settings.model_copy(update={"approvers": ["bench-forcer", "bench-approver"]})
         lifecycle.force_validation(
-            settings, restatement_id, "bench", "benchmark: failure expected for this scope (see RESULTS.md)"
+            settings,
+            restatement_id,
+            "bench-forcer",
+            "benchmark: failure expected for this scope (see RESULTS.md)",
         )
+    approver = None if validation.get("passed") else "bench-approver"
     with connect(settings) as engine:
         started = time.perf_counter()
-        promote(engine, settings, load_plan(engine, settings, restatement_id))
+        promote(engine, settings, load_plan(engine, settings, restatement_id), approver)
         PARTS["promotion"] += time.perf_counter() - started
     return result
 

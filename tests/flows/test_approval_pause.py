@@ -61,6 +61,7 @@ def test_flow_pauses_for_approval_form_and_records_it(tmp_path: Path, monkeypatc
     load_once(s.model_copy(update={"revenue_logic": "v1"}))
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
     monkeypatch.setenv("RESTATE_REQUIRE_APPROVAL", "true")
+    monkeypatch.setenv("RESTATE_APPROVERS", '["cfo.maria"]')
     monkeypatch.setenv("RESTATE_APPROVAL_POLL_S", "1")
     get_settings.cache_clear()
     with connect(s) as e:
@@ -147,6 +148,10 @@ def test_flow_pauses_for_approval_form_and_records_it(tmp_path: Path, monkeypatc
     approved = entries[events.index("approved")]
     assert approved["actor"] == "cfo.maria"
     assert json.loads(approved["payload_json"])["comment"] == "matches FIN-142 export"
+    # Who submitted the form, apart from the approver it names: the form and its flow run.
+    assert json.loads(approved["payload_json"])["run_by"] == (
+        f"cfo.maria (prefect form, flow run {final.id})"
+    )
     promoted = json.loads(entries[events.index("promoted")]["payload_json"])
     assert promoted["approved_by"] == "cfo.maria"
     assert prod_after < prod_before  # refunds now subtracted from net revenue

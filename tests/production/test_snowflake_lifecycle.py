@@ -20,7 +20,7 @@ from restate.generate import GenerateSpec, generate
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.pipeline import load_once
 from restate.planning import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
-from restate.promotion import promote, rollback
+from restate.promotion import GateError, promote, rollback
 from restate.settings import Settings
 from restate.validation import run_validation
 from tests.conftest import expected_daily_sql
@@ -57,7 +57,7 @@ def expected(landing: Path) -> list[tuple]:
 @pytest.fixture(scope="module")
 def buggy_prod(snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data_dir = tmp_path_factory.mktemp("sf")
-    s = snowflake_settings(data_dir, snowflake_emulator)
+    s = snowflake_settings(data_dir, snowflake_emulator, approvers=["controller"])
     # Everything has landed, so the restated period must match the finance exports.
     spec = GenerateSpec(**SPEC)  # type: ignore[arg-type]
     generate(spec, s.landing, s.finance, duckdb.connect())
@@ -81,6 +81,7 @@ def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulato
     )
     rid = plan.restatement_id
     assert plan.models == ["fct_revenue_daily"] and len(plan.chunks) == 2
+    assert plan.requires_approval  # the production engine requires an approver by default
     est = plan.estimate
     assert est["source_rows"] > 1000 and est["credits"] > 0 and est["warehouse_size"] == "MEDIUM"
 
@@ -126,7 +127,9 @@ def test_lifecycle_on_emulated_snowflake(buggy_prod: Settings, snowflake_emulato
 
     # promote: one transaction of DML; prod equals the fixed logic, the rest untouched
     with connect(s) as e:
-        out = promote(e, s, load_plan(e, s, rid))
+        with pytest.raises(GateError, match="requires approval"):
+            promote(e, s, load_plan(e, s, rid))
+        out = promote(e, s, load_plan(e, s, rid), approved_by="controller")
         assert out["status"] == "promoted"
         promoted = rows(e, f"select {COLUMNS} from analytics.fct_revenue_daily where {IN_SCOPE}")
         assert promoted == expected(landing) and promoted != reported

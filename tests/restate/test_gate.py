@@ -1,4 +1,5 @@
-"""The validation gate: a restatement that disagrees with finance needs --force + approver."""
+"""The validation gate: a restatement that disagrees with finance needs --force by a listed
+approver who is not the requester, then approval by another listed approver."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = make_settings(tmp_path / "wh")
+    s = make_settings(tmp_path / "wh", approvers=["cfo", "controller"])
     land(s)
     load_once(s.model_copy(update={"revenue_logic": "v1"}))
     # Finance's export for 2026-09-14 USD is 1% higher than what the data supports.
@@ -52,11 +53,18 @@ def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
         promote(e, s, load_plan(e, s, rid))
 
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("RESTATE_APPROVERS", '["cfo", "controller"]')
     get_settings.cache_clear()
     try:
         runner = CliRunner()
         refused = runner.invoke(app, ["validate", str(rid), "--force"])
         assert refused.exit_code == 1 and "--approved-by" in refused.output
+        # The requester cannot override her own failed validation.
+        own = runner.invoke(
+            app, ["validate", str(rid), "--force", "--approved-by", "ana", "--reason", "looks fine to me"]
+        )
+        assert own.exit_code == 1
+        assert "ana requested restatement" in " ".join(own.output.split())
         forced = runner.invoke(
             app,
             [
@@ -74,7 +82,12 @@ def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
         get_settings.cache_clear()
 
     with connect(s) as e:
-        assert promote(e, s, load_plan(e, s, rid))["status"] == "promoted"
+        # A forced validation needs approval by another listed approver than the forcer.
+        with pytest.raises(GateError, match="requires approval"):
+            promote(e, s, load_plan(e, s, rid))
+        with pytest.raises(GateError, match="cfo forced the validation"):
+            promote(e, s, load_plan(e, s, rid), approved_by="cfo")
+        assert promote(e, s, load_plan(e, s, rid), approved_by="controller")["status"] == "promoted"
         entries = changelog.entries(e, s.meta_schema, rid)
         assert changelog.verify(e, s.meta_schema) is None
     failed = next(r for r in entries if r["event"] == "validation_failed")
@@ -84,7 +97,9 @@ def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
     forced_entry = next(r for r in entries if r["event"] == "validation_forced")
     assert forced_entry["actor"] == "cfo" and "FIN-7" in forced_entry["payload"]["reason"]
     events = [r["event"] for r in entries]
-    assert events.index("validation_forced") < events.index("promoted")
+    assert events.index("validation_forced") < events.index("approved") < events.index("promoted")
+    assert entries[events.index("approved")]["actor"] == "controller"
+    assert entries[events.index("promoted")]["payload"]["approved_by"] == "controller"
 
 
 def load_plan_chunks(s: object, rid: int) -> list[str]:
