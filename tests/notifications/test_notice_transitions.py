@@ -278,3 +278,36 @@ def test_in_doubt_slack_notice_is_listed_and_resolved_through_the_cli(
 
 def outbox_status(engine: Any) -> dict[str, str]:
     return dict(engine.query("select recipient, status from restate_meta.notification_outbox"))
+
+
+def recompute_validated(s: Settings, rid: int) -> None:
+    plan = start_run(s, rid)
+    for c in plan.chunks:
+        run_chunk(s, rid, c.chunk_id)
+    finish_run(s, rid)
+    run_diff(s, rid)
+    store_passing_validation(s, rid)
+
+
+def test_cascaded_rollback_announces_every_restatement_it_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_wh_settings(tmp_path / "wh")
+    land(s)
+    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    use_settings(monkeypatch, s)
+    first = plan_september(s)
+    recompute_validated(s, first)
+    assert cli("promote", first).exit_code == 0
+    second = plan_september(s)  # later, over the same partitions
+    recompute_validated(s, second)
+    assert cli("promote", second).exit_code == 0
+
+    result = cli("rollback", first, "--by", "cfo", "--cascade")
+
+    assert result.exit_code == 0, result.output
+    for rid in (first, second):
+        rows = outbox(s, rid)
+        assert rows["rolled_back"] and set(rows["rolled_back"].values()) == {"sent"}, rid
+        assert rows["rolled_back"].keys() == rows["promoted"].keys()
+        assert len(outbox_folders(s, f"restatement-{rid}-rolled_back")) == len(rows["promoted"])
