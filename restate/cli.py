@@ -274,6 +274,9 @@ def _drift_by_month(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = months.setdefault(
             key,
             {
+        for warning in out.get("warnings") or []:
+            where = ", ".join(warning.get("partitions") or []) or "-"
+            console.print(f"[yellow]warning[/] (no drift): {escape(warning['check'])}: {where}")
                 "month": key[0],
                 "currency": key[1],
                 "days": 0,

@@ -346,6 +346,15 @@ def test_cli_promote_of_a_closed_period_refuses_the_requester_and_records_who_ra
             ],
         )  # fmt: skip
         assert planned.exit_code == 0, planned.output
+        waived = runner.invoke(
+            app,
+            [
+                "plan", "-s", "fct_revenue_daily+", "--start", "2026-09-01", "--end", "2026-09-30",
+                "--reason", "skip the gate", "--requested-by", "ana", "--allow-closed-period",
+                "--no-require-approval",
+            ],
+        )  # fmt: skip
+        assert waived.exit_code == 1 and "a plan cannot waive it" in " ".join(waived.output.split())
         body = json.loads(planned.output)
         rid = body["restatement_id"]
         assert body["requires_approval"] is True  # a closed period, on DuckDB (no default)
