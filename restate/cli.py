@@ -274,9 +274,6 @@ def _drift_by_month(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = months.setdefault(
             key,
             {
-        for warning in out.get("warnings") or []:
-            where = ", ".join(warning.get("partitions") or []) or "-"
-            console.print(f"[yellow]warning[/] (no drift): {escape(warning['check'])}: {where}")
                 "month": key[0],
                 "currency": key[1],
                 "days": 0,
@@ -381,7 +378,9 @@ def plan(
     accounts: str | None = typer.Option(None, help="comma-separated account ids (default all)"),
     allow_closed_period: bool = typer.Option(False, help="allow a period before the close date"),
     allow_over_budget: bool = typer.Option(False, help="allow an estimate above the budget"),
-    require_approval: bool | None = typer.Option(None, help="override the approval setting"),
+    require_approval: bool | None = typer.Option(
+        None, help="require an approver (cannot waive one the installation or a closed period requires)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Plan a restatement: models, partition chunks, affected dashboards, estimate."""
