@@ -255,6 +255,9 @@ def reconcile(
             f"[green]passed[/] reconciliation {out['reconciliation_id']}: production agrees with "
             f"finance for {out['period_start']}..{out['period_end']}"
         )
+        for warning in out.get("warnings") or []:
+            where = ", ".join(warning.get("partitions") or []) or "-"
+            console.print(f"[yellow]warning[/] (no drift): {escape(warning['check'])}: {where}")
     else:
         from restate.reconcile import Reconciliation
 

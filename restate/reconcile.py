@@ -30,6 +30,10 @@ from restate.settings import Settings
 
 DRAFT_REQUESTER = "nightly-reconciliation"
 DRAFT_SELECTOR = "fct_revenue_daily+"
+# The contract checks whose failure is drift: disagreement with the finance reference,
+# or raw rows not conserved. Every other check (heuristics such as the daily refund-rate
+# bounds, referential warnings) is reported as a warning and never drafts or alerts.
+DRIFT_CHECKS = frozenset({"finance_daily", "finance_monthly", "row_accounting"})
 
 
 @dataclass
@@ -43,6 +47,8 @@ class Reconciliation:
     failed_checks: list[dict[str, Any]]
     drift_days: list[dict[str, Any]]
     drift_months: list[str]
+    # Checks that failed or warned without being drift (see DRIFT_CHECKS): reported only.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     draft_start: date | None = None
     draft_end: date | None = None
     draft_restatement_id: int | None = None
@@ -126,7 +132,7 @@ def check_production(
 ) -> Reconciliation:
     """Run the contracts and the finance comparison on production (no side effects but records)."""
     from restate.meta import init_meta
-    from restate.validation import run_validation, store_validation
+    from restate.validation import ValidationCheck, run_validation, store_validation
 
     init_meta(engine, settings.meta_schema)
     load_finance_exports(engine, settings)
@@ -138,27 +144,39 @@ def check_production(
     result = run_validation(settings, engine, settings.prod_schema, start, end, None)
     validation_id = store_validation(engine, settings, result)
     drifted = drift_days(engine, settings, start, end)
-    failed = [
-        {
+
+    def entry(c: ValidationCheck) -> dict[str, Any]:
+        return {
             "check": c.name,
             "dataset": c.dataset,
+            "outcome": c.outcome,
             "measured": c.measured,
             "threshold": c.threshold,
             "partitions": c.partitions[:50],
         }
-        for c in result.failed_checks
+
+    failed = [entry(c) for c in result.failed_checks if c.qualifier in DRIFT_CHECKS]
+    warnings = [
+        entry(c)
+        for c in result.checks
+        if c.outcome != "passed" and not (not c.passed and c.qualifier in DRIFT_CHECKS)
     ]
-    months = sorted({str(d["day"])[:7] for d in drifted})
+    dated = [d for c in failed for d in _dates(c["partitions"])]
+    months = sorted({str(d["day"])[:7] for d in drifted} | {d.isoformat()[:7] for d in dated})
+    # A contract that could not be verified at all leaves the verdict open: not passed,
+    # but with no dated partition nothing is drafted (see draft_plan).
+    errors = [{"check": e, "dataset": "", "partitions": []} for e in result.errors]
     return Reconciliation(
         reconciliation_id=uuid.uuid4().hex[:12],
         checked_at=utc_now(),
         period_start=start,
         period_end=end,
-        passed=result.passed and not drifted,
+        passed=not drifted and not failed and not errors,
         validation_id=validation_id,
-        failed_checks=failed + [{"check": e, "dataset": "", "partitions": []} for e in result.errors],
+        failed_checks=failed + errors,
         drift_days=drifted,
         drift_months=months,
+        warnings=warnings,
     )
 
 
@@ -263,6 +281,7 @@ def alert_text(rec: Reconciliation) -> str:
         f"in {', '.join(rec.drift_months) or 'no month'}.",
     ]
     lines += [f"Failed check: {c['check']}" for c in rec.failed_checks[:10]]
+    lines += [f"Warning (no drift): {w['check']}" for w in rec.warnings[:10]]
     if rec.draft_restatement_id is not None:
         lines.append(
             f"Drafted restatement #{rec.draft_restatement_id} for {rec.draft_start}..{rec.draft_end}: "

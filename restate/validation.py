@@ -81,6 +81,8 @@ class ValidationCheck:
     column: str | None = None
     partitions: list[str] = field(default_factory=list)
     details: list[dict[str, Any]] = field(default_factory=list)
+    # The contract's qualifier of the check (e.g. finance_daily), when it has one.
+    qualifier: str | None = None
 
     @property
     def warned(self) -> bool:
@@ -544,6 +546,7 @@ def _collect(
                     column=column_name,
                     partitions=partitions,
                     details=details,
+                    qualifier=check.qualifier or None,
                 )
             )
     return checks, errors

@@ -436,7 +436,7 @@ def test_finance_difference_inside_tolerance_passes(
     assert result.passed, format_report(result)
 
 
-def test_refund_rate_outside_the_bounds_fails_its_date(settings: Settings, engine: Engine) -> None:
+def test_refund_rate_outside_the_bounds_warns_on_its_date(settings: Settings, engine: Engine) -> None:
     copy_schema(engine, "broken_rate")
     day = engine.scalar(
         f"select min(event_date) from {PROD}.fct_revenue_daily where {in_period()} and gross_revenue > 0"
@@ -452,7 +452,9 @@ def test_refund_rate_outside_the_bounds_fails_its_date(settings: Settings, engin
     result = validate(settings, engine, "broken_rate")
 
     bounds = result.check(REFUND_BOUNDS)
-    assert not bounds.passed
+    # A heuristic: it warns and names the day, it never fails a validation by itself.
+    assert bounds.outcome == "warned" and bounds.passed
+    assert bounds.name not in failed_names(result)
     assert bounds.partitions == [day.isoformat()]
     assert bounds.details[0]["refund_rate"] > settings.refund_rate_max
 
@@ -472,7 +474,8 @@ def test_refund_rate_bounds_come_from_the_settings(settings: Settings, engine: E
 
     bounds = result.check(REFUND_BOUNDS)
     assert bounds.partitions == above
-    assert failed_names(result) == {bounds.name}
+    assert bounds.outcome == "warned"
+    assert result.passed and failed_names(result) == set()
 
 
 def test_referential_violations_warn_with_their_rows(settings: Settings, engine: Engine) -> None:
