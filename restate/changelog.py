@@ -38,6 +38,7 @@ import random
 import secrets
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,8 @@ CHAIN = "changelog"
 # Domain separation of the MAC material (changes if the field layout ever changes).
 MAC_SCHEME = "restate-changelog-hmac-sha256-v1"
 _RETRIES = 200
+# Schemas whose changelog_head table this engine has already seen (one lookup per session).
+_HEAD_SEEN: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
 BAD_MAC = "MAC does not match: the entry was changed, or re-chained without the key, or the key is wrong"
 
 
@@ -280,8 +283,11 @@ def append(
     key = audit_key(settings, schema, create=True)
     assert key is not None
     body = _canonical(payload)
-    if not engine.relation_exists(schema, "changelog_head"):
-        raise ChangelogError(f"{schema}.changelog_head is missing: run `restate init` to add it")
+    seen = _HEAD_SEEN.setdefault(engine, set())
+    if schema not in seen:
+        if not engine.relation_exists(schema, "changelog_head"):
+            raise ChangelogError(f"{schema}.changelog_head is missing: run `restate init` to add it")
+        seen.add(schema)
 
     def checkpoint(version: int, mac: str) -> None:
         engine.after_commit(lambda: _write_checkpoint(settings, schema, version, mac))

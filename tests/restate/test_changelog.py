@@ -288,3 +288,15 @@ def test_every_notice_quotes_the_chain_head(tmp_path: Path) -> None:
         assert ctx.chain_head == head
         assert head in message.text and head in message.html
         assert head in json.dumps(message.blocks[-1])
+
+
+def test_a_log_from_before_the_head_table_needs_init_then_continues(tmp_path: Path) -> None:
+    engine = _engine(make_settings(tmp_path))
+    _append_n(engine, 2)
+    engine.execute(f"drop table {META}.changelog_head")
+    fresh = _CursorEngine(engine)  # a new session: nothing cached about the old table
+    with pytest.raises(changelog.ChangelogError, match="restate init"):
+        changelog.append(fresh, META, "planned", {})
+    init_meta(fresh, META)  # seeds the head from the log's last entry
+    assert changelog.append(fresh, META, "planned", {}) == 3
+    assert changelog.verify(fresh, META) is None
