@@ -198,18 +198,24 @@ def quarantine(
     reason: str | None = typer.Option(None, help="only this rejection reason"),
     limit: int = typer.Option(50, help="rows to list"),
     by: str = typer.Option("month", help="count per 'month' or 'day'"),
+    files: bool = typer.Option(False, "--files", help="list the quarantined landing files"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Quarantined rows: counts by reason and month (or day), or the rows themselves.
+    """Quarantined rows: counts by reason and month (or day), or the rows themselves;
+    landing files that could not be read at all, with the reason (--files).
 
-    Valid rows of the same load always continue downstream; nothing is dropped.
+    Valid rows of the same load always continue downstream; nothing is dropped, and
+    no landing file is moved or deleted.
     """
     from restate.engines import connect
-    from restate.reports import quarantine_rows, quarantine_summary
+    from restate.reports import quarantine_rows, quarantine_summary, quarantined_files
 
     s = get_settings()
     with connect(s) as engine:
-        if list_rows:
+        bad_files = quarantined_files(engine, s.meta_schema)
+        if files:
+            rows = bad_files
+        elif list_rows:
             rows = quarantine_rows(engine, s.prod_schema, reason, limit)
         else:
             if by not in ("month", "day"):
@@ -217,10 +223,14 @@ def quarantine(
             rows = quarantine_summary(engine, s.prod_schema, by)
     if as_json:
         emit_json(rows)
+    elif files:
+        render_table("quarantined files", rows)
     else:
         render_table("quarantined rows", rows)
         if not list_rows:
             console.print("list them: restate quarantine --list [--reason REASON]")
+            if bad_files:
+                render_table("quarantined files", bad_files)
 
 
 @app.command()

@@ -26,9 +26,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from restate import landing
 from restate.code_version import ProdBuild, current_versions, last_prod_build
 from restate.engines.base import Engine
 from restate.finance import finance_table, load_finance_exports
@@ -57,6 +57,10 @@ EXPECTED_COLUMNS = {
     "customer_email": "string",
 }
 ZERO = Decimal("0.00")
+# Amounts are money only on these; other events may carry 0 or no amount (docs/contracts.md).
+MONETARY_EVENT_TYPES = ("invoice_paid", "refund_issued")
+# Raw values that quarantine their row when present but not of their type, in this order.
+CAST_CHECKED = ("event_ts", "amount", "updated_at", "event_ingested_at")
 
 
 def accepted_currencies() -> list[str]:
@@ -106,14 +110,19 @@ class Explanation:
 
 def _rejection_case(accepted_currencies: list[str]) -> str:
     types = ", ".join(f"'{t}'" for t in ACCEPTED_EVENT_TYPES)
+    money = ", ".join(f"'{t}'" for t in MONETARY_EVENT_TYPES)
     currencies = ", ".join(f"'{c}'" for c in accepted_currencies)
+    unparsed = " ".join(
+        f"when raw_{col} is not null and {col} is null then 'bad_{col}'" for col in CAST_CHECKED
+    )
     return f"""case
         when event_id is null then 'missing_event_id'
         when account_id is null then 'missing_account_id'
+        {unparsed}
         when event_ts is null then 'missing_event_ts'
         when event_type is null or event_type not in ({types}) then 'unknown_event_type'
-        when amount is null then 'missing_amount'
-        when amount <= 0 then 'non_positive_amount'
+        when event_type in ({money}) and amount is null then 'missing_amount'
+        when event_type in ({money}) and amount <= 0 then 'non_positive_amount'
         when currency is null or currency not in ({currencies}) then 'unsupported_currency'
     end"""
 
@@ -122,20 +131,24 @@ def _ts(value: datetime) -> str:
     return f"cast('{value.isoformat(sep=' ')}' as timestamp)"
 
 
-def _classified_sql(raw: str, accepted_currencies: list[str], watermark: datetime) -> str:
+def _classified_sql(engine: Engine, raw: str, accepted_currencies: list[str], watermark: datetime) -> str:
     """Typed raw rows with their rejection reason and dedupe ranks (now and at the watermark)."""
+    # DuckDB reads files whose column may be a string: a value that does not parse is null.
+    cast = "try_cast" if engine.name == "duckdb" else "cast"
     return f"""
     with typed as (
         select
             cast(event_id as varchar) as event_id,
             cast(account_id as varchar) as account_id,
             cast(event_type as varchar) as event_type,
-            cast(amount as decimal(18, 2)) as amount,
+            {cast}(amount as decimal(18, 2)) as amount,
             upper(cast(currency as varchar)) as currency,
-            cast(event_ts as timestamp) as event_ts,
-            cast(updated_at as timestamp) as updated_at,
-            cast(coalesce(event_ingested_at, event_ts) as timestamp) as ingested_at
-        from {raw}
+            {cast}(event_ts as timestamp) as event_ts,
+            {cast}(updated_at as timestamp) as updated_at,
+            {cast}(event_ingested_at as timestamp) as event_ingested_at,
+            cast({engine.raw_processed_at} as timestamp) as ingested_at,
+            {", ".join(f"landing_rows.{c} as raw_{c}" for c in CAST_CHECKED)}
+        from (select * from {raw}) as landing_rows
     ),
     classified as (
         select *, cast(event_ts as date) as event_date,
@@ -169,7 +182,7 @@ def _reference(
     gross_w = f"sum(case when {at_w} and event_type = 'invoice_paid' then amount else 0 end)"
     ref_w = f"sum(case when {at_w} and event_type = 'refund_issued' then amount else 0 end)"
     rows = engine.query(
-        _classified_sql(raw, accepted_currencies(), watermark)
+        _classified_sql(engine, raw, accepted_currencies(), watermark)
         + f"""
         select currency, {_net(gross_now, ref_now, logic)}, {_net(gross_w, ref_w, logic)}
         from valid where event_date between ? and ?
@@ -184,7 +197,7 @@ def _removals(
     engine: Engine, settings: Settings, raw: str, start: date, end: date, watermark: datetime
 ) -> tuple[dict[str, int], dict[str, Any], list[dict[str, Any]]]:
     """Row accounting of the period: raw = kept + superseded + quarantined; late rows."""
-    base = _classified_sql(raw, accepted_currencies(), watermark)
+    base = _classified_sql(engine, raw, accepted_currencies(), watermark)
     counts = engine.query(
         base
         + f"""
@@ -240,21 +253,34 @@ def schema_drift(engine: Engine, settings: Settings, start: date, end: date) -> 
     if engine.name != "duckdb":
         return [{"file": "*", "column": "*", "problem": f"not checked on {engine.name}"}]
     root = settings.landing.rstrip("/")
-    if "://" not in root and not any(Path(root, "events").glob("*/*.parquet")):
-        return []
+    landing.refresh(engine, settings)
+
+    def in_period(file_name: str) -> bool:
+        part = next((p for p in file_name.split("/") if p.startswith("event_date=")), None)
+        return part is None or start <= date.fromisoformat(part.removeprefix("event_date=")) <= end
+
+    # Only the files that passed the landing check can be read; the others are named.
+    checked = (
+        engine.query(f"select path, status, reason from {settings.meta_schema}.landing_files order by path")
+        if engine.relation_exists(settings.meta_schema, "landing_files")
+        else []
+    )
+    accepted = [str(p) for p, status, _ in checked if status == "accepted" and in_period(str(p))]
+    drift = [
+        {"file": str(p).removeprefix(root + "/"), "column": "*", "problem": f"quarantined: {reason}"}
+        for p, status, reason in checked
+        if status == "quarantined" and in_period(str(p))
+    ]
+    if not accepted:
+        return drift
     rows = engine.query(
         "select file_name, name, type, converted_type, logical_type "
-        f"from parquet_schema('{root}/events/*/*.parquet') where name <> 'duckdb_schema'"
+        "from parquet_schema(?) where name <> 'duckdb_schema'",
+        [accepted],
     )
     files: dict[str, dict[str, str]] = {}
     for file_name, name, type_, converted, logical in rows:
-        part = next((p for p in str(file_name).split("/") if p.startswith("event_date=")), None)
-        if part is not None:
-            day = date.fromisoformat(part.removeprefix("event_date="))
-            if not start <= day <= end:
-                continue
         files.setdefault(str(file_name), {})[name] = _family(type_, converted, logical)
-    drift = []
     for file_name, columns in sorted(files.items()):
         short = file_name.removeprefix(root + "/")
         for col, family in EXPECTED_COLUMNS.items():
@@ -300,6 +326,8 @@ def explain(
     prod = settings.prod_schema
     if not engine.relation_exists(prod, MODEL):
         raise ValueError(f"{prod}.{MODEL} does not exist: run `restate load` first")
+    # Rows landed since the last load are the late arrivals: check their files first.
+    landing.refresh(engine, settings)
     raw = engine.raw_events_relation(settings.landing)
     if raw is None:
         raise ValueError(f"no raw events under {settings.landing}")

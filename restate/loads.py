@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from restate import landing
 from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
@@ -15,7 +16,8 @@ from restate.settings import Settings
 EPOCH = datetime(1900, 1, 1)
 
 # Processing time of a raw row: an on-time row (null event_ingested_at) counts as
-# ingested at its event time.
+# ingested at its event time. Queries use the engine's `raw_processed_at`, which is
+# this on typed landing tables (values that do not parse count as missing on DuckDB).
 PROCESSED_AT = "coalesce(event_ingested_at, event_ts)"
 
 
@@ -67,8 +69,10 @@ def last_watermark(engine: Engine, meta_schema: str) -> datetime | None:
 def plan_window(engine: Engine, settings: Settings) -> LoadWindow:
     """Decide what the next load reads, from the last watermark and the landing's newest row."""
     watermark = last_watermark(engine, settings.meta_schema)
+    # Files landed since the last check are checked first: unreadable ones are quarantined.
+    landing.refresh(engine, settings)
     relation = engine.raw_events_relation(settings.landing)
-    until = engine.scalar(f"select max({PROCESSED_AT}) from {relation}") if relation else None
+    until = engine.scalar(f"select max({engine.raw_processed_at}) from {relation}") if relation else None
     read_since = watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else EPOCH
     return LoadWindow(uuid.uuid4().hex[:12], watermark, read_since, until)
 
@@ -94,12 +98,13 @@ def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, start
     schema = settings.prod_schema
     assert window.until is not None
     base = window.watermark or EPOCH
+    processed_at = engine.raw_processed_at
     row = engine.query(
         f"""
         select
-            count_if({PROCESSED_AT} > ?),
-            count_if({PROCESSED_AT} > ?)
-        from {relation} where {PROCESSED_AT} <= ?
+            count_if({processed_at} > ?),
+            count_if({processed_at} > ?)
+        from {relation} where {processed_at} <= ?
         """,
         [window.read_since, base, window.until],
     )[0]

@@ -20,6 +20,16 @@ META_TABLES: dict[str, str] = {
         partitions_touched bigint,
         error varchar
     """,
+    # Every landing file checked before a load reads it: accepted, or quarantined with
+    # the reason (restate/landing.py); files themselves are never moved or deleted.
+    "landing_files": """
+        path varchar primary key,
+        status varchar not null,
+        reason varchar,
+        checked_at timestamp not null,
+        rows bigint,
+        processed_until timestamp
+    """,
     # A named write lock on production shared by loads, promotions and rollbacks.
     "locks": """
         lock_name varchar primary key,

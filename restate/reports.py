@@ -48,3 +48,14 @@ def quarantine_rows(engine: Engine, schema: str, reason: str | None, limit: int)
         """,
         [reason, reason, limit],
     )
+
+
+def quarantined_files(engine: Engine, meta_schema: str) -> list[dict[str, Any]]:
+    """Landing files kept out of every load because they cannot be read, with the reason
+    (restate/landing.py); the files themselves stay where they landed."""
+    if not engine.relation_exists(meta_schema, "landing_files"):
+        return []
+    return engine.query_dicts(
+        f"select path, status, reason, checked_at, rows from {meta_schema}.landing_files "
+        "where status = 'quarantined' order by checked_at, path"
+    )

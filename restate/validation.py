@@ -207,7 +207,15 @@ def contract_variables(
     restated_at = restatement.source_watermark or prod_watermark
     raw = engine.raw_events_relation(settings.landing) or (
         "(select cast(null as timestamp) as event_ts, cast(null as timestamp) "
-        "as event_ingested_at where 1 = 0) as raw_landing"
+        "as event_ingested_at, cast(null as timestamp) as landing_processed_at "
+        "where 1 = 0) as raw_landing"
+    )
+    # DuckDB's landing view may hold string-typed columns: a value that does not parse
+    # is missing there (and its row quarantined), as in the staging model.
+    raw_event_date = (
+        "cast(try_cast(event_ts as timestamp) as date)"
+        if engine.name == "duckdb"
+        else "cast(event_ts as date)"
     )
     database_prefix = (
         f"{settings.snowflake_database}/"
@@ -222,6 +230,8 @@ def contract_variables(
         "source_schema": source_schema,
         "revenue_relation": revenue_relation,
         "raw_events": raw,
+        "raw_processed_at": engine.raw_processed_at,
+        "raw_event_date": raw_event_date,
         "period_start": period_start.isoformat(),
         "period_end": period_end.isoformat(),
         # The restated mart reflects the raw data up to the restatement's source

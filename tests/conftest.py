@@ -37,7 +37,8 @@ VALID_RAW = """
     event_id is not null and account_id is not null and event_ts is not null
     and event_type in ('subscription_created', 'plan_changed', 'invoice_paid',
                        'refund_issued', 'subscription_cancelled')
-    and amount is not null and amount > 0 and upper(currency) in ('USD', 'EUR', 'GBP')
+    and (event_type not in ('invoice_paid', 'refund_issued') or (amount is not null and amount > 0))
+    and upper(currency) in ('USD', 'EUR', 'GBP')
 """
 
 

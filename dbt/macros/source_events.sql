@@ -1,13 +1,16 @@
 {#- Raw landing events with their file lineage as source_file / source_row_number.
     DuckDB reads the Parquet tree (local or s3:// via fsspec) and gets both from
     read_parquet(); Snowflake's landing table stores METADATA$FILENAME and
-    METADATA$FILE_ROW_NUMBER at COPY time under the same names. -#}
+    METADATA$FILE_ROW_NUMBER at COPY time under the same names. Both give the row's
+    processing time as landing_processed_at (on DuckDB the landing view computes it,
+    values that do not parse counting as missing). -#}
 {% macro raw_events() -%}
     {{ return(adapter.dispatch('raw_events', 'restate_analytics')()) }}
 {%- endmacro %}
 
 {% macro default__raw_events() -%}
-    select * from {{ source('billing', 'events') }}
+    select *, coalesce(event_ingested_at, event_ts) as landing_processed_at
+    from {{ source('billing', 'events') }}
 {%- endmacro %}
 
 {% macro duckdb__raw_events() -%}

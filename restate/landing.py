@@ -1,0 +1,213 @@
+"""The landing's files, checked once before any load reads them (DuckDB engine).
+
+One unreadable file must not stop a load. Before a load plans its window, every
+Parquet file under ``<landing>/events/*/`` that has not been checked yet is checked
+once: its footer is read with pyarrow (an empty, truncated or corrupt file fails
+here), then DuckDB reads its processing times (a file without a single one could
+never be loaded). The outcome is recorded in ``<meta>.landing_files`` (path, status, reason, checked_at,
+rows): ``accepted`` or ``quarantined`` with the reason. Files are never moved,
+rewritten or deleted.
+
+What dbt and the tool read is the view ``raw.events`` (the dbt source
+``billing.events``) over the accepted files only, with their lineage
+(``filename``, ``file_row_number``) and a typed processing time,
+``landing_processed_at`` = ``coalesce(event_ingested_at, event_ts)``, where a value
+that does not parse as a timestamp counts as missing; a row with neither gets its
+file's latest processing time, so it is still read by exactly one load and lands in
+quarantine instead of being lost. The view is replaced when newly checked files are
+accepted; the dbt manifest never changes with the file list, so a parsed manifest
+stays reusable. Snowflake reads its COPY-filled landing table instead; nothing here
+applies to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from restate.clock import utc_now
+from restate.engines.base import Engine
+from restate.meta import META_TABLES
+from restate.object_store import landing_filesystem
+from restate.settings import Settings
+
+# The dbt source billing.events (dbt/models/staging/__sources.yml) on DuckDB.
+VIEW_SCHEMA = "raw"
+VIEW_NAME = "events"
+# The landing contract's columns (docs/contracts.md) and their types. A file may lack
+# some (union_by_name fills nulls); one missing from every accepted file is null typed.
+LANDING_COLUMNS = {
+    "event_id": "varchar",
+    "account_id": "varchar",
+    "event_type": "varchar",
+    "amount": "decimal(18, 2)",
+    "currency": "varchar",
+    "event_ts": "timestamp",
+    "updated_at": "timestamp",
+    "event_ingested_at": "timestamp",
+    "customer_email": "varchar",
+}
+# A row's processing time from its raw (possibly string-typed) values, in this order.
+_TIME_COLUMNS = ("event_ingested_at", "event_ts")
+_READ_OPTIONS = "hive_partitioning = false, union_by_name = true"
+_INSERT_BATCH = 200
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    path: str
+    status: str  # accepted | quarantined
+    reason: str | None
+    rows: int | None
+    processed_until: datetime | None = None
+
+
+def _table(settings: Settings) -> str:
+    return f"{settings.meta_schema}.landing_files"
+
+
+def _sql_literal(value: str) -> str:
+    """A string literal (table functions take no bound parameters inside a view)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def list_files(settings: Settings) -> dict[str, int]:
+    """Every landed Parquet file (path as DuckDB names it -> size in bytes)."""
+    root = settings.landing.rstrip("/")
+    fs = landing_filesystem(settings)
+    if fs is None:
+        return {p: os.path.getsize(p) for p in sorted(glob.glob(f"{root}/events/*/*.parquet"))}
+    protocol = root.split("://", 1)[0]
+    found = fs.glob(f"{root}/events/*/*.parquet", detail=True)
+    return {f"{protocol}://{p}": int(info.get("size") or 0) for p, info in sorted(found.items())}
+
+
+def check_file(settings: Settings, path: str, size: int) -> FileCheck:
+    """Read the file's footer: an empty, truncated or corrupt file fails here."""
+    import pyarrow.parquet as pq
+
+    if size == 0:
+        return FileCheck(path, "quarantined", "empty_file", 0)
+    fs = landing_filesystem(settings)
+    try:
+        with fs.open(path, "rb") if fs is not None else open(path, "rb") as fh:
+            meta = pq.read_metadata(fh)
+    except Exception as exc:  # any reader error: the file cannot be read at all
+        return FileCheck(path, "quarantined", f"unreadable_parquet: {_first_line(exc)}", None)
+    return FileCheck(path, "accepted", None, meta.num_rows)
+
+
+def _read(paths: list[str], lineage: bool = False) -> str:
+    files = ", ".join(_sql_literal(p) for p in paths)
+    extra = "filename = true, file_row_number = true" if lineage else "filename = true"
+    return f"read_parquet([{files}], {extra}, {_READ_OPTIONS})"
+
+
+def _union_columns(engine: Engine, relation: str) -> set[str]:
+    return {str(r[0]).lower() for r in engine.query(f"describe select * from {relation}")}
+
+
+def _latest(engine: Engine, paths: list[str]) -> dict[str, datetime | None]:
+    """Latest processing time per file, from the time columns the files have."""
+    relation = _read(paths)
+    present = _union_columns(engine, relation)
+    times = [f"try_cast({c} as timestamp)" for c in _TIME_COLUMNS if c in present]
+    latest = f"max(coalesce({', '.join(times)}))" if times else "cast(null as timestamp)"
+    rows = engine.query(f"select filename, {latest} from {relation} group by filename")
+    return {str(r[0]): r[1] for r in rows}
+
+
+def _processed_until(engine: Engine, checks: list[FileCheck]) -> list[FileCheck]:
+    """Each accepted file's latest processing time, read by DuckDB (which must read it too)."""
+    accepted = [c.path for c in checks if c.status == "accepted"]
+    latest: dict[str, datetime | None] = {}
+    failed: dict[str, str] = {}
+    if accepted:
+        try:
+            latest = _latest(engine, accepted)
+        except Exception:  # one of them does not read: find which, file by file
+            for path in accepted:
+                try:
+                    latest.update(_latest(engine, [path]))
+                except Exception as exc:
+                    failed[path] = f"unreadable_parquet: {_first_line(exc)}"
+    out = []
+    for c in checks:
+        if c.status != "accepted":
+            out.append(c)
+        elif c.path in failed:
+            out.append(FileCheck(c.path, "quarantined", failed[c.path], c.rows))
+        elif latest.get(c.path) is None and (c.rows or 0) > 0:
+            # Not one row with a processing time: no load could ever read the file.
+            out.append(FileCheck(c.path, "quarantined", "no_processing_time", c.rows))
+        else:
+            out.append(FileCheck(c.path, "accepted", None, c.rows, latest.get(c.path)))
+    return out
+
+
+def _record(engine: Engine, settings: Settings, checks: list[FileCheck]) -> None:
+    now = utc_now()
+    for i in range(0, len(checks), _INSERT_BATCH):
+        batch = checks[i : i + _INSERT_BATCH]
+        params: list[Any] = []
+        for c in batch:
+            params += [c.path, c.status, c.reason, now, c.rows, c.processed_until]
+        engine.execute(
+            f"insert into {_table(settings)} (path, status, reason, checked_at, rows, processed_until) "
+            f"values {', '.join(['(?, ?, ?, ?, ?, ?)'] * len(batch))} on conflict do nothing",
+            params,
+        )
+
+
+def _replace_view(engine: Engine, settings: Settings) -> bool:
+    paths = [
+        str(r[0])
+        for r in engine.query(f"select path from {_table(settings)} where status = 'accepted' order by path")
+    ]
+    relation = f"{VIEW_SCHEMA}.{VIEW_NAME}"
+    engine.execute(f"create schema if not exists {VIEW_SCHEMA}")
+    if not paths:
+        engine.execute(f"drop view if exists {relation}")
+        return False
+    files = _read(paths, lineage=True)
+    present = _union_columns(engine, files)
+    nulls = "".join(
+        f", cast(null as {kind}) as {name}" for name, kind in LANDING_COLUMNS.items() if name not in present
+    )
+    engine.execute(
+        f"""
+        create or replace view {relation} as
+        select r.*, coalesce(
+                try_cast(r.event_ingested_at as timestamp), try_cast(r.event_ts as timestamp),
+                f.processed_until
+            ) as landing_processed_at
+        from (select *{nulls} from {files}) as r
+        inner join {_table(settings)} as f on f.path = r.filename
+        """
+    )
+    return True
+
+
+def refresh(engine: Engine, settings: Settings) -> list[FileCheck]:
+    """Check the files not checked yet, record them and, if any was accepted, re-create the
+    view over the accepted files. Returns the new checks (nothing on other engines)."""
+    if engine.name != "duckdb":
+        return []
+    engine.execute(f"create schema if not exists {settings.meta_schema}")
+    engine.execute(f"create table if not exists {_table(settings)} ({META_TABLES['landing_files']})")
+    known = {str(r[0]) for r in engine.query(f"select path from {_table(settings)}")}
+    new = [(p, size) for p, size in list_files(settings).items() if p not in known]
+    checks = _processed_until(engine, [check_file(settings, p, size) for p, size in new])
+    if checks:
+        _record(engine, settings, checks)
+    if any(c.status == "accepted" for c in checks) or not engine.relation_exists(VIEW_SCHEMA, VIEW_NAME):
+        _replace_view(engine, settings)
+    return checks
