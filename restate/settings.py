@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         default=None, description="append-only chain-head checkpoints; default state_dir"
     )
 
+    # Key of the keyed e-mail hash (customer_email_hash): RESTATE_PII_HASH_KEY, else the key
+    # file (created on first use, 0600). Never written into the warehouse or the repo.
+    pii_hash_key: SecretStr | None = None
+    pii_hash_key_file: Path | None = Field(default=None, description="default state_dir/pii_hash.key")
+
     # Notifications
     slack_token: SecretStr | None = None
     slack_base_url: str = "https://slack.com/api/"
@@ -207,10 +212,41 @@ class Settings(BaseSettings):
     def audit_checkpoint_path(self) -> Path:
         return self.audit_checkpoint_file or self.state_dir / "audit_checkpoints.jsonl"
 
+    def pii_key(self) -> str:
+        """The e-mail hash key: the setting, else the key file (created once, mode 0600)."""
+        if self.pii_hash_key is not None:
+            return self.pii_hash_key.get_secret_value()
+        path = self.pii_hash_key_file or self.state_dir / "pii_hash.key"
+        if not path.exists():
+            import secrets
+            import tempfile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pii-key-")  # mode 0600
+            try:
+                os.write(fd, (secrets.token_hex(32) + "\n").encode())
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # atomic: whoever links first wins, everyone reads that key
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        key = path.read_text().strip()
+        if not key:
+            raise ValueError(
+                f"the e-mail hash key file {path} is empty: restore it or set RESTATE_PII_HASH_KEY"
+            )
+        return key
+
     def dbt_env(self) -> dict[str, str]:
         """Environment the dbt profile reads through env_var()."""
         env = {
             **TELEMETRY_OFF,
+            # Read by restate.dbt_s3_plugin into a DuckDB session variable (never rendered
+            # into SQL, so never in a view definition or dbt's target/ files).
+            "DBT_RESTATE_PII_HASH_KEY": self.pii_key(),
             "DBT_RESTATE_DUCKDB_PATH": str(self.warehouse_path),
             "DBT_RESTATE_LANDING_URI": self.landing.rstrip("/"),
             "DBT_RESTATE_PROD_SCHEMA": self.prod_schema,
