@@ -49,6 +49,7 @@ from notifications.routing import downstream_exposures, recipients_for
 from notifications.slack import SlackTarget
 from restate import changelog
 from restate.engines.base import Engine
+from restate.faults import crash_point
 from restate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -333,6 +334,7 @@ def deliver_pending(
             continue
         _mark_sent(engine, settings, row, reference)
         report.sent.append(recipient)
+        crash_point(settings, "notice_sent")
 
 
 def resolve_in_doubt(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -39,6 +40,17 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _before_every_command(ctx: typer.Context) -> None:
+    # Prefect's home, result storage and telemetry come from the tool's settings, set before
+    # any command imports Prefect (default: <data_dir>/state/prefect, not ~/.prefect).
+    # The demo sets its own (inside its folder).
+    from restate.settings import prepare_prefect
+
+    if ctx.invoked_subcommand != "demo":
+        prepare_prefect(get_settings())
 
 
 def emit_json(data: Any) -> None:
@@ -627,9 +639,18 @@ def rollback(
     actor: str = typer.Option(..., "--by", help="who rolls back"),
     reason: str | None = typer.Option(None),
     cascade: bool = typer.Option(False, help="also roll back later overlapping restatements"),
+    keep_later_loads: bool = typer.Option(
+        False,
+        "--keep-later-loads",
+        help="partitions that loads changed since the promotion stay as loaded; the rest are restored",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Restore the as-reported partitions a promotion replaced, in one transaction."""
+    """Restore the as-reported partitions a promotion replaced, in one transaction.
+
+    Refuses (naming them) when loads since the promotion changed some of its partitions,
+    since restoring those would drop their events; --keep-later-loads keeps them.
+    """
     from restate.engines import connect
     from restate.planning import load_plan
     from restate.promotion import GateError
@@ -638,7 +659,15 @@ def rollback(
     s = get_settings()
     with connect(s) as engine:
         try:
-            out = do_rollback(engine, s, load_plan(engine, s, restatement_id), actor, reason, cascade)
+            out = do_rollback(
+                engine,
+                s,
+                load_plan(engine, s, restatement_id),
+                actor,
+                reason,
+                cascade,
+                keep_later_loads=keep_later_loads,
+            )
         except GateError as exc:
             raise _fail(str(exc)) from exc
     from restate.lifecycle import rolled_back_ids
@@ -825,12 +854,22 @@ def _brief(payload: dict[str, Any]) -> str:
 
 
 @app.command()
-def demo() -> None:
-    """The story on the embedded default: buggy production, drift, restatement, promotion."""
+def demo(
+    folder: Path | None = typer.Option(
+        None, "--dir", help="the demo's own folder (default <data_dir>/demo); created and marked by it"
+    ),
+) -> None:
+    """The story on the embedded default: buggy production, drift, restatement, promotion.
+
+    Runs in its own folder with its own warehouse, landing, finance exports and outbox;
+    refuses a folder it did not create and never touches the installation's data.
+    """
     from restate.demo import default_spec, run_demo
 
+    # A folder the demo did not create: DemoFolderError, one line, exit 1, nothing written.
     s = get_settings()
-    out = run_demo(s, lambda line: console.print(line), default_spec())
+    out = run_demo(s, lambda line: console.print(line), default_spec(), folder=folder)
+    where = out["folder"]
     summary: dict[str, dict[str, Any]] = {}
     for row in out["diff"]:
         if row["metric"] == "net_revenue":
@@ -849,8 +888,9 @@ def demo() -> None:
     console.print(
         f"Restatement {out['restatement_id']} corrected {len(rows)} months of net revenue "
         f"(refunds now subtracted). The as-reported numbers stay queryable in "
-        f"{s.prod_schema}.fct_revenue_daily_as_of; undo with `restate rollback "
-        f"{out['restatement_id']} --by NAME`. History: `restate log`."
+        f"{s.prod_schema}.fct_revenue_daily_as_of. Everything is in {where}; look around with "
+        f"`RESTATE_DATA_DIR={where} restate log` (or status, diff {out['restatement_id']}, rollback).",
+        markup=False,
     )
 
 
@@ -864,6 +904,35 @@ def slack_serve(host: str = "127.0.0.1", port: int = 3000) -> None:
     from notifications.slack_app import serve
 
     serve(get_settings(), host, port)
+
+
+@app.command()
+def unlock(
+    by: str = typer.Option(..., "--by", help="who releases the lock"),
+    reason: str = typer.Option(..., help="why (recorded in the changelog)"),
+    force: bool = typer.Option(False, help="release even though its holder still renews it"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Release the production write lock left by a process that is gone; audited.
+
+    A lock whose holder died on this machine, or whose lease ran out, is taken over by the
+    next load or promotion anyway; this is for a holder on a lost host.
+    """
+    from restate import locks
+    from restate.engines import connect
+
+    s = get_settings()
+    with connect(s) as engine:
+        try:
+            out = locks.unlock(engine, s.meta_schema, by, reason, force)
+        except locks.LockError as exc:
+            raise _fail(str(exc)) from exc
+    if as_json:
+        emit_json(out)
+    elif out["released"] is None:
+        console.print("the production write lock is free")
+    else:
+        console.print(f"released the lock held by {out['released']} (recorded in the changelog)")
 
 
 audit = typer.Typer(help="Audit the changelog.", no_args_is_help=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from restate import changelog
 from restate.engines.base import Engine
+from restate.faults import crash_point
 from restate.planning import Plan
 from restate.recompute import scope_predicate
 from restate.settings import Settings
@@ -78,6 +79,7 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
             )
         totals = diff_totals(engine, settings, rid)
         changelog.append(engine, meta, "diffed", {"rows": written, "totals": totals}, restatement_id=rid)
+    crash_point(settings, "diffed")
     return written
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from restate.dbt_runner import DbtProject
 from restate.engines import connect
+from restate.faults import crash_point
 from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
 from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
 from restate.settings import Settings
@@ -75,6 +76,7 @@ def create_plan(settings: Settings, request: PlanRequest, notify: bool = True) -
         init_meta(engine, settings.meta_schema)
         plan = build_plan(engine, settings, manifest, request)
         store_plan(engine, settings, plan)
+    crash_point(settings, "plan_stored")
     if notify:
         announce(settings, plan.restatement_id, "restatement_planned", manifest=manifest)
     return plan
@@ -162,6 +164,7 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
                 {"validation_id": validation_id, "evidence": evidence},
                 restatement_id=restatement_id,
             )
+        crash_point(settings, "validated")
         report = format_report(result)
         approved = engine.scalar(
             f"select approved_by from {settings.meta_schema}.restatements where restatement_id = ?",

@@ -125,19 +125,25 @@ def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, start
         partitions_touched=int(touched or 0),
         duration_s=(finished - started).total_seconds(),
     )
-    engine.execute(
-        f"""update {settings.meta_schema}.loads set status = 'success', finished_at = ?,
-            rows_in_window = ?, rows_new = ?, rows_quarantined = ?, partitions_touched = ?
-            where load_id = ?""",
-        [
-            finished,
-            result.rows_in_window,
-            result.rows_new,
-            result.rows_quarantined,
-            result.partitions_touched,
-            window.load_id,
-        ],
-    )
+    with engine.transaction():
+        engine.execute(
+            f"insert into {settings.meta_schema}.load_partitions select distinct ?, event_date "
+            f"from {schema}.int_touched_event_dates where event_date is not null",
+            [window.load_id],
+        )
+        engine.execute(
+            f"""update {settings.meta_schema}.loads set status = 'success', finished_at = ?,
+                rows_in_window = ?, rows_new = ?, rows_quarantined = ?, partitions_touched = ?
+                where load_id = ?""",
+            [
+                finished,
+                result.rows_in_window,
+                result.rows_new,
+                result.rows_quarantined,
+                result.partitions_touched,
+                window.load_id,
+            ],
+        )
     return result
 
 

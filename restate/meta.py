@@ -156,6 +156,12 @@ META_TABLES: dict[str, str] = {
         passed boolean not null,
         result_json varchar not null
     """,
+    # Every event_date a load recomputed (the dates of every version of every event it
+    # saw): what promotion refreshes and what rollback must not lose.
+    "load_partitions": """
+        load_id varchar not null,
+        event_date date not null
+    """,
     # Which model code and logic vars built production, per load (for `restate explain`).
     "model_builds": """
         build_id varchar not null,

@@ -38,7 +38,7 @@ def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None 
         return skipped_load(window)
     started = datetime.now(UTC).replace(tzinfo=None)
     with connect(settings) as engine:
-        with locks.held(engine, settings.meta_schema, holder=f"load:{window.load_id}"):
+        with locks.held(engine, settings.meta_schema, holder=locks.new_holder(f"load:{window.load_id}")):
             start_load(engine, settings.meta_schema, window)
             try:
                 if on_step:

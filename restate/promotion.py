@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from restate import changelog, locks
 from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
+from restate.faults import crash_point
+from restate.loads import EPOCH
 from restate.planning import Plan
-from restate.recompute import recompute_chunk, scope_predicate, set_status
+from restate.recompute import chunk_cache_key, recompute_chunk, scope_predicate, set_status
 from restate.settings import Settings
 
 ARCHIVE_COLUMNS = "archive_version bigint, restatement_id bigint, replaced_at timestamp, is_tombstone boolean"
@@ -95,14 +99,21 @@ def swap_partitions(
     new_rows_sql: str,
     new_rows_params: list[Any],
     action: str,
+    exclude_dates: list[date] | None = None,
 ) -> SwapResult:
     """Archive prod's rows in the plan scope, delete them, insert the new rows.
 
+    Partitions on exclude_dates are left as they are (rollback keeping later loads).
     Must run inside the caller's transaction: readers see all-old or all-new.
     """
     prod = f"{settings.prod_schema}.{model}"
     archive = archive_table(settings, model)
     where, params = scope_predicate(plan)
+    if exclude_dates:
+        where += f" and event_date not in ({', '.join('?' for _ in exclude_dates)})"
+        params = [*params, *exclude_dates]
+        new_rows_sql = f"select * from ({new_rows_sql}) n where {where}"
+        new_rows_params = [*new_rows_params, *params]
     version = _next_version(engine, settings)
     now = _now()
     col_list = ", ".join(cols)
@@ -214,23 +225,98 @@ def record_approval(
         )
 
 
+def touched_dates(
+    engine: Engine, settings: Settings, after: datetime | None, start: date, end: date
+) -> list[date] | None:
+    """Event dates in [start, end] that loads recomputed after the watermark `after`.
+
+    A load records every date on which any version of an event it saw falls, so a
+    correction that moved an event counts on both sides of the move. None means
+    unknown (a load after `after` left no record): the caller must assume every date.
+    """
+    meta = settings.meta_schema
+    params: list[Any] = [after or EPOCH]
+    later = f"select load_id from {meta}.loads where status = 'success' and ingested_until > ?"
+    unrecorded = engine.scalar(
+        f"select count(*) from ({later}) l where not exists "
+        f"(select 1 from {meta}.load_partitions p where p.load_id = l.load_id)",
+        params,
+    )
+    if unrecorded:
+        return None
+    rows = engine.query(
+        f"select distinct event_date from {meta}.load_partitions "
+        f"where load_id in ({later}) and event_date between ? and ? order by 1",
+        [*params, start, end],
+    )
+    return [r[0] for r in rows]
+
+
 def late_chunks(engine: Engine, settings: Settings, plan: Plan) -> list[str]:
-    """Chunks whose upstream rows got events ingested after the plan's watermark."""
+    """Chunks with a partition that a load recomputed after the plan's watermark."""
     if plan.source_watermark is None:
         return [c.chunk_id for c in plan.chunks]
-    stale = []
-    upstream = f"{settings.prod_schema}.int_deduped_events"
-    for chunk in plan.chunks:
-        where, params = scope_predicate(plan, chunk)
-        bucket = (
-            f" and {engine.account_bucket_sql('account_id', chunk.buckets)} = {chunk.bucket}"
-            if chunk.buckets > 1
-            else ""
+    dates = touched_dates(engine, settings, plan.source_watermark, plan.period_start, plan.period_end)
+    if dates is None:
+        return [c.chunk_id for c in plan.chunks]
+    return [c.chunk_id for c in plan.chunks if any(c.start <= d <= c.end for d in dates)]
+
+
+def _status(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
+    value = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+        [restatement_id],
+    )
+    return None if value is None else str(value)
+
+
+def _advance_watermark(engine: Engine, settings: Settings, plan: Plan, watermark: datetime | None) -> None:
+    """After refreshing the chunks loads touched, the restated schema reflects the source
+    up to `watermark`: record it, and re-key every done chunk (the untouched ones were
+    already current), so checks and a resumed run use the new watermark."""
+    plan.source_watermark = watermark
+    meta = settings.meta_schema
+    with engine.transaction():
+        engine.execute(
+            f"update {meta}.restatements set source_watermark = ?, plan_json = ?, updated_at = ? "
+            "where restatement_id = ?",
+            [watermark, json.dumps(plan.to_json(), sort_keys=True), _now(), plan.restatement_id],
         )
-        newest = engine.scalar(f"select max(ingested_at) from {upstream} where {where}{bucket}", params)
-        if newest is not None and newest > plan.source_watermark:
-            stale.append(chunk.chunk_id)
-    return stale
+        for chunk in plan.chunks:
+            engine.execute(
+                f"update {meta}.restatement_partitions set cache_key = ? "
+                "where restatement_id = ? and chunk_id = ? and status = 'done'",
+                [chunk_cache_key(plan, chunk.chunk_id), plan.restatement_id, chunk.chunk_id],
+            )
+
+
+def _revalidate(engine: Engine, settings: Settings, plan: Plan, refreshed: list[str]) -> str:
+    """Validate the restated schema again after refreshing chunks; the promotion's evidence."""
+    from restate.validation import format_report, run_validation, store_validation
+
+    result = run_validation(
+        settings, engine, plan.restate_schema, plan.period_start, plan.period_end, plan.restatement_id
+    )
+    validation_id = store_validation(engine, settings, result)
+    changelog.append(
+        engine,
+        settings.meta_schema,
+        "revalidated" if result.passed else "revalidation_failed",
+        {
+            "validation_id": validation_id,
+            "refreshed_chunks": refreshed,
+            "source_watermark": plan.source_watermark,
+            "passed": result.passed,
+        },
+        restatement_id=plan.restatement_id,
+    )
+    if not result.passed:
+        raise GateError(
+            f"restatement {plan.restatement_id}: chunks {', '.join(refreshed)} were recomputed for "
+            f"loads since the plan and then failed validation ({validation_id}); production is "
+            f"unchanged. Report:\n{format_report(result)}"
+        )
+    return validation_id
 
 
 def promote(
@@ -240,30 +326,35 @@ def promote(
     approved_by: str | None = None,
     holder: str | None = None,
 ) -> dict[str, Any]:
-    """Refresh late chunks, then swap every model's partitions in one transaction."""
+    """Under the production write lock: refresh and re-validate every chunk whose inputs
+    changed since the plan, then swap every model's partitions in one transaction."""
     from restate.diff import compute_diff
     from restate.loads import last_watermark
 
-    status = engine.scalar(
-        f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
-        [plan.restatement_id],
-    )
-    if status == "promoted":
+    if _status(engine, settings, plan.restatement_id) == "promoted":
         return {"status": "already_promoted", "restatement_id": plan.restatement_id}
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
     gate = check_gate(engine, settings, plan, approved_by)
-    if approved_by:
+    if approved_by and approved_by != _recorded_approver(engine, settings, plan.restatement_id):
         record_approval(engine, settings, plan.restatement_id, approved_by, None)
-    cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
     dbt = DbtProject(settings)
-    with locks.held(engine, settings.meta_schema, holder or f"promote:{plan.restatement_id}"):
+    holder = holder or locks.new_holder(f"promote:{plan.restatement_id}")
+    with locks.held(engine, settings.meta_schema, holder):
+        # Checked again under the lock: a second promotion that waited for it stops here.
+        if _status(engine, settings, plan.restatement_id) == "promoted":
+            return {"status": "already_promoted", "restatement_id": plan.restatement_id}
+        cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
         refreshed = late_chunks(engine, settings, plan)
         by_id = {c.chunk_id: c for c in plan.chunks}
-        for chunk_id in refreshed:
-            recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
+        validation_id = gate["validation"]["validation_id"]
         if refreshed:
+            for chunk_id in refreshed:
+                recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
+            _advance_watermark(engine, settings, plan, last_watermark(engine, settings.meta_schema))
             compute_diff(engine, settings, plan)
+            validation_id = _revalidate(engine, settings, plan, refreshed)
             engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
+        watermark = last_watermark(engine, settings.meta_schema)
         where, params = scope_predicate(plan)
         totals_before = _totals(engine, f"{settings.prod_schema}", plan, where, params)
         with engine.transaction():
@@ -293,9 +384,10 @@ def promote(
                     "reason": plan.reason,
                     "ticket": plan.ticket,
                     "approved_by": gate["approved_by"],
-                    "validation_id": gate["validation"]["validation_id"],
+                    "run_by": gate.get("run_by"),
+                    "validation_id": validation_id,
                     "refreshed_chunks": refreshed,
-                    "source_watermark": last_watermark(engine, settings.meta_schema),
+                    "source_watermark": watermark,
                     "archive_versions": {s.model: s.archive_version for s in swaps},
                     "totals_before": totals_before,
                     "totals_after": totals_after,
@@ -303,6 +395,8 @@ def promote(
                 restatement_id=plan.restatement_id,
                 actor=gate["approved_by"] or plan.requested_by,
             )
+            crash_point(settings, "promote_in_transaction")
+    crash_point(settings, "promoted")
     return {
         "status": "promoted",
         "restatement_id": plan.restatement_id,
@@ -312,6 +406,14 @@ def promote(
         "totals_before": totals_before,
         "totals_after": totals_after,
     }
+
+
+def _recorded_approver(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
+    value = engine.scalar(
+        f"select approved_by from {settings.meta_schema}.restatements where restatement_id = ?",
+        [restatement_id],
+    )
+    return None if value is None else str(value)
 
 
 def _totals(engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]) -> dict[str, str]:
@@ -346,6 +448,19 @@ def later_promotions(engine: Engine, settings: Settings, plan: Plan) -> list[int
     return [int(r[0]) for r in rows]
 
 
+def promoted_watermark(engine: Engine, settings: Settings, restatement_id: int) -> datetime | None:
+    """The load watermark production had when this restatement was last promoted."""
+    rows = engine.query(
+        f"select payload_json from {settings.meta_schema}.changelog "
+        "where restatement_id = ? and event = 'promoted' order by version desc limit 1",
+        [restatement_id],
+    )
+    if not rows:
+        return None
+    value = json.loads(rows[0][0]).get("source_watermark")
+    return datetime.fromisoformat(value) if value and value != "None" else None
+
+
 def rollback(
     engine: Engine,
     settings: Settings,
@@ -353,16 +468,23 @@ def rollback(
     actor: str,
     reason: str | None = None,
     cascade: bool = False,
+    keep_later_loads: bool = False,
+    holder: str | None = None,
 ) -> dict[str, Any]:
-    """Restore the partitions archived by this restatement's last promotion, atomically."""
+    """Restore the partitions archived by this restatement's last promotion, atomically.
+
+    Partitions that loads recomputed after the promotion hold events the archive does
+    not have: rollback refuses and names them, or with keep_later_loads restores every
+    other partition and leaves those as loaded (recorded in the changelog).
+    """
     from restate.planning import load_plan
 
-    status = engine.scalar(
-        f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
-        [plan.restatement_id],
-    )
+    status = _status(engine, settings, plan.restatement_id)
     if status != "promoted":
-        return {"status": f"not_promoted ({status})", "restatement_id": plan.restatement_id}
+        raise TransitionError(
+            f"restatement {plan.restatement_id} is {status or 'unknown'}, not promoted: "
+            "there is nothing to roll back"
+        )
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="rollback")
     later = later_promotions(engine, settings, plan)
     if later and not cascade:
@@ -371,10 +493,33 @@ def rollback(
             "back first or pass --cascade"
         )
     cascaded = [
-        rollback(engine, settings, load_plan(engine, settings, rid), actor, reason, True) for rid in later
+        rollback(
+            engine, settings, load_plan(engine, settings, rid), actor, reason, True, keep_later_loads, holder
+        )
+        for rid in later
     ]
-    cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
-    with locks.held(engine, settings.meta_schema, f"rollback:{plan.restatement_id}"):
+    with locks.held(
+        engine, settings.meta_schema, holder or locks.new_holder(f"rollback:{plan.restatement_id}")
+    ):
+        if _status(engine, settings, plan.restatement_id) != "promoted":
+            raise TransitionError(f"restatement {plan.restatement_id} was rolled back meanwhile")
+        cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
+        since = promoted_watermark(engine, settings, plan.restatement_id)
+        touched = touched_dates(engine, settings, since, plan.period_start, plan.period_end)
+        if touched is None:
+            raise GateError(
+                f"restatement {plan.restatement_id}: a load since the promotion left no record of "
+                "the partitions it changed, so a rollback could drop its events; plan a new "
+                "restatement instead"
+            )
+        if touched and not keep_later_loads:
+            shown = ", ".join(str(d) for d in touched[:20]) + (" ..." if len(touched) > 20 else "")
+            raise GateError(
+                f"loads since restatement {plan.restatement_id} was promoted changed {len(touched)} "
+                f"of its partitions ({shown}); restoring the archive would drop their events. "
+                f"`restate rollback {plan.restatement_id} --by NAME --keep-later-loads` restores "
+                "every other partition and keeps these as loaded"
+            )
         with engine.transaction():
             swaps = []
             for model in plan.models:
@@ -395,6 +540,7 @@ def rollback(
                         "where archive_version = ? and not is_tombstone",
                         [version],
                         "rollback",
+                        exclude_dates=touched,
                     )
                 )
             set_status(engine, settings, plan.restatement_id, "rolled_back")
@@ -406,14 +552,18 @@ def rollback(
                     "reason": reason,
                     "cascaded": [c["restatement_id"] for c in cascaded],
                     "archive_versions": {s.model: s.archive_version for s in swaps},
+                    "kept_as_loaded": [str(d) for d in touched],
                 },
                 restatement_id=plan.restatement_id,
                 actor=actor,
             )
+            crash_point(settings, "rollback_in_transaction")
+    crash_point(settings, "rolled_back")
     return {
         "status": "rolled_back",
         "restatement_id": plan.restatement_id,
         "changelog_version": version_no,
         "cascaded": cascaded,
+        "kept_as_loaded": [str(d) for d in touched],
         "swaps": [s.__dict__ for s in swaps],
     }

@@ -12,6 +12,7 @@ from restate import changelog
 from restate.clock import utc_now as _now
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
+from restate.faults import crash_point
 from restate.planning import Chunk, Plan
 from restate.settings import Settings
 
@@ -29,9 +30,17 @@ class ChunkResult:
 
 
 def chunk_cache_key(plan: Plan, chunk_id: str) -> str:
-    """(plan id, chunk, model code hash, source watermark): what makes a chunk's result reusable."""
+    """(plan id, chunk range and account bucket, accounts, model code hash, source watermark):
+    what makes a chunk's result reusable. It is stored on the chunk's own row in the warehouse
+    (restatement_partitions), so only the warehouse that holds the result can reuse it."""
     code = hashlib.sha256(json.dumps(plan.code_version, sort_keys=True).encode()).hexdigest()
-    return f"restate-{plan.restatement_id}-{chunk_id}-{code[:16]}-{plan.source_watermark}"
+    chunk = next((c for c in plan.chunks if c.chunk_id == chunk_id), None)
+    scope = (
+        [chunk.start.isoformat(), chunk.end.isoformat(), chunk.bucket, chunk.buckets] if chunk else None
+    )
+    accounts = None if plan.accounts is None else sorted(plan.accounts)
+    where = hashlib.sha256(json.dumps([scope, accounts]).encode()).hexdigest()
+    return f"restate-{plan.restatement_id}-{chunk_id}-{where[:12]}-{code[:16]}-{plan.source_watermark}"
 
 
 def scope_predicate(plan: Plan, chunk: Chunk | None = None) -> tuple[str, list[Any]]:
@@ -131,6 +140,7 @@ def recompute_chunk(
         finished_at=_now(),
         duration_s=duration,
     )
+    crash_point(settings, "chunk_done")
     return ChunkResult(chunk.chunk_id, rows, duration, result.elapsed_s)
 
 
@@ -161,4 +171,5 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
             {"schema": plan.restate_schema, **stats},
             restatement_id=plan.restatement_id,
         )
+    crash_point(settings, "recomputed")
     return stats

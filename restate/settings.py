@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     meta_schema: str = "restate_meta"
     dbt_target: str = "dev"
     dbt_threads: int = 4
+
+    # Crash tests only: SIGKILL the process at this step boundary (see restate/faults.py).
+    crash_at: str | None = None
 
     # Incremental loads
     lookback_hours: int = Field(default=72, ge=0, description="re-read this much before watermark")
@@ -89,14 +94,6 @@ class Settings(BaseSettings):
     )
     snowflake_chunk_concurrency: int = Field(default=8, ge=1, description="chunks in flight")
     budget_usd: float = 15_000.0
-
-    # Changelog tamper evidence: the MAC key and the chain-head checkpoints live outside
-    # the warehouse. Key: RESTATE_AUDIT_KEY, else the key file (created on first use, 0600).
-    audit_key: SecretStr | None = None
-    audit_key_file: Path | None = Field(default=None, description="default state_dir/audit.key")
-    audit_checkpoint_file: Path | None = Field(
-        default=None, description="append-only chain-head checkpoints; default state_dir"
-    )
 
     # Changelog tamper evidence: the MAC key and the chain-head checkpoints live outside
     # the warehouse. Key: RESTATE_AUDIT_KEY, else the key file (created on first use, 0600).
@@ -204,14 +201,6 @@ class Settings(BaseSettings):
     def audit_checkpoint_path(self) -> Path:
         return self.audit_checkpoint_file or self.state_dir / "audit_checkpoints.jsonl"
 
-    @property
-    def audit_key_path(self) -> Path:
-        return self.audit_key_file or self.state_dir / "audit.key"
-
-    @property
-    def audit_checkpoint_path(self) -> Path:
-        return self.audit_checkpoint_file or self.state_dir / "audit_checkpoints.jsonl"
-
     def pii_key(self) -> str:
         """The e-mail hash key: the setting, else the key file (created once, mode 0600)."""
         if self.pii_hash_key is not None:
@@ -252,7 +241,6 @@ class Settings(BaseSettings):
             "DBT_RESTATE_PROD_SCHEMA": self.prod_schema,
             "DBT_RESTATE_THREADS": str(self.dbt_threads),
             "DBT_RESTATE_TARGET": self.dbt_target,
-            "PREFECT_LOCAL_STORAGE_PATH": str(self.state_dir / "prefect_results"),
         }
         # s3:// landing: dbt-duckdb's fsspec filesystem and s3fs read the standard AWS chain.
         aws = {
@@ -294,6 +282,54 @@ def apply_process_env(settings: Settings) -> None:
     os.environ.update(settings.dbt_env())
 
 
+def prefect_env(settings: Settings) -> dict[str, str]:
+    """Where Prefect keeps its state for this installation (not ~/.prefect), telemetry off."""
+    return {
+        "PREFECT_HOME": str(settings.state_dir / "prefect"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect_results"),
+    }
+
+
+def prepare_prefect(settings: Settings) -> None:
+    """Point Prefect at the installation's state folder before Prefect is imported: Prefect
+    reads its settings once, at import, so setting them later has no effect. Values already
+    in the environment win (a team deployment sets its own); telemetry is always off."""
+    import sys
+
+    os.environ.update(TELEMETRY_OFF)
+    if "prefect" in sys.modules:
+        return  # too late to matter (and a test session keeps its own Prefect home)
+    for key, value in prefect_env(settings).items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def _settings_from_environment() -> Settings:
     return Settings()
+
+
+_active: list[Settings] = []
+
+
+def get_settings() -> Settings:
+    """The installation's settings (read once from the environment), or the ones a
+    use_settings block made current (the demo runs the real flows on its own folder)."""
+    return _active[-1] if _active else _settings_from_environment()
+
+
+def _clear_settings_cache() -> None:
+    _settings_from_environment.cache_clear()
+
+
+get_settings.cache_clear = _clear_settings_cache  # type: ignore[attr-defined]
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Within the block every get_settings() in this process returns these settings."""
+    _active.append(settings)
+    try:
+        yield settings
+    finally:
+        _active.remove(settings)

@@ -97,6 +97,10 @@ class Engine(ABC):
         else:
             self._after_commit.append(callback)
 
+    def sibling(self) -> Engine:
+        """A second session on the same warehouse, for a helper thread (lock heartbeat)."""
+        raise NotImplementedError(f"{self.name} engine has no sibling sessions")
+
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None

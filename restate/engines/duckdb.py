@@ -45,6 +45,14 @@ class DuckDBEngine(Engine):
             # s3:// landing: DuckDB's httpfs cannot be installed offline, fsspec (s3fs) can.
             self.con.register_filesystem(filesystem)
 
+    def sibling(self) -> DuckDBEngine:
+        # A cursor is its own connection to the same database instance (thread-safe).
+        other = DuckDBEngine.__new__(DuckDBEngine)
+        other.__dict__.update(self.__dict__)
+        other.con = self.con.cursor()
+        other._after_commit = None  # the sibling starts outside any transaction
+        return other
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self.con.execute(sql, params).fetchall()
 

@@ -31,6 +31,7 @@ class SnowflakeEngine(Engine):
         query_tag: dict[str, Any] | None = None,
     ) -> None:
         self.landing_table = landing_table
+        self._connect_kwargs = dict(connect_kwargs)
         self._tag: dict[str, Any] = dict(query_tag or {"app": "restate"})
         params = dict(connect_kwargs.pop("session_parameters", None) or {})
         params["QUERY_TAG"] = encode_query_tag(self._tag)
@@ -41,6 +42,9 @@ class SnowflakeEngine(Engine):
             # Autocommit outside explicit transactions, like DuckDB.
             autocommit=True,
         )
+
+    def sibling(self) -> SnowflakeEngine:
+        return SnowflakeEngine(dict(self._connect_kwargs), self.landing_table, dict(self._tag))
 
     @property
     def query_tag(self) -> dict[str, Any]:

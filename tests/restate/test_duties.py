@@ -396,4 +396,5 @@ def test_cli_promote_of_a_closed_period_refuses_the_requester_and_records_who_ra
     promoted = log[events.index("promoted")]
     assert approved["actor"] == "cfo" and approved["payload"]["run_by"] == "ana-laptop"
     assert promoted["payload"]["approved_by"] == "cfo"
+    assert promoted["payload"]["run_by"] == "ana-laptop"
     assert events.index("approved") < events.index("promoted")
