@@ -1,4 +1,11 @@
-"""The whole story on the embedded default, for `make demo`."""
+"""The whole story on the embedded default, for `make demo`.
+
+The demo works in its own folder (default ``<data_dir>/demo``, or ``restate demo --dir``)
+with settings derived from the installation's: its own DuckDB file, landing, finance
+exports, state and local outbox inside that folder, no Slack/e-mail, no Snowflake. It
+writes ``.restate-demo`` into the folder when it creates it, clears only a folder carrying
+that marker, and refuses any other folder: it never deletes data it did not make.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,68 @@ import duckdb
 
 from restate.engines import connect
 from restate.generate import GenerateSpec, generate
-from restate.settings import Settings
+from restate.settings import Settings, prepare_prefect, use_settings
 
 Say = Callable[[str], None]
+
+DEMO_MARKER = ".restate-demo"
+# Settings that point outside the demo folder or at the outside world: the demo's own
+# settings reset them (paths then derive from the demo folder, notices go to the outbox).
+_OUTSIDE = (
+    "duckdb_path",
+    "landing_uri",
+    "finance_uri",
+    "audit_key",
+    "audit_key_file",
+    "audit_checkpoint_file",
+    "slack_token",
+    "slack_signing_secret",
+    "smtp_host",
+    "snowflake_credentials_block",
+    "aws_credentials_block",
+    "s3_endpoint_url",
+    "crash_at",
+)
+
+
+class DemoFolderError(ValueError):
+    """The demo was pointed at a folder it did not create."""
+
+
+def demo_folder(settings: Settings, folder: Path | None = None) -> Path:
+    return Path(folder) if folder is not None else settings.data_dir / "demo"
+
+
+def demo_settings(settings: Settings, folder: Path | None = None) -> Settings:
+    """The installation's settings with every location moved into the demo folder."""
+    fields = Settings.model_fields
+    update: dict[str, Any] = {k: fields[k].default for k in _OUTSIDE if k in fields}
+    update.update(
+        {"data_dir": demo_folder(settings, folder).resolve(), "engine": "duckdb", "dbt_target": "dev"}
+    )
+    return settings.model_copy(update=update)
+
+
+def claim_demo_folder(folder: Path) -> None:
+    """Create the demo folder with its marker, or clear one that carries the marker.
+    Any other folder (even an empty one) is refused: it is not the demo's to delete."""
+    marker = folder / DEMO_MARKER
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        marker.write_text("created by `restate demo`; the demo clears this folder on every run\n")
+        return
+    if not folder.is_dir() or folder.is_symlink() or not marker.is_file() or marker.is_symlink():
+        raise DemoFolderError(
+            f"refusing to use {folder} for the demo: it was not created by `restate demo` (no "
+            f"{DEMO_MARKER} file); pass a new path with `restate demo --dir PATH`"
+        )
+    for child in folder.iterdir():
+        if child.name == DEMO_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def finance_drift(settings: Settings) -> list[dict[str, Any]]:
@@ -40,9 +106,20 @@ def finance_drift(settings: Settings) -> list[dict[str, Any]]:
         )
 
 
-def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> dict[str, Any]:
+def run_demo(
+    settings: Settings, say: Say, spec: GenerateSpec | None = None, folder: Path | None = None
+) -> dict[str, Any]:
     """generate -> buggy prod -> nightly reconciliation (drift, cause, draft) -> recompute ->
-    validate/diff -> promote -> notices -> reconciliation passes."""
+    validate/diff -> promote -> notices -> reconciliation passes, in the demo's own folder
+    (see demo_settings; DemoFolderError for a folder the demo did not create)."""
+    claim_demo_folder(demo_folder(settings, folder))
+    demo = demo_settings(settings, folder)
+    prepare_prefect(demo)  # before Prefect is imported (restate demo): its home in the folder
+    with use_settings(demo):  # the flows read get_settings(): the demo's, not the installation's
+        return _story(demo, say, spec or GenerateSpec())
+
+
+def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
     from flows.restatement import with_concurrency
     from notifications.dispatch import outbox_rows
     from restate.lifecycle import announce, monthly_diff
@@ -51,13 +128,6 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
     from restate.promotion import promote
     from restate.reconcile import reconcile_once
 
-    if settings.data_dir.exists():
-        shutil.rmtree(settings.data_dir / "landing", ignore_errors=True)
-        shutil.rmtree(settings.data_dir / "finance", ignore_errors=True)
-        settings.warehouse_path.unlink(missing_ok=True)
-        shutil.rmtree(settings.state_dir, ignore_errors=True)
-        shutil.rmtree(settings.outbox_dir, ignore_errors=True)
-    spec = spec or GenerateSpec()
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
     gen = generate(spec, settings.landing, settings.finance, con)
@@ -118,6 +188,7 @@ def run_demo(settings: Settings, say: Say, spec: GenerateSpec | None = None) -> 
         f"({_shown(settings.outbox_dir)}): " + ", ".join(f"{k} x{v}" for k, v in sorted(by_event.items()))
     )
     return {
+        "folder": str(settings.data_dir),
         "restatement_id": rid,
         "drift_months": months,
         "diff": monthly_diff(settings, rid),
