@@ -15,7 +15,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from restate import actions, distributed, lifecycle
 from restate.planning import PlanRequest
-from restate.recompute import chunk_cache_key
 from restate.settings import apply_process_env, get_settings
 
 
@@ -25,14 +24,16 @@ def plan_restatement(request: PlanRequest) -> int:
 
 
 @task(
-    cache_key_fn=lambda ctx, params: params["cache_key"],
-    persist_result=True,
+    cache_policy=NO_CACHE,
+    persist_result=True,  # task workers (`.delay`) hand the result back through storage
     retries=1,
     retry_delay_seconds=5,
     task_run_name="chunk {chunk_id}",
 )
-def recompute_chunk(restatement_id: int, chunk_id: str, cache_key: str) -> dict[str, Any]:
-    # cache_key = (plan id, chunk, model code hash, source watermark); see chunk_cache_key.
+def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
+    # No Prefect result cache: reuse is decided by the chunk's own row in the warehouse
+    # (status done under the same restate.recompute.chunk_cache_key), so a restored or
+    # copied warehouse never trusts a result it does not hold (lifecycle.run_chunk).
     # With RESTATE_CHUNK_EXECUTION=task_workers this runs in a `prefect task serve` process.
     settings = get_settings()
     apply_process_env(settings)
@@ -109,7 +110,8 @@ def restatement(
 
     1. Plan (unless an existing plan id is given): closure, chunks, exposures, estimate.
     2. Recompute every chunk into restate_<id>, concurrently per engine; results are
-       cached on (plan, chunk, code hash, watermark), so a rerun resumes.
+       reused when the warehouse's own chunk row is done under the same key (plan,
+       chunk range and bucket, accounts, code hash, watermark), so a rerun resumes.
     3. Build follow-on views; mark the run recomputed.
     4. Validate with the Soda contracts and store the evidence.
     5. Diff as-reported vs restated per partition and metric; publish a table artifact.
@@ -146,12 +148,7 @@ def restatement(
     )
     # threads: the flow's task runner; task_workers: queued for `prefect task serve` processes.
     submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
-    # The warehouse id keeps a copy of the same warehouse (same plan id and watermark)
-    # from reusing chunks it never computed.
-    futures = [
-        submit(restatement_id, c.chunk_id, f"{settings.warehouse_id}-{chunk_cache_key(plan, c.chunk_id)}")
-        for c in plan.chunks
-    ]
+    futures = [submit(restatement_id, c.chunk_id) for c in plan.chunks]
     chunks = []
     for future in futures:
         chunks.append(future.result())
