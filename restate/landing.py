@@ -3,10 +3,11 @@
 One unreadable file must not stop a load. Before a load plans its window, every
 Parquet file under ``<landing>/events/*/`` that has not been checked yet is checked
 once: its footer is read with pyarrow (an empty, truncated or corrupt file fails
-here), then DuckDB reads its processing times (a file without a single one could
-never be loaded). The outcome is recorded in ``<meta>.landing_files`` (path, status, reason, checked_at,
-rows): ``accepted`` or ``quarantined`` with the reason. Files are never moved,
-rewritten or deleted.
+here), then DuckDB reads all of it once (a damaged data page fails here) and takes
+its latest processing time (a file without a single one could never be loaded).
+The outcome is recorded in ``<meta>.landing_files`` (path, status, reason,
+checked_at, rows): ``accepted`` or ``quarantined`` with the reason. Files are never
+moved, rewritten or deleted.
 
 What dbt and the tool read is the view ``raw.events`` (the dbt source
 ``billing.events``) over the accepted files only, with their lineage
@@ -119,10 +120,13 @@ def _latest(engine: Engine, paths: list[str]) -> dict[str, datetime | None]:
     """Latest processing time per file, from the time columns the files have."""
     relation = _read(paths)
     present = _union_columns(engine, relation)
-    times = [f"try_cast({c} as timestamp)" for c in _TIME_COLUMNS if c in present]
+    times = [f"try_cast(r.{c} as timestamp)" for c in _TIME_COLUMNS if c in present]
     latest = f"max(coalesce({', '.join(times)}))" if times else "cast(null as timestamp)"
-    rows = engine.query(f"select filename, {latest} from {relation} group by filename")
-    return {str(r[0]): r[1] for r in rows}
+    # hash(r) decodes every column: a damaged data page behind an intact footer fails here.
+    rows = engine.query(
+        f"select r.filename, {latest}, count(hash(r)) from {relation} as r group by r.filename"
+    )
+    return {str(row[0]): row[1] for row in rows}
 
 
 def _processed_until(engine: Engine, checks: list[FileCheck]) -> list[FileCheck]:

@@ -10,6 +10,7 @@ the zero-amount events are kept; no landing file is moved or deleted.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -49,6 +51,7 @@ def _land_bad_files(s: Settings) -> dict[str, Path]:
     files = {
         "corrupt": folder / "corrupt.parquet",
         "truncated": folder / "truncated.parquet",
+        "damaged": folder / "damaged.parquet",
         "empty": folder / "empty.parquet",
         "strings": folder / "strings.parquet",
         "non_monetary": folder / "non_monetary.parquet",
@@ -56,6 +59,12 @@ def _land_bad_files(s: Settings) -> dict[str, Path]:
     files["corrupt"].write_bytes(os.urandom(4096))
     good = sorted(folder.glob("batch_*.parquet"))[0].read_bytes()
     files["truncated"].write_bytes(good[: len(good) // 2])
+    # Intact footer and time columns, damaged event_id pages: only reading all data shows it.
+    chunk = pq.read_metadata(io.BytesIO(good)).row_group(0).column(0)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    damaged = bytearray(good)
+    damaged[start : start + chunk.total_compressed_size] = b"\xab" * chunk.total_compressed_size
+    files["damaged"].write_bytes(bytes(damaged))
     files["empty"].write_bytes(b"")
     # Every column a string: one amount and one event time that do not parse.
     _write(
@@ -136,10 +145,10 @@ def test_unreadable_files_are_quarantined_with_a_reason(messy) -> None:
     result = runner.invoke(app, ["quarantine", "--files", "--json"])
     assert result.exit_code == 0, (result.output, result.exception)
     listed = {Path(r["path"]).name: r for r in json.loads(result.output)}
-    assert set(listed) == {"corrupt.parquet", "truncated.parquet", "empty.parquet"}
+    assert set(listed) == {"corrupt.parquet", "truncated.parquet", "damaged.parquet", "empty.parquet"}
     assert listed["empty.parquet"]["reason"] == "empty_file"
-    assert listed["corrupt.parquet"]["reason"].startswith("unreadable_parquet")
-    assert listed["truncated.parquet"]["reason"].startswith("unreadable_parquet")
+    for name in ("corrupt.parquet", "truncated.parquet", "damaged.parquet"):
+        assert listed[name]["reason"].startswith("unreadable_parquet"), listed[name]
     assert all(r["status"] == "quarantined" for r in listed.values())
     # The summary names them too.
     summary = runner.invoke(app, ["quarantine"])
