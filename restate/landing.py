@@ -210,8 +210,10 @@ def refresh(engine: Engine, settings: Settings) -> list[FileCheck]:
     known = {str(r[0]) for r in engine.query(f"select path from {_table(settings)}")}
     new = [(p, size) for p, size in list_files(settings).items() if p not in known]
     checks = _processed_until(engine, [check_file(settings, p, size) for p, size in new])
-    if checks:
-        _record(engine, settings, checks)
-    if any(c.status == "accepted" for c in checks) or not engine.relation_exists(VIEW_SCHEMA, VIEW_NAME):
-        _replace_view(engine, settings)
+    # Records and view together: a crash between them would leave accepted files unread.
+    with engine.transaction():
+        if checks:
+            _record(engine, settings, checks)
+        if any(c.status == "accepted" for c in checks) or not engine.relation_exists(VIEW_SCHEMA, VIEW_NAME):
+            _replace_view(engine, settings)
     return checks
