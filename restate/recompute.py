@@ -35,9 +35,7 @@ def chunk_cache_key(plan: Plan, chunk_id: str) -> str:
     (restatement_partitions), so only the warehouse that holds the result can reuse it."""
     code = hashlib.sha256(json.dumps(plan.code_version, sort_keys=True).encode()).hexdigest()
     chunk = next((c for c in plan.chunks if c.chunk_id == chunk_id), None)
-    scope = (
-        [chunk.start.isoformat(), chunk.end.isoformat(), chunk.bucket, chunk.buckets] if chunk else None
-    )
+    scope = [chunk.start.isoformat(), chunk.end.isoformat(), chunk.bucket, chunk.buckets] if chunk else None
     accounts = None if plan.accounts is None else sorted(plan.accounts)
     where = hashlib.sha256(json.dumps([scope, accounts]).encode()).hexdigest()
     return f"restate-{plan.restatement_id}-{chunk_id}-{where[:12]}-{code[:16]}-{plan.source_watermark}"
