@@ -251,9 +251,10 @@ def headline(ctx: NoticeContext, exposures: Sequence[AffectedExposure]) -> str:
             f"reported numbers in: {boards}."
         )
     if e is NoticeEvent.ROLLED_BACK:
+        partial = bool(ctx.detail and "Not rolled back" in ctx.detail)
         return (
             f"The restatement of {what} was rolled back: the numbers reported before it are "
-            f"live again in: {boards}."
+            f"live again in: {boards}" + (" (except the days listed under Details)." if partial else ".")
         )
     return (
         f"Reported numbers for {what} no longer match the reference they were reconciled "

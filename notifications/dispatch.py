@@ -419,6 +419,14 @@ def build_context(
     start, end = _as_date(st["period_start"]), _as_date(st["period_end"])
     if as_reported_sql is None and event is NoticeEvent.PROMOTED:
         as_reported_sql = as_reported_query(settings.prod_schema, models, start, end, restatement_id)
+    if event is NoticeEvent.ROLLED_BACK:
+        kept = _kept_as_loaded(engine, settings, restatement_id, occurrence)
+        if kept:
+            note = (
+                f"Not rolled back: {len(kept)} day(s) that loads changed after the promotion keep "
+                f"the numbers those loads computed (not the ones reported before): {', '.join(kept)}."
+            )
+            detail = f"{note}\n{detail}" if detail else note
     return NoticeContext(
         restatement_id=restatement_id,
         event=event,
@@ -437,6 +445,19 @@ def build_context(
         chain_head=changelog.chain_head(engine, settings.meta_schema),
         occurrence=occurrence,
     )
+
+
+def _kept_as_loaded(engine: Engine, settings: Settings, restatement_id: int, occurrence: int) -> list[str]:
+    """Days a rollback (its `occurrence`-th) left as loaded instead of restoring them."""
+    rows = engine.query(
+        f"select payload_json from {settings.meta_schema}.changelog "
+        "where restatement_id = ? and event = 'rolled_back' order by version",
+        [restatement_id],
+    )
+    if len(rows) < occurrence:
+        return []
+    kept = json.loads(rows[occurrence - 1][0]).get("kept_as_loaded") or []
+    return [str(d) for d in kept]
 
 
 def _as_date(v: Any) -> date:

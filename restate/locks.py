@@ -157,6 +157,28 @@ def _compare_and_set(engine: Engine, schema: str, name: str, holder: str, ttl_s:
     return True
 
 
+class LockLostError(RuntimeError):
+    """This process no longer holds the lock it is about to write under."""
+
+
+def assert_held(
+    engine: Engine, schema: str, holder: str, name: str = PROD_WRITE_LOCK, margin_s: float = 5.0
+) -> None:
+    """Fence a write: call inside the write's transaction. Refuses when another holder
+    has taken the lock or this holder's lease is about to run out (heartbeat failing)."""
+    found = current(engine, schema, name)
+    if found is None or found.holder != holder:
+        raise LockLostError(
+            f"lock {name!r} is no longer held by {holder} (now: {found.holder if found else 'nobody'}); "
+            "nothing was written"
+        )
+    if found.expires_at < _now() + timedelta(seconds=margin_s):
+        raise LockLostError(
+            f"lease of lock {name!r} runs out at {found.expires_at} UTC and was not renewed; "
+            "nothing was written"
+        )
+
+
 def renew(engine: Engine, schema: str, name: str, holder: str, ttl_s: float) -> None:
     engine.execute(
         f"update {schema}.locks set expires_at = ? where lock_name = ? and holder = ?",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -288,6 +289,42 @@ def _advance_watermark(engine: Engine, settings: Settings, plan: Plan, watermark
                 "where restatement_id = ? and chunk_id = ? and status = 'done'",
                 [chunk_cache_key(plan, chunk.chunk_id), plan.restatement_id, chunk.chunk_id],
             )
+        # Until the refreshed result is validated, the latest validation is a failed one:
+        # if re-validation errors out or the process dies, no later promotion can reuse
+        # the older pass for numbers it never checked.
+        engine.execute(
+            f"insert into {meta}.validations (validation_id, restatement_id, scope, checked_at, "
+            "passed, result_json) values (?, ?, 'restatement', ?, false, ?)",
+            [
+                f"refreshed-{uuid.uuid4().hex[:8]}",
+                plan.restatement_id,
+                _now(),
+                json.dumps(
+                    {
+                        "pending": "chunks were recomputed for loads since the plan and are not validated "
+                        f"yet: run `restate validate {plan.restatement_id}`"
+                    }
+                ),
+            ],
+        )
+
+
+def _refuse_changed_code(settings: Settings, dbt: DbtProject, plan: Plan, refreshed: list[str]) -> None:
+    """Refreshing chunks with other model code or logic vars than the plan's would publish
+    a mix of two versions: refuse, and say what changed."""
+    recorded = plan.code_version or {}
+    current = DbtProject.model_code_hashes(dbt.manifest())
+    changed = [
+        name for name, digest in (recorded.get("model_sha256") or {}).items() if current.get(name) != digest
+    ]
+    if recorded.get("dbt_vars") is not None and recorded["dbt_vars"] != settings.dbt_vars():
+        changed.append(f"vars {recorded['dbt_vars']} -> {settings.dbt_vars()}")
+    if changed:
+        raise GateError(
+            f"restatement {plan.restatement_id}: loads since the plan changed chunks "
+            f"{', '.join(refreshed)}, but the code differs from the plan's ({', '.join(changed)}); "
+            "refreshing them would mix two versions. Plan a new restatement"
+        )
 
 
 def _revalidate(engine: Engine, settings: Settings, plan: Plan, refreshed: list[str]) -> str:
@@ -348,6 +385,7 @@ def promote(
         by_id = {c.chunk_id: c for c in plan.chunks}
         validation_id = gate["validation"]["validation_id"]
         if refreshed:
+            _refuse_changed_code(settings, dbt, plan, refreshed)
             for chunk_id in refreshed:
                 recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
             _advance_watermark(engine, settings, plan, last_watermark(engine, settings.meta_schema))
@@ -358,6 +396,7 @@ def promote(
         where, params = scope_predicate(plan)
         totals_before = _totals(engine, f"{settings.prod_schema}", plan, where, params)
         with engine.transaction():
+            locks.assert_held(engine, settings.meta_schema, holder)
             swaps = [
                 swap_partitions(
                     engine,
@@ -461,6 +500,28 @@ def promoted_watermark(engine: Engine, settings: Settings, restatement_id: int) 
     return datetime.fromisoformat(value) if value and value != "None" else None
 
 
+def kept_or_refused(engine: Engine, settings: Settings, plan: Plan, keep_later_loads: bool) -> list[date]:
+    """The partitions loads changed since the plan's promotion (kept as loaded by a
+    rollback with keep_later_loads); GateError naming them otherwise."""
+    since = promoted_watermark(engine, settings, plan.restatement_id)
+    touched = touched_dates(engine, settings, since, plan.period_start, plan.period_end)
+    if touched is None:
+        raise GateError(
+            f"restatement {plan.restatement_id}: a load since the promotion left no record of "
+            "the partitions it changed, so a rollback could drop its events; plan a new "
+            "restatement instead"
+        )
+    if touched and not keep_later_loads:
+        shown = ", ".join(str(d) for d in touched[:20]) + (" ..." if len(touched) > 20 else "")
+        raise GateError(
+            f"loads since restatement {plan.restatement_id} was promoted changed {len(touched)} "
+            f"of its partitions ({shown}); restoring the archive would drop their events. "
+            f"`restate rollback {plan.restatement_id} --by NAME --keep-later-loads` restores "
+            "every other partition and keeps these as loaded"
+        )
+    return touched
+
+
 def rollback(
     engine: Engine,
     settings: Settings,
@@ -492,35 +553,21 @@ def rollback(
             f"restatements {later} were promoted later over the same partitions; roll them "
             "back first or pass --cascade"
         )
+    later_plans = [load_plan(engine, settings, rid) for rid in later]
+    # Every refusal is found before anything is rolled back: a cascade never stops half way.
+    for p in [plan, *later_plans]:
+        kept_or_refused(engine, settings, p, keep_later_loads)
     cascaded = [
-        rollback(
-            engine, settings, load_plan(engine, settings, rid), actor, reason, True, keep_later_loads, holder
-        )
-        for rid in later
+        rollback(engine, settings, p, actor, reason, True, keep_later_loads, holder) for p in later_plans
     ]
-    with locks.held(
-        engine, settings.meta_schema, holder or locks.new_holder(f"rollback:{plan.restatement_id}")
-    ):
+    holder = holder or locks.new_holder(f"rollback:{plan.restatement_id}")
+    with locks.held(engine, settings.meta_schema, holder):
         if _status(engine, settings, plan.restatement_id) != "promoted":
             raise TransitionError(f"restatement {plan.restatement_id} was rolled back meanwhile")
         cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
-        since = promoted_watermark(engine, settings, plan.restatement_id)
-        touched = touched_dates(engine, settings, since, plan.period_start, plan.period_end)
-        if touched is None:
-            raise GateError(
-                f"restatement {plan.restatement_id}: a load since the promotion left no record of "
-                "the partitions it changed, so a rollback could drop its events; plan a new "
-                "restatement instead"
-            )
-        if touched and not keep_later_loads:
-            shown = ", ".join(str(d) for d in touched[:20]) + (" ..." if len(touched) > 20 else "")
-            raise GateError(
-                f"loads since restatement {plan.restatement_id} was promoted changed {len(touched)} "
-                f"of its partitions ({shown}); restoring the archive would drop their events. "
-                f"`restate rollback {plan.restatement_id} --by NAME --keep-later-loads` restores "
-                "every other partition and keeps these as loaded"
-            )
+        touched = kept_or_refused(engine, settings, plan, keep_later_loads)
         with engine.transaction():
+            locks.assert_held(engine, settings.meta_schema, holder)
             swaps = []
             for model in plan.models:
                 version = engine.scalar(

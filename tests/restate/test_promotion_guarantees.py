@@ -197,6 +197,14 @@ def test_rollback_never_drops_events_loaded_after_the_promotion(
     with connect(s) as e:
         entry = [r for r in changelog.entries(e, s.meta_schema, rid) if r["event"] == "rolled_back"][-1]
         kept = {date.fromisoformat(d) for d in entry["payload"]["kept_as_loaded"]}
+        # The owners are told which days did not go back to the reported numbers.
+        notices = e.query(
+            "select payload_json from restate_meta.notification_outbox where event like 'rolled_back%'"
+        )
+        assert notices
+        for (payload,) in notices:
+            detail = json.loads(payload)["context"]["detail"]
+            assert "Not rolled back" in detail and str(min(kept)) in detail
         # Every day that received a later event is kept as loaded (the load's own record
         # may name more: its lookback re-reads a few days).
         assert set(touched) <= kept
@@ -305,3 +313,82 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_unlock_is_audited(
         released = [r for r in changelog.entries(e, s.meta_schema) if r["event"] == "lock_released"]
         assert released[-1]["actor"] == "ops" and released[-1]["payload"]["holder"] == "load:y:otherhost:1:ab"
         assert changelog.verify(e, s.meta_schema) is None
+
+
+def test_a_refresh_whose_validation_never_finished_is_not_promoted_on_retry(
+    restated: tuple[Settings, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from restate import validation
+    from restate.lifecycle import run_validation_step
+
+    s, rid = restated
+    moved = move_an_invoice(s, date(2026, 9, 15), date(2026, 10, 12))
+    finance_follows_the_move(s, date(2026, 9, 15), date(2026, 10, 12), moved)
+    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    with connect(s) as e:
+        before = table_rows(e.con, "select * from analytics.fct_revenue_daily")
+        # Other logic than the plan's would mix two versions: refused before any refresh.
+        with pytest.raises(GateError, match="code differs"):
+            promote(e, s.model_copy(update={"revenue_logic": "v1"}), load_plan(e, s, rid))
+        # The re-validation of the refreshed chunks dies (Soda down, token expired, ...).
+        real = validation.run_validation
+        monkeypatch.setattr(
+            validation, "run_validation", lambda *a, **k: (_ for _ in ()).throw(OSError("down"))
+        )
+        with pytest.raises(OSError):
+            promote(e, s, load_plan(e, s, rid))
+        monkeypatch.setattr(validation, "run_validation", real)
+        # The retry finds nothing left to refresh, but must not reuse the old pass.
+        with pytest.raises(GateError, match="failed validation"):
+            promote(e, s, load_plan(e, s, rid))
+        assert table_rows(e.con, "select * from analytics.fct_revenue_daily") == before
+    assert run_validation_step(s, rid)["passed"]
+    with connect(s) as e:
+        assert promote(e, s, load_plan(e, s, rid))["status"] == "promoted"
+        expected = f"({expected_daily_sql(raw_glob(s))}) x"
+        assert gross_total(e, "analytics.fct_revenue_daily") == gross_total(e, expected)
+
+
+def test_a_write_under_a_lost_lock_is_refused(tmp_path: Path) -> None:
+    from restate.engines.duckdb import DuckDBEngine
+    from restate.meta import init_meta
+
+    e = DuckDBEngine(tmp_path / "w.duckdb")
+    init_meta(e, "restate_meta")
+    a, b = locks.new_holder("promote:1"), locks.new_holder("promote:1")
+    assert locks.try_acquire(e, "restate_meta", locks.PROD_WRITE_LOCK, a, 60)
+    locks.assert_held(e, "restate_meta", a)
+    assert not locks.try_acquire(e, "restate_meta", locks.PROD_WRITE_LOCK, b, 60)
+    # A's lease runs out (its heartbeat stalled) and B takes the lock over.
+    e.execute("update restate_meta.locks set expires_at = now() - interval 1 second")
+    with pytest.raises(locks.LockLostError, match="runs out"):
+        locks.assert_held(e, "restate_meta", a)
+    assert locks.try_acquire(e, "restate_meta", locks.PROD_WRITE_LOCK, b, 60)
+    with pytest.raises(locks.LockLostError, match="no longer held"):
+        locks.assert_held(e, "restate_meta", a)
+    locks.assert_held(e, "restate_meta", b)
+    e.close()
+
+
+def test_a_refused_cascade_rolls_nothing_back(restated_early: tuple[Settings, int]) -> None:
+    s, first = restated_early
+    with connect(s) as e:
+        promote(e, s, load_plan(e, s, first))
+    land(s, LOADED_UNTIL, None)
+    load_once(s)  # later events inside the period: the first promotion's partitions changed
+    second = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, reason="again", requested_by="ana")
+    ).restatement_id
+    plan = start_run(s, second)
+    for c in plan.chunks:
+        run_chunk(s, second, c.chunk_id)
+    finish_run(s, second)
+    store_passing_validation(s, second)
+    with connect(s) as e:
+        promote(e, s, load_plan(e, s, second))
+        prod = table_rows(e.con, "select * from analytics.fct_revenue_daily")
+        with pytest.raises(GateError, match="keep-later-loads"):
+            rollback(e, s, load_plan(e, s, first), actor="bo", cascade=True)
+        statuses = e.query("select restatement_id, status from restate_meta.restatements order by 1")
+        assert statuses == [(first, "promoted"), (second, "promoted")]
+        assert table_rows(e.con, "select * from analytics.fct_revenue_daily") == prod
