@@ -1,10 +1,14 @@
 """The landing's files, checked once before any load reads them (DuckDB engine).
 
 One unreadable file must not stop a load. Before a load plans its window, every
-Parquet file under ``<landing>/events/*/`` that has not been checked yet is checked
-once: its footer is read with pyarrow (an empty, truncated or corrupt file fails
-here), then DuckDB reads all of it once (a damaged data page fails here) and takes
-its latest processing time (a file without a single one could never be loaded).
+Parquet file under ``<landing>/events/`` that has not been checked yet is checked
+once. A file outside ``events/<folder>/<file>.parquet`` (deeper, shallower, another
+suffix case) is quarantined as ``unexpected_location`` and one whose name holds a
+glob character (``*?[]{}``, which ``read_parquet`` would expand into other files) as
+``glob_characters_in_name``; neither is read. Otherwise its footer is read with
+pyarrow (an empty, truncated or corrupt file fails here), then DuckDB reads all of
+it once (a damaged data page fails here) and takes its latest processing time (a
+file without a single one could never be loaded).
 The outcome is recorded in ``<meta>.landing_files`` (path, status, reason,
 checked_at, rows): ``accepted`` or ``quarantined`` with the reason. Files are never
 moved, rewritten or deleted.
@@ -23,7 +27,6 @@ applies to it.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +58,9 @@ LANDING_COLUMNS = {
 _TIME_COLUMNS = ("event_ingested_at", "event_ts")
 _READ_OPTIONS = "hive_partitioning = false, union_by_name = true"
 _INSERT_BATCH = 200
+PARQUET_SUFFIX = ".parquet"
+# Characters DuckDB's read_parquet expands in a file name.
+GLOB_CHARACTERS = "*?[]{}"
 
 
 @dataclass(frozen=True)
@@ -81,20 +87,48 @@ def _first_line(exc: BaseException) -> str:
 
 
 def list_files(settings: Settings) -> dict[str, int]:
-    """Every landed Parquet file (path as DuckDB names it -> size in bytes)."""
+    """Every Parquet file anywhere under ``<landing>/events/`` (path as DuckDB names it ->
+    size in bytes), whatever the case of its suffix: the ones outside the layout are
+    recorded too (quarantined by ``check_file``), so no landed file goes unnoticed."""
     root = settings.landing.rstrip("/")
     fs = landing_filesystem(settings)
     if fs is None:
-        return {p: os.path.getsize(p) for p in sorted(glob.glob(f"{root}/events/*/*.parquet"))}
+        found_local: dict[str, int] = {}
+        for folder, _, names in os.walk(f"{root}/events"):
+            for name in names:
+                if name.lower().endswith(PARQUET_SUFFIX):
+                    path = os.path.join(folder, name)
+                    found_local[path] = os.path.getsize(path)
+        return dict(sorted(found_local.items()))
     protocol = root.split("://", 1)[0]
-    found = fs.glob(f"{root}/events/*/*.parquet", detail=True)
-    return {f"{protocol}://{p}": int(info.get("size") or 0) for p, info in sorted(found.items())}
+    found = fs.find(f"{root}/events", detail=True)
+    return {
+        f"{protocol}://{p}": int(info.get("size") or 0)
+        for p, info in sorted(found.items())
+        if p.lower().endswith(PARQUET_SUFFIX)
+    }
+
+
+def layout_problem(settings: Settings, path: str) -> str | None:
+    """Why a landed file cannot be read by name in ``events/<folder>/<file>.parquet``."""
+    prefix = settings.landing.rstrip("/") + "/events/"
+    relative = path[len(prefix) :] if path.startswith(prefix) else path
+    parts = relative.split("/")
+    if any(ch in relative for ch in GLOB_CHARACTERS):
+        # read_parquet expands these: the name would read other files (or none).
+        return "glob_characters_in_name"
+    if len(parts) != 2 or not parts[1].endswith(PARQUET_SUFFIX) or not all(parts):
+        return "unexpected_location"
+    return None
 
 
 def check_file(settings: Settings, path: str, size: int) -> FileCheck:
     """Read the file's footer: an empty, truncated or corrupt file fails here."""
     import pyarrow.parquet as pq
 
+    problem = layout_problem(settings, path)
+    if problem is not None:
+        return FileCheck(path, "quarantined", problem, None)
     if size == 0:
         return FileCheck(path, "quarantined", "empty_file", 0)
     fs = landing_filesystem(settings)
