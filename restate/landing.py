@@ -8,7 +8,10 @@ glob character (``*?[]{}``, which ``read_parquet`` would expand into other files
 ``glob_characters_in_name``; neither is read. Otherwise its footer is read with
 pyarrow (an empty, truncated or corrupt file fails here), then DuckDB reads all of
 it once (a damaged data page fails here) and takes its latest processing time (a
-file without a single one could never be loaded).
+file without a single one could never be loaded). A new file holding a row processed
+at or before where the next load's window starts (last watermark - lookback) would
+be read by no load, so it is quarantined as ``behind_watermark``, not accepted and
+silently never loaded.
 The outcome is recorded in ``<meta>.landing_files`` (path, status, reason,
 checked_at, rows): ``accepted`` or ``quarantined`` with the reason. Files are never
 moved, rewritten or deleted.
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from restate.clock import utc_now
@@ -150,23 +153,33 @@ def _union_columns(engine: Engine, relation: str) -> set[str]:
     return {str(r[0]).lower() for r in engine.query(f"describe select * from {relation}")}
 
 
-def _latest(engine: Engine, paths: list[str]) -> dict[str, datetime | None]:
-    """Latest processing time per file, from the time columns the files have."""
+_Span = tuple[datetime | None, datetime | None]
+
+
+def _latest(engine: Engine, paths: list[str]) -> dict[str, _Span]:
+    """Earliest and latest processing time per file, from the time columns the files have."""
     relation = _read(paths)
     present = _union_columns(engine, relation)
     times = [f"try_cast(r.{c} as timestamp)" for c in _TIME_COLUMNS if c in present]
-    latest = f"max(coalesce({', '.join(times)}))" if times else "cast(null as timestamp)"
+    time = f"coalesce({', '.join(times)})" if times else "cast(null as timestamp)"
     # hash(r) decodes every column: a damaged data page behind an intact footer fails here.
     rows = engine.query(
-        f"select r.filename, {latest}, count(hash(r)) from {relation} as r group by r.filename"
+        f"select r.filename, min({time}), max({time}), count(hash(r)) "
+        f"from {relation} as r group by r.filename"
     )
-    return {str(row[0]): row[1] for row in rows}
+    return {str(row[0]): (row[1], row[2]) for row in rows}
 
 
-def _processed_until(engine: Engine, checks: list[FileCheck]) -> list[FileCheck]:
-    """Each accepted file's latest processing time, read by DuckDB (which must read it too)."""
+def _processed_until(
+    engine: Engine, checks: list[FileCheck], read_since: datetime | None = None
+) -> list[FileCheck]:
+    """Each accepted file's latest processing time, read by DuckDB (which must read it too).
+
+    ``read_since`` is where the next load's window starts (last watermark - lookback): a
+    row processed at or before it is read by no load, so a new file holding one is
+    quarantined rather than accepted and silently never loaded."""
     accepted = [c.path for c in checks if c.status == "accepted"]
-    latest: dict[str, datetime | None] = {}
+    latest: dict[str, _Span] = {}
     failed: dict[str, str] = {}
     if accepted:
         try:
@@ -183,12 +196,35 @@ def _processed_until(engine: Engine, checks: list[FileCheck]) -> list[FileCheck]
             out.append(c)
         elif c.path in failed:
             out.append(FileCheck(c.path, "quarantined", failed[c.path], c.rows))
-        elif latest.get(c.path) is None and (c.rows or 0) > 0:
-            # Not one row with a processing time: no load could ever read the file.
-            out.append(FileCheck(c.path, "quarantined", "no_processing_time", c.rows))
         else:
-            out.append(FileCheck(c.path, "accepted", None, c.rows, latest.get(c.path)))
+            earliest, until = latest.get(c.path, (None, None))
+            if until is None and (c.rows or 0) > 0:
+                # Not one row with a processing time: no load could ever read the file.
+                out.append(FileCheck(c.path, "quarantined", "no_processing_time", c.rows))
+            elif read_since is not None and earliest is not None and earliest <= read_since:
+                reason = _behind(earliest, until, read_since)
+                out.append(FileCheck(c.path, "quarantined", reason, c.rows, until))
+            else:
+                out.append(FileCheck(c.path, "accepted", None, c.rows, until))
     return out
+
+
+def _behind(earliest: datetime, until: datetime | None, read_since: datetime) -> str:
+    return (
+        f"behind_watermark: rows processed from {earliest} to {until}, but loads now read only "
+        f"rows processed after {read_since}; land them again with a current event_ingested_at, "
+        "load, then restate the affected period"
+    )
+
+
+def _read_since(engine: Engine, settings: Settings) -> datetime | None:
+    """Where the next load's window starts: the last successful watermark - lookback."""
+    if not engine.relation_exists(settings.meta_schema, "loads"):
+        return None
+    watermark: datetime | None = engine.scalar(
+        f"select max(ingested_until) from {settings.meta_schema}.loads where status = 'success'"
+    )
+    return watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else None
 
 
 def _record(engine: Engine, settings: Settings, checks: list[FileCheck]) -> None:
@@ -243,7 +279,8 @@ def refresh(engine: Engine, settings: Settings) -> list[FileCheck]:
     engine.execute(f"create table if not exists {_table(settings)} ({META_TABLES['landing_files']})")
     known = {str(r[0]) for r in engine.query(f"select path from {_table(settings)}")}
     new = [(p, size) for p, size in list_files(settings).items() if p not in known]
-    checks = _processed_until(engine, [check_file(settings, p, size) for p, size in new])
+    read_since = _read_since(engine, settings) if new else None
+    checks = _processed_until(engine, [check_file(settings, p, size) for p, size in new], read_since)
     # Records and view together: a crash between them would leave accepted files unread.
     with engine.transaction():
         if checks:
