@@ -65,7 +65,7 @@ RAW_VARIANTS = {
         latest as (
             select * from typed
             qualify row_number() over (
-                partition by event_id order by updated_at desc, ingested_at desc) = 1
+                partition by event_id order by updated_at desc nulls last, ingested_at desc nulls last) = 1
         )
         {aggregate}
     """,

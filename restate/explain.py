@@ -158,10 +158,11 @@ def _classified_sql(engine: Engine, raw: str, accepted_currencies: list[str], wa
     valid as (
         select *,
             row_number() over (
-                partition by event_id order by updated_at desc, ingested_at desc) as rank_now,
+                partition by event_id
+                order by updated_at desc nulls last, ingested_at desc nulls last) as rank_now,
             row_number() over (
                 partition by event_id, ingested_at <= {_ts(watermark)}
-                order by updated_at desc, ingested_at desc) as rank_split
+                order by updated_at desc nulls last, ingested_at desc nulls last) as rank_split
         from classified where rejection_reason is null
     )
     """

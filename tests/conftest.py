@@ -51,7 +51,8 @@ def expected_daily_sql(glob: str, net_logic: str = "v2") -> str:
         select * from raw where {VALID_RAW}
         qualify row_number() over (
             partition by event_id
-            order by updated_at desc, coalesce(event_ingested_at, event_ts) desc) = 1
+            order by updated_at desc nulls last,
+                coalesce(event_ingested_at, event_ts) desc nulls last) = 1
     ),
     agg as (
         select cast(event_ts as date) as event_date, account_id, currency,

@@ -31,7 +31,9 @@ ranked as (
         *,
         row_number() over (
             partition by event_id
-            order by updated_at desc, ingested_at desc, source_file desc, source_row_number desc
+            -- nulls last on every key: Snowflake puts NULLs first on desc, DuckDB last.
+            order by updated_at desc nulls last, ingested_at desc nulls last,
+                source_file desc nulls last, source_row_number desc nulls last
         ) as version_rank,
         count(*) over (partition by event_id) as candidate_count
     from candidates
