@@ -1,9 +1,11 @@
 """Finance exports (the source of truth) loaded into the meta schema for validation.
 
 Finance delivers one CSV per month, ``revenue_YYYY-MM.csv``, with the columns
-``date,currency,gross_revenue,refunds,net_revenue``. They are read in Python (the
-standard csv module, through fsspec for remote URIs) and written with plain
-parameterised inserts, so the same code loads them on every engine.
+``date,currency,gross_revenue,refunds,net_revenue``: one line per date and currency
+(case-insensitive; two would be summed into a doubled reference) and net_revenue
+exactly gross_revenue - refunds, else the file is refused, naming the lines. They
+are read in Python (the standard csv module, through fsspec for remote URIs) and
+written with plain parameterised inserts, so the same code loads them on every engine.
 """
 
 from __future__ import annotations
@@ -115,7 +117,9 @@ def _currency(value: str, name: str, line: int) -> str:
 
 
 def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
-    """Rows of one export; the header and every date (inside the file's month) are checked."""
+    """Rows of one export; the header, every date (inside the file's month), one line per
+    (date, currency) (two would be summed into a doubled reference) and net_revenue =
+    gross_revenue - refunds (exact decimals) are checked."""
     match = FILE_PATTERN.match(name)
     if not match:
         raise FinanceExportError(f"{name}: not a revenue_YYYY-MM.csv file")
@@ -125,6 +129,7 @@ def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
     if header != EXPECTED_HEADER:
         raise FinanceExportError(f"{name}: header {header} is not {EXPECTED_HEADER}")
     records = enumerate(reader, start=2)
+    seen: dict[tuple[date, str], int] = {}
     while True:
         try:
             line, record = next(records)
@@ -144,7 +149,7 @@ def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
             raise FinanceExportError(f"{name}:{line}: bad date {record[0]!r}") from exc
         if (day.year, day.month) != (year, month):
             raise FinanceExportError(f"{name}:{line}: date {day} is outside {year}-{month:02d}")
-        yield FinanceRow(
+        row = FinanceRow(
             day=day,
             currency=_currency(record[1], name, line),
             gross_revenue=_amount(record[2], name, line, "gross_revenue"),
@@ -152,6 +157,19 @@ def parse_export(name: str, text: str) -> Iterator[FinanceRow]:
             net_revenue=_amount(record[4], name, line, "net_revenue"),
             source_file=name,
         )
+        if row.net_revenue != row.gross_revenue - row.refunds:
+            raise FinanceExportError(
+                f"{name}:{line}: net_revenue {record[4].strip()!r} is not gross_revenue "
+                f"{record[2].strip()!r} - refunds {record[3].strip()!r} "
+                f"(= {row.gross_revenue - row.refunds}); correct the line in the export"
+            )
+        first = seen.setdefault((row.day, row.currency), line)
+        if first != line:
+            raise FinanceExportError(
+                f"{name}:{line}: {row.day} {row.currency} is already on line {first}; "
+                "an export has one line per date and currency, merge them in the export"
+            )
+        yield row
 
 
 def load_finance_exports(engine: Engine, settings: Settings) -> int:

@@ -86,10 +86,18 @@ def test_bad_values_name_file_and_line(settings: Settings, line: str, what: str)
     assert what in message, message
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2026-09-02,USD,1e30,0,1e30\n",
+        "2026-09-01,usd,100.00,10.50,89.50\n",  # a duplicate of line 2
+        "2026-09-02,USD,100.00,10.50,100.00\n",  # net is not gross - refunds
+    ],
+)
 def test_reconcile_refuses_a_bad_export_in_one_line(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
-    _write(settings, GOOD, "2026-09-02,USD,1e30,0,1e30\n")
+    _write(settings, GOOD, bad)
     monkeypatch.setenv("RESTATE_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("RESTATE_DUCKDB_PATH", raising=False)
     monkeypatch.delenv("RESTATE_FINANCE_URI", raising=False)
@@ -109,3 +117,44 @@ def test_undecodable_export_names_the_file(settings: Settings) -> None:
     path.write_bytes(path.read_bytes() + b"2026-09-02,USD,1\xff,0,1\n")
     with pytest.raises(FinanceExportError, match=r"revenue_2026-09\.csv"):
         _load(settings)
+
+
+@pytest.mark.parametrize("currency", ["USD", "usd", " Usd "])
+def test_a_duplicate_date_and_currency_is_refused_naming_both_lines(
+    settings: Settings, currency: str
+) -> None:
+    # Summed, the two lines would double the reference for that day.
+    _write(settings, GOOD, "2026-09-02,EUR,5.00,0.00,5.00\n", f"2026-09-01,{currency},100.00,10.50,89.50\n")
+    with pytest.raises(FinanceExportError) as err:
+        _load(settings)
+    message = str(err.value)
+    assert message.startswith("revenue_2026-09.csv:4: "), message
+    assert "2026-09-01 USD" in message and "line 2" in message, message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-09-02,USD,100.00,10.00,89.99\n",
+        "2026-09-02,USD,100.00,10.00,100.00\n",
+        "2026-09-02,USD,0,0,0.01\n",
+    ],
+)
+def test_net_revenue_other_than_gross_minus_refunds_is_refused(settings: Settings, line: str) -> None:
+    _write(settings, GOOD, line)
+    with pytest.raises(FinanceExportError) as err:
+        _load(settings)
+    message = str(err.value)
+    _, _, gross, refunds, net = line.strip().split(",")
+    assert message.startswith("revenue_2026-09.csv:3: "), message
+    assert all(repr(v) in message for v in (gross, refunds, net)), message
+
+
+def test_the_previous_reference_stays_when_an_export_is_refused(settings: Settings) -> None:
+    _write(settings, GOOD)
+    assert len(_load(settings)) == 1
+    _write(settings, GOOD, GOOD)
+    with pytest.raises(FinanceExportError):
+        _load(settings)
+    _write(settings, GOOD, "2026-09-02,USD,1.10,0.10,1.00\n")
+    assert len(_load(settings)) == 2
