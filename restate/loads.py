@@ -78,11 +78,16 @@ def plan_window(engine: Engine, settings: Settings) -> LoadWindow:
 
 
 def start_load(engine: Engine, meta_schema: str, window: LoadWindow) -> None:
-    engine.execute(
-        f"insert into {meta_schema}.loads (load_id, started_at, status, ingested_since, "
-        "ingested_until) values (?, ?, 'running', ?, ?)",
-        [window.load_id, _now(), window.read_since, window.until],
-    )
+    """Record the load as running. A retry of the same window (same load_id, e.g. a
+    Prefect task retry) starts its record afresh: the window is reprocessed whole."""
+    with engine.transaction():
+        engine.execute(f"delete from {meta_schema}.load_partitions where load_id = ?", [window.load_id])
+        engine.execute(f"delete from {meta_schema}.loads where load_id = ?", [window.load_id])
+        engine.execute(
+            f"insert into {meta_schema}.loads (load_id, started_at, status, ingested_since, "
+            "ingested_until) values (?, ?, 'running', ?, ?)",
+            [window.load_id, _now(), window.read_since, window.until],
+        )
 
 
 def run_models(dbt: DbtProject, window: LoadWindow) -> float:

@@ -125,3 +125,23 @@ def test_a_load_that_fails_half_way_is_rerun_to_the_same_result(tmp_path: Path) 
 def test_full_refresh_of_production_is_refused(incremental: Settings) -> None:
     with pytest.raises(ProductionGuardError):
         DbtProject(incremental).invoke(["run", "--full-refresh"])
+
+
+def test_a_retried_load_window_is_reprocessed_not_refused(tmp_path: Path) -> None:
+    """A task retry runs the same window (same load_id) again: it must succeed, once."""
+    from restate.pipeline import execute_window, prepare_window
+
+    s = make_settings(tmp_path / "retry")
+    land(s, None, CUTS[0])
+    window = prepare_window(s)
+    assert execute_window(s, window).status == "success"
+    assert execute_window(s, window).status == "success"  # the retry
+    with connect(s) as e:
+        assert e.scalar("select count(*) from restate_meta.loads where load_id = ?", [window.load_id]) == 1
+        partitions = e.scalar(
+            "select count(*) - count(distinct event_date) from restate_meta.load_partitions where load_id = ?",
+            [window.load_id],
+        )
+        assert partitions == 0
+        actual = table_rows(e.con, DAILY.format("analytics.fct_revenue_daily"))
+        assert actual == table_rows(e.con, expected_daily_sql(raw_glob(s)))
