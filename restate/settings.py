@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     landing_uri: str | None = Field(default=None, description="raw landing root (path or s3://)")
     finance_uri: str | None = Field(default=None, description="finance exports folder")
     dbt_project_dir: Path = PROJECT_ROOT / "dbt"
-    prod_schema: str = "analytics"
-    meta_schema: str = "restate_meta"
+    # Schema names are spliced into SQL as identifiers: plain names only.
+    prod_schema: str = Field(default="analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    meta_schema: str = Field(default="restate_meta", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     dbt_target: str = "dev"
     dbt_threads: int = 4
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from restate.planning import PlanError, make_chunks
+from restate.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,12 @@ def test_warehouse_id_separates_copies_of_a_warehouse(tmp_path: Path) -> None:
     assert a.warehouse_id != b.warehouse_id
     assert a.warehouse_id == make_settings(tmp_path / "a").warehouse_id
     assert a.warehouse_id != a.model_copy(update={"meta_schema": "other_meta"}).warehouse_id
+
+
+@pytest.mark.parametrize("field", ["prod_schema", "meta_schema"])
+def test_schema_names_are_plain_identifiers(field: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings(**{field: "analytics; drop table analytics.fct_revenue_daily"})  # type: ignore[arg-type]
+    assert getattr(Settings(**{field: "finance_2026"}), field) == "finance_2026"  # type: ignore[arg-type]
