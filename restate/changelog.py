@@ -280,7 +280,18 @@ def append(
     """Append one entry; returns its version. Call inside the caller's transaction
     when the entry must commit with the change it records."""
     settings = audit_settings(engine)
-    key = audit_key(settings, schema, create=True)
+    key = audit_key(settings, schema)
+    if key is None:
+        # No key here: a new one only for a log that has no entries yet. Another host
+        # writing this warehouse must use the key the entries were written with.
+        entries = engine.scalar(f"select count(*) from {schema}.changelog")
+        if entries:
+            raise AuditKeyMissing(
+                f"{_missing_key_message(settings)}; {schema}.changelog already holds {entries} "
+                "entries written with a key, so a new one is not created (every writer must "
+                "share the key and the checkpoint file)"
+            )
+        key = audit_key(settings, schema, create=True)
     assert key is not None
     body = _canonical(payload)
     seen = _HEAD_SEEN.setdefault(engine, set())

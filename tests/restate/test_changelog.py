@@ -300,3 +300,25 @@ def test_a_log_from_before_the_head_table_needs_init_then_continues(tmp_path: Pa
     init_meta(fresh, META)  # seeds the head from the log's last entry
     assert changelog.append(fresh, META, "planned", {}) == 3
     assert changelog.verify(fresh, META) is None
+
+
+def test_a_second_writer_without_the_key_does_not_mint_a_new_one(tmp_path: Path) -> None:
+    from restate.changelog import AuditKeyMissing
+    from restate.engines import connect
+    from restate.meta import init_meta
+    from restate.settings import Settings
+
+    first = Settings(data_dir=tmp_path / "host1", duckdb_path=tmp_path / "shared.duckdb")
+    with connect(first) as e:
+        init_meta(e, first.meta_schema)
+        with e.transaction():
+            changelog.append(e, first.meta_schema, "planned", {"x": 1})
+    # Another host, same warehouse, no key file and no checkpoints of its own.
+    second = Settings(data_dir=tmp_path / "host2", duckdb_path=tmp_path / "shared.duckdb")
+    with connect(second) as e:
+        with pytest.raises(AuditKeyMissing, match="already holds 1 entries"):
+            with e.transaction():
+                changelog.append(e, second.meta_schema, "approved", {"y": 2})
+        assert not second.audit_key_path.exists()
+    with connect(first) as e:
+        assert changelog.verify(e, first.meta_schema) is None
