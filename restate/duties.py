@@ -112,13 +112,28 @@ def load(engine: Engine, settings: Settings, restatement_id: int) -> Duties:
         restatement_id=restatement_id,
         status=str(r["status"]),
         requested_by=str(r["requested_by"]),
-        approved_by=r["approved_by"],
+        approved_by=r["approved_by"] if approval_still_counts(engine, meta, restatement_id) else None,
         requires_approval=bool(r["requires_approval"]),
         period_start=r["period_start"],
         validation_id=latest.get("validation_id"),
         validation_passed=latest.get("passed"),
         forced_by=latest.get("forced_by"),
     )
+
+
+def approval_still_counts(engine: Engine, meta: str, restatement_id: int) -> bool:
+    """An approval covers what was in front of the approver: one given before the
+    latest rollback or forced validation does not count for what came after."""
+    row = engine.query(
+        f"select max(case when event = 'approved' then version end), "
+        f"max(case when event in ('rolled_back', 'validation_forced') then version end) "
+        f"from {meta}.changelog where restatement_id = ?",
+        [restatement_id],
+    )
+    approved, voided = row[0] if row else (None, None)
+    if voided is None:
+        return True
+    return approved is not None and approved > voided
 
 
 def approval_reasons(settings: Settings, duties: Duties) -> list[str]:

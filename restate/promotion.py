@@ -192,7 +192,12 @@ def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str 
     who = duties.load(engine, settings, plan.restatement_id)
     who = replace(who, requires_approval=who.requires_approval or plan.requires_approval)
     approver = duties.check_promotion(settings, who, approved_by)
-    return {"validation": latest, "approved_by": approver, "run_by": duties.run_by(settings)}
+    return {
+        "validation": latest,
+        "approved_by": approver,
+        "approved_by_before": who.approved_by,  # the approval that still counts, if any
+        "run_by": duties.run_by(settings),
+    }
 
 
 def record_approval(
@@ -372,7 +377,7 @@ def promote(
         return {"status": "already_promoted", "restatement_id": plan.restatement_id}
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
     gate = check_gate(engine, settings, plan, approved_by)
-    if approved_by and approved_by != _recorded_approver(engine, settings, plan.restatement_id):
+    if approved_by and approved_by != gate["approved_by_before"]:
         record_approval(engine, settings, plan.restatement_id, approved_by, None)
     dbt = DbtProject(settings)
     holder = holder or locks.new_holder(f"promote:{plan.restatement_id}")

@@ -36,6 +36,10 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
         return None
     row = rows[0]
     row["models"] = row["models"].split(",")
+    from restate.duties import approval_still_counts
+
+    if row["approved_by"] and not approval_still_counts(engine, meta, restatement_id):
+        row["approved_by"] = None  # given before a rollback or forced validation
     validation = engine.query_dicts(
         f"select passed, forced_by, checked_at from {meta}.validations "
         "where restatement_id = ? order by checked_at desc limit 1",

@@ -210,7 +210,10 @@ def test_the_approver_cannot_later_force_a_failed_revalidation(s: Settings) -> N
         force_validation(s, 1, "cfo", "close enough")
     force_validation(s, 1, "controller", "export error FIN-7")
     with connect(s) as e:
-        assert check_gate(e, s, plan, None)["approved_by"] == "cfo"
+        # The approval was given before the force: it does not cover the forced result.
+        with pytest.raises(GateError, match="requires approval"):
+            check_gate(e, s, plan, None)
+        assert check_gate(e, s, plan, "cfo")["approved_by"] == "cfo"
 
 
 # ----------------------------------------------------------------- when approval is required

@@ -392,3 +392,20 @@ def test_a_refused_cascade_rolls_nothing_back(restated_early: tuple[Settings, in
         statuses = e.query("select restatement_id, status from restate_meta.restatements order by 1")
         assert statuses == [(first, "promoted"), (second, "promoted")]
         assert table_rows(e.con, "select * from analytics.fct_revenue_daily") == prod
+
+
+def test_an_approval_does_not_carry_over_to_a_promotion_after_a_rollback(
+    restated: tuple[Settings, int],
+) -> None:
+    s, rid = restated
+    s = s.model_copy(update={"approvers": ["cfo"]})
+    with connect(s) as e:
+        e.execute("update restate_meta.restatements set requires_approval = true")
+        assert promote(e, s, load_plan(e, s, rid), approved_by="cfo")["status"] == "promoted"
+        rollback(e, s, load_plan(e, s, rid), actor="bo")
+        # The requester alone cannot re-publish the rolled-back numbers on the old approval.
+        with pytest.raises(GateError, match="approv"):
+            promote(e, s, load_plan(e, s, rid))
+        assert promote(e, s, load_plan(e, s, rid), approved_by="cfo")["status"] == "promoted"
+        approvals = [r for r in changelog.entries(e, s.meta_schema, rid) if r["event"] == "approved"]
+        assert len(approvals) == 2
