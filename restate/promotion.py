@@ -452,14 +452,6 @@ def promote(
     }
 
 
-def _recorded_approver(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
-    value = engine.scalar(
-        f"select approved_by from {settings.meta_schema}.restatements where restatement_id = ?",
-        [restatement_id],
-    )
-    return None if value is None else str(value)
-
-
 def _totals(engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for model in plan.models:
