@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from restate import changelog
@@ -35,7 +36,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRu
         )
     engine.close()
     monkeypatch.setenv("RESTATE_DATA_DIR", str(data))
-    monkeypatch.setenv("COLUMNS", "250")
+    # The CLI's console is made at import (width read then); give it a wide one here.
+    monkeypatch.setattr("restate.cli.console", Console(width=250))
     monkeypatch.delenv("RESTATE_DUCKDB_PATH", raising=False)
     get_settings.cache_clear()
     try:
@@ -53,6 +55,18 @@ def test_markup_in_user_text_is_printed_literally(cli: tuple[CliRunner, Path]) -
         for token in ("[/x]", "[bold]not[/bold]"):
             flat = "".join(ch for ch in result.output if ch not in " \n│┃")
             assert token.replace(" ", "") in flat, (args, token, result.output)
+
+
+def test_narrow_terminal_folds_values_instead_of_cutting_them(
+    cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, _ = cli
+    monkeypatch.setattr("restate.cli.console", Console(width=60))
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output, result.output
+    flat = "".join(ch for ch in result.output if ch not in " \n│┃")
+    assert "netted" in flat, result.output
 
 
 @pytest.mark.parametrize(
