@@ -63,8 +63,8 @@ def render_table(title: str, rows: list[dict[str, Any]], columns: list[str] | No
     cols = columns or (list(rows[0]) if rows else [])
     for c in cols:
         # Fold, never ellipsize: a money value or a reason is shown whole on a narrow terminal.
-        justify = "right" if rows and _is_num(rows[0].get(c)) else "left"
-        table.add_column(c, justify=justify, overflow="fold")
+        numeric = bool(rows) and _is_num(rows[0].get(c))
+        table.add_column(c, justify="right" if numeric else "left", overflow="fold")
     for r in rows:
         # Text, not markup: user values ("[/x]" in a reason) are shown as typed.
         table.add_row(*[Text(_fmt(r.get(c))) for c in cols])
