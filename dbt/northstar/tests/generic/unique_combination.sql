@@ -1,0 +1,7 @@
+{#- Fails for every combination of the columns that appears more than once. -#}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(", ") }}, count(*) as occurrences
+from {{ model }}
+group by {{ columns | join(", ") }}
+having count(*) > 1
+{% endtest %}

@@ -1,0 +1,1 @@
+"""Example projects that run through restate end to end."""
