@@ -18,9 +18,10 @@
         {%- if buckets > 1 %}
         and {{ account_bucket(account_column, buckets) }} = {{ restate_int(chunk["bucket"]) }}
         {%- endif %}
-        {%- if chunk.get("accounts") %}
+        {%- set entities = chunk.get("entities") or chunk.get("accounts") %}
+        {%- if entities %}
         {%- set pattern = chunk.get("entity_pattern") or "[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}" %}
-        and {{ account_column }} in ({% for a in chunk["accounts"] %}{{ restate_entity_literal(a, pattern) }}{{ "," if not loop.last }}{% endfor %})
+        and {{ account_column }} in ({% for a in entities %}{{ restate_entity_literal(a, pattern) }}{{ "," if not loop.last }}{% endfor %})
         {%- endif %}
     {%- elif is_incremental() -%}
         {{ date_column }} in (select event_date from {{ ref('int_touched_event_dates') }})
