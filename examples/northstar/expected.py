@@ -73,6 +73,7 @@ def rejection_reason(row: dict[str, Any]) -> str | None:
 
 def latest_versions(rows: list[dict[str, Any]], until: datetime | None = None) -> dict[str, dict[str, Any]]:
     """The kept version of each order among the valid rows processed up to `until`."""
+
     def rank(row: dict[str, Any]) -> tuple[datetime, datetime, str, int]:
         return (row["updated_at"], row["processed_at"], row["source_file"], row["source_row_number"])
 

@@ -132,7 +132,9 @@ def _lifecycle(order_id: str, store_id: str, order_ts: datetime, rng: random.Ran
         when = paid.updated_at + timedelta(hours=rng.randint(2, 30))
         versions.append(replace(paid, status="cancelled", updated_at=when, refund_amount=gross))
         return versions
-    shipped = replace(paid, status="shipped", updated_at=paid.updated_at + timedelta(hours=rng.randint(6, 48)))
+    shipped = replace(
+        paid, status="shipped", updated_at=paid.updated_at + timedelta(hours=rng.randint(6, 48))
+    )
     versions.append(shipped)
     if roll < 0.22:  # refunded after shipping, in full or in part
         share = 1 if rng.random() < 0.5 else rng.uniform(0.1, 0.9)
@@ -148,7 +150,9 @@ def _troubles(versions: list[Version], spec: GenerateSpec, rng: random.Random) -
         # A correction restamps order_ts to another day from the next version on.
         shift = timedelta(days=rng.choice((-1, 1)), hours=rng.randint(0, 6))
         cut = rng.randint(1, len(versions))
-        correction = replace(versions[-1], updated_at=versions[-1].updated_at + timedelta(hours=3))
+        # The fix is made when someone notices, days later.
+        fixed_at = versions[-1].updated_at + timedelta(days=rng.randint(1, 10), hours=rng.randint(0, 23))
+        correction = replace(versions[-1], updated_at=fixed_at)
         versions = [
             *versions[:cut],
             *(replace(v, order_ts=v.order_ts + shift) for v in versions[cut:]),
@@ -157,7 +161,9 @@ def _troubles(versions: list[Version], spec: GenerateSpec, rng: random.Random) -
     landed: list[Version] = []
     for version in versions:
         if rng.random() < spec.late_share:
-            version = replace(version, order_ingested_at=version.updated_at + timedelta(days=rng.randint(1, 6)))
+            version = replace(
+                version, order_ingested_at=version.updated_at + timedelta(days=rng.randint(1, 6))
+            )
         landed.append(version)
         if rng.random() < spec.duplicate_share:
             if rng.random() < 0.5:
@@ -178,7 +184,19 @@ def _bad_rows(day: date, spec: GenerateSpec, rng: random.Random, seq: int) -> li
     """Rows no order can be built from."""
     ts = datetime.combine(day, time(12)) + timedelta(minutes=rng.randint(0, 600))
     store = f"store_{rng.randrange(spec.stores) + 1:02d}"
-    base = Version(f"NS-BAD-{seq:06d}", store, "web", "paid", ts, ts, None, Decimal("10.00"), Decimal("0.80"), Decimal(0), False)
+    base = Version(
+        f"NS-BAD-{seq:06d}",
+        store,
+        "web",
+        "paid",
+        ts,
+        ts,
+        None,
+        Decimal("10.00"),
+        Decimal("0.80"),
+        Decimal(0),
+        False,
+    )
     kind = rng.randrange(4)
     if kind == 0:
         return [replace(base, order_id=None)]
@@ -299,8 +317,10 @@ def main() -> None:
     args = parser.parse_args()
     spec = GenerateSpec(args.end_date, args.months, args.stores, args.orders_per_day, args.seed)
     result = generate(spec, args.landing, args.exports)
-    print(f"{result.rows_landed} rows landed in {len(result.files)} batches, {result.orders} orders, "
-          f"{len(result.exports)} finance exports")
+    print(
+        f"{result.rows_landed} rows landed in {len(result.files)} batches, {result.orders} orders, "
+        f"{len(result.exports)} finance exports"
+    )
 
 
 if __name__ == "__main__":
