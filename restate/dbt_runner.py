@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from restate.settings import Settings, apply_process_env
 
@@ -44,6 +49,11 @@ _DBT_LOCK = threading.Lock()
 RUNTIME_ONLY_VARS = frozenset({"restate_chunk"})
 # Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
 _PARSED: dict[str, Any] = {}
+# Files that declare a project's dbt packages (dbt reads dependencies.yml first).
+PACKAGE_FILES = ("dependencies.yml", "packages.yml")
+# Folders whose files never change what dbt parses (dbt output, installed packages,
+# which the fingerprint reads from where they live).
+_SKIPPED = frozenset({"target", "logs", "dbt_packages"})
 
 
 class DbtProject:
@@ -55,13 +65,15 @@ class DbtProject:
         self.target_path = settings.state_dir / "dbt_target"
         self.log_path = settings.state_dir / "dbt_logs"
         self.prod_state_dir = settings.state_dir / "prod_manifest"
+        # profiles.yml: the project's own unless the settings name another folder.
+        self.profiles_dir = getattr(settings, "dbt_profiles_dir", None) or self.project_dir
 
     def _base_args(self) -> list[str]:
         return [
             "--project-dir",
             str(self.project_dir),
             "--profiles-dir",
-            str(self.project_dir),
+            str(self.profiles_dir),
             "--target-path",
             str(self.target_path),
             "--log-path",
@@ -91,6 +103,7 @@ class DbtProject:
         if vars:
             args += ["--vars", json.dumps(vars, default=str)]
         with _DBT_LOCK:
+            self._install_packages()
             parsed = self._parsed_manifest(vars) if self._reuses_parse(command, vars) else None
             res = dbtRunner(manifest=parsed).invoke(args)
         return self._to_result(res, command)
@@ -111,6 +124,49 @@ class DbtProject:
         ]
         return self.invoke(command, vars=vars, query_tag=query_tag)
 
+    def _packages_dir(self) -> Path:
+        """Where `dbt deps` installs the project's packages (packages-install-path)."""
+        config = yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
+        return self.project_dir / str(config.get("packages-install-path") or "dbt_packages")
+
+    def _packages_stale(self) -> bool:
+        """True when the project declares packages and their folder is missing or
+        older than the file that declares them."""
+        declared = [self.project_dir / name for name in PACKAGE_FILES if (self.project_dir / name).is_file()]
+        if not declared:
+            return False
+        installed = self._packages_dir()
+        if not installed.is_dir():
+            return True
+        return installed.stat().st_mtime_ns < max(path.stat().st_mtime_ns for path in declared)
+
+    def _install_packages(self) -> None:
+        """Run `dbt deps` when the packages are missing or out of date, so a fresh
+        clone works without a manual step. dbt installs them inside the project
+        (its packages-install-path, dbt_packages/ by default, and package-lock.yml
+        beside dbt_project.yml): standard dbt behaviour, one install per project that
+        every installation of the tool shares. Callers hold _DBT_LOCK; a file lock keeps
+        two processes from installing at once."""
+        if not self._packages_stale():
+            return
+        from dbt.cli.main import dbtRunner
+
+        key = hashlib.sha256(str(self.project_dir.resolve()).encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"restate-dbt-deps-{key}.lock"
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not self._packages_stale():  # another process installed them meanwhile
+                    return
+                args = ["deps", "--project-dir", str(self.project_dir), "--log-path", str(self.log_path)]
+                res = dbtRunner().invoke([*args, "--quiet", "--no-use-colors"])
+                if not res.success:
+                    raise DbtError(f"dbt deps failed: {res.exception or 'see dbt logs'}")
+                # dbt keeps an existing folder as is: mark it current for the check above.
+                self._packages_dir().touch()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     @staticmethod
     def _reuses_parse(command: list[str], vars: dict[str, Any] | None) -> bool:
         """Chunk runs differ only in runtime-only vars: parse once, reuse the manifest.
@@ -121,10 +177,21 @@ class DbtProject:
         return bool(command) and command[0] == "run" and bool(RUNTIME_ONLY_VARS & set(vars or {}))
 
     def _project_fingerprint(self) -> str:
+        """Paths, times and sizes of the project's files and of its installed packages
+        (a local package is a link to a folder outside the project)."""
         h = hashlib.sha256()
-        for path in sorted(self.project_dir.rglob("*")):
-            if path.is_file() and path.suffix in (".sql", ".yml", ".yaml") and "target" not in path.parts:
-                h.update(f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}".encode())
+        roots = [self.project_dir]
+        packages = self._packages_dir()
+        if packages.is_dir():
+            roots += [p.resolve() for p in sorted(packages.iterdir()) if p.is_dir()]
+        for root in roots:
+            for path in sorted(root.rglob("*")):
+                if (
+                    path.is_file()
+                    and path.suffix in (".sql", ".yml", ".yaml")
+                    and not _SKIPPED & set(path.relative_to(root).parts)
+                ):
+                    h.update(f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}".encode())
         return h.hexdigest()
 
     def _parsed_manifest(self, vars: dict[str, Any] | None) -> Any:

@@ -2,7 +2,7 @@
     quarantines the row). DuckDB reads Parquet whose column may be a string in some
     file; Snowflake's landing table is typed by COPY already, so a plain cast. -#}
 {% macro landing_cast(column, type) -%}
-    {{ return(adapter.dispatch('landing_cast', 'restate_analytics')(column, type)) }}
+    {{ return(adapter.dispatch('landing_cast', 'restate_billing')(column, type)) }}
 {%- endmacro %}
 
 {% macro default__landing_cast(column, type) -%}

@@ -7,7 +7,7 @@
     variable (a session that is not dbt's, e.g. a Soda check reading the view) the hash is
     null, never an unkeyed hash. -#}
 {% macro sha256_hex(expression) -%}
-    {{ return(adapter.dispatch('sha256_hex', 'restate_analytics')(expression)) }}
+    {{ return(adapter.dispatch('sha256_hex', 'restate_billing')(expression)) }}
 {%- endmacro %}
 
 {% macro default__sha256_hex(expression) -%}

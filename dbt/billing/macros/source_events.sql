@@ -5,7 +5,7 @@
     processing time as landing_processed_at (on DuckDB the landing view computes it,
     values that do not parse counting as missing). -#}
 {% macro raw_events() -%}
-    {{ return(adapter.dispatch('raw_events', 'restate_analytics')()) }}
+    {{ return(adapter.dispatch('raw_events', 'restate_billing')()) }}
 {%- endmacro %}
 
 {% macro default__raw_events() -%}

@@ -1,9 +1,10 @@
 {#- Rows of one incremental load: processed after the previous watermark minus the
-    lookback (set by the tool) and at most the new watermark, so files that land
-    while a load runs are left for the next one. -#}
+    lookback and at most the new watermark (vars ingested_since / ingested_until, set
+    by the tool), so files that land while a load runs are left for the next one.
+    The first build takes everything up to ingested_until. -#}
 {% macro ingestion_window(column) -%}
-    {{ column }} <= cast('{{ var("ingested_until") }}' as timestamp)
+    {{ column }} <= cast({{ restate.restate_literal(var("ingested_until", "9999-12-31 00:00:00")) }} as timestamp)
     {%- if is_incremental() %}
-    and {{ column }} > cast('{{ var("ingested_since") }}' as timestamp)
+    and {{ column }} > cast({{ restate.restate_literal(var("ingested_since", "1900-01-01 00:00:00")) }} as timestamp)
     {%- endif %}
 {%- endmacro %}

@@ -6,7 +6,7 @@
 with new_versions as (
     select * from {{ ref('stg_billing__events') }}
     where rejection_reason is null
-        and {{ ingestion_window('ingested_at') }}
+        and {{ restate.ingestion_window('ingested_at') }}
 ),
 
 candidates as (

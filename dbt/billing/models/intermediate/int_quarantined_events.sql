@@ -5,7 +5,7 @@
 with rejected as (
     select * from {{ ref('stg_billing__events') }}
     where rejection_reason is not null
-        and {{ ingestion_window('ingested_at') }}
+        and {{ restate.ingestion_window('ingested_at') }}
 ),
 
 final as (

@@ -1,18 +1,25 @@
 -- depends_on: {{ ref('int_touched_event_dates') }}
 -- Daily revenue per account and currency. Each run replaces whole partitions
--- (partition_scope): the event dates touched by a load, or a restatement chunk.
+-- (restate.partition_scope): the event dates touched by a load, or a restatement chunk.
 {{ config(
     incremental_strategy='replace_partitions',
     on_schema_change='fail',
-    meta={'restate': {'partitioned': true, 'date_column': 'event_date', 'account_column': 'account_id',
-                      'metrics': ['gross_revenue', 'refunds', 'net_revenue', 'invoice_count', 'refund_count'],
-                      'keys': ['event_date', 'account_id', 'currency']}}
+    meta={'restate': {
+        'date_column': 'event_date',
+        'entity_column': 'account_id',
+        'keys': ['event_date', 'account_id', 'currency'],
+        'metrics': ['gross_revenue', 'refunds', 'net_revenue', 'invoice_count', 'refund_count'],
+        'dimensions': ['currency'],
+        'upstream': {'model': 'int_deduped_events', 'processed_at': 'ingested_at'},
+        'touched_dates': 'int_touched_event_dates',
+        'quarantine': {'model': 'int_quarantined_events', 'processed_at': 'ingested_at'},
+    }}
 ) }}
 
 with revenue_events as (
     select * from {{ ref('int_deduped_events') }}
     where event_type in ('invoice_paid', 'refund_issued')
-        and {{ partition_scope() }}
+        and {{ restate.partition_scope() }}
 ),
 
 aggregated as (
