@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     duckdb_path: Path | None = Field(default=None, description="DuckDB file; default data_dir")
     landing_uri: str | None = Field(default=None, description="raw landing root (path or s3://)")
     finance_uri: str | None = Field(default=None, description="finance exports folder")
-    dbt_project_dir: Path = PROJECT_ROOT / "dbt"
+    dbt_project_dir: Path = PROJECT_ROOT / "dbt" / "billing"
     # Schema names are spliced into SQL as identifiers: plain names only.
     prod_schema: str = Field(default="analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     meta_schema: str = Field(default="restate_meta", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
