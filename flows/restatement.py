@@ -96,7 +96,7 @@ def notify(restatement_id: int, event: str) -> None:
 @flow(name="restatement", log_prints=True)
 def restatement(
     restatement_id: int | None = None,
-    selector: str = "fct_revenue_daily+",
+    selector: str | None = None,
     start: date | None = None,
     end: date | None = None,
     accounts: list[str] | None = None,
@@ -122,10 +122,11 @@ def restatement(
 
     Args:
         restatement_id: an existing plan to run (skips planning).
-        selector: dbt selector of the models to restate, e.g. fct_revenue_daily+.
-        start: first event_date to restate.
-        end: last event_date to restate.
-        accounts: account ids to restate (default all).
+        selector: dbt selector of the models to restate, e.g. fct_orders_daily+
+            (default: RESTATE_DEFAULT_SELECTOR).
+        start: first partition date to restate.
+        end: last partition date to restate.
+        accounts: entity ids to restate, of the models' entity column (default all).
         reason: why; recorded in the changelog and the notices.
         ticket: ticket reference, e.g. FIN-142.
         requested_by: who asks for the restatement.
@@ -136,8 +137,12 @@ def restatement(
     apply_process_env(settings)
     logger = get_run_logger()
     if restatement_id is None:
-        if not (start and end and reason and requested_by):
-            raise ValueError("a new restatement needs start, end, reason and requested_by")
+        selector = selector or settings.default_selector
+        if not (selector and start and end and reason and requested_by):
+            raise ValueError(
+                "a new restatement needs selector (or RESTATE_DEFAULT_SELECTOR), start, end, "
+                "reason and requested_by"
+            )
         request = PlanRequest(selector, start, end, reason, requested_by, ticket, accounts)
         restatement_id = plan_restatement(request)
     plan = lifecycle.start_run(settings, restatement_id)

@@ -33,27 +33,20 @@ def _num(v: Any) -> float:
     return 0.0 if v is None else float(v)
 
 
-# Panels are chosen in this order of interest to a finance reader.
-_METRIC_ORDER = ("net_revenue", "gross_revenue", "refunds")
-
-
 def _panels(monthly: Sequence[dict[str, Any]], max_panels: int) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
     for r in monthly:
-        panel = (str(r["metric"]), r.get("currency"))
+        panel = (str(r["metric"]), r.get("dimensions"))
         if panel not in found:
             found.append(panel)
 
-    def rank(p: tuple[str, str | None]) -> tuple[int, str, str]:
-        order = _METRIC_ORDER.index(p[0]) if p[0] in _METRIC_ORDER else len(_METRIC_ORDER)
-        return (order, p[0], p[1] or "")
-
-    return sorted(found, key=rank)[:max_panels]
+    # In the order the rows list them (the model's declared metric order, then dimensions).
+    return found[:max_panels]
 
 
 def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int = 3) -> bytes | None:
     """Grouped bars per month (grey: as reported, blue: restated), one panel per metric
-    and currency (net revenue first), with the change written above each month.
+    and dimensions (in the order the rows give them), with the change written above each month.
     None when there is nothing to draw."""
     panels = _panels(monthly, max_panels)
     if not panels:
@@ -61,9 +54,9 @@ def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
     fig = Figure(figsize=(9, 2.8 * len(panels) + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (metric, currency) in zip(axes, panels, strict=True):
+    for ax, (metric, dims) in zip(axes, panels, strict=True):
         rows = sorted(
-            (r for r in monthly if r["metric"] == metric and r.get("currency") == currency),
+            (r for r in monthly if r["metric"] == metric and r.get("dimensions") == dims),
             key=lambda r: str(r["month"]),
         )
         months = [str(r["month"]) for r in rows]
@@ -88,7 +81,7 @@ def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
                 )
         ax.set_xticks(xs, months, rotation=45 if len(months) > 8 else 0, fontsize=8)
         ax.yaxis.set_major_formatter(FuncFormatter(_amount))
-        label = metric.replace("_", " ").capitalize() + (f" ({currency})" if currency else "")
+        label = metric.replace("_", " ").capitalize() + (f" ({dims})" if dims else "")
         ax.set_title(label, fontsize=10, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         ax.margins(y=0.15)

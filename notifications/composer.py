@@ -25,9 +25,10 @@ Table = tuple[list[str], list[list[str]]]
 class NoticeContext:
     """The facts of one notice.
 
-    monthly: rows {month 'YYYY-MM', metric, currency (optional), as_reported, restated,
-    delta, pct (percent of as_reported)}, as `restate.status.diff_by_month` returns them.
-    totals: the same per metric (and currency) for the whole period; summed from the
+    monthly: rows {month 'YYYY-MM', metric, dimensions (optional, "name=value, ..."),
+    as_reported, restated, delta, pct (percent of as_reported)}, as
+    `restate.status.diff_by_month` returns them.
+    totals: the same per metric (and dimensions) for the whole period; summed from the
     monthly rows when not given.
     """
 
@@ -100,19 +101,19 @@ def _dec(v: Any) -> Decimal:
 
 
 def totals_from_monthly(monthly: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per metric (and currency, when rows carry one): as_reported, restated and delta
+    """Per metric (and dimensions, when rows carry them): as_reported, restated and delta
     summed over the months; pct in percent of the as-reported total."""
     sums: dict[tuple[str, str | None], list[Decimal]] = {}
     for r in monthly:
-        acc = sums.setdefault((r["metric"], r.get("currency")), [Decimal(0), Decimal(0)])
+        acc = sums.setdefault((r["metric"], r.get("dimensions")), [Decimal(0), Decimal(0)])
         acc[0] += _dec(r.get("as_reported"))
         acc[1] += _dec(r.get("restated"))
     out = []
-    for (metric, currency), (before, after) in sums.items():
+    for (metric, dims), (before, after) in sums.items():
         delta = after - before
         row: dict[str, Any] = {"metric": metric}
-        if currency is not None:
-            row["currency"] = currency
+        if dims is not None:
+            row["dimensions"] = dims
         row.update(
             {
                 "as_reported": before,
@@ -126,15 +127,16 @@ def totals_from_monthly(monthly: Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 
 def as_reported_query(
-    schema: str, models: Sequence[str], period_start: date, period_end: date, restatement_id: int
+    schema: str, models: dict[str, str], period_start: date, period_end: date, restatement_id: int
 ) -> str:
     """SQL for the rows a promoted restatement replaced, from each model's `<model>_as_of`
-    view (archived versions carry the id of the restatement that replaced them)."""
+    view (archived versions carry the id of the restatement that replaced them).
+    ``models`` maps each restated model to its partition date column."""
     return "\n".join(
         f"select * from {schema}.{m}_as_of\n"
         f"where replaced_by_restatement = {int(restatement_id)}\n"
-        f"  and event_date between '{period_start.isoformat()}' and '{period_end.isoformat()}';"
-        for m in models
+        f"  and {col} between '{period_start.isoformat()}' and '{period_end.isoformat()}';"
+        for m, col in models.items()
     )
 
 
@@ -160,8 +162,8 @@ def metric_label(metric: str) -> str:
 _NUMBER_HEADER = ["As reported", "Restated", "Change", "Change %"]
 
 
-def _has_currency(rows: Sequence[dict[str, Any]]) -> bool:
-    return any(r.get("currency") for r in rows)
+def _has_dimensions(rows: Sequence[dict[str, Any]]) -> bool:
+    return any(r.get("dimensions") for r in rows)
 
 
 def _number_cells(r: dict[str, Any]) -> list[str]:
@@ -169,12 +171,12 @@ def _number_cells(r: dict[str, Any]) -> list[str]:
 
 
 def totals_table(totals: Sequence[dict[str, Any]]) -> Table:
-    cur = _has_currency(totals)
-    header = ["Metric", *(["Currency"] if cur else []), *_NUMBER_HEADER]
+    cur = _has_dimensions(totals)
+    header = ["Metric", *(["Breakdown"] if cur else []), *_NUMBER_HEADER]
     rows = [
         [
             metric_label(t["metric"]),
-            *([str(t.get("currency") or "")] if cur else []),
+            *([str(t.get("dimensions") or "")] if cur else []),
             *_number_cells(t),
         ]
         for t in totals
@@ -183,14 +185,14 @@ def totals_table(totals: Sequence[dict[str, Any]]) -> Table:
 
 
 def month_table(monthly: Sequence[dict[str, Any]]) -> Table:
-    cur = _has_currency(monthly)
-    header = ["Month", "Metric", *(["Currency"] if cur else []), *_NUMBER_HEADER]
-    ordered = sorted(monthly, key=lambda r: (str(r["month"]), str(r.get("currency") or ""), r["metric"]))
+    cur = _has_dimensions(monthly)
+    header = ["Month", "Metric", *(["Breakdown"] if cur else []), *_NUMBER_HEADER]
+    ordered = sorted(monthly, key=lambda r: (str(r["month"]), str(r.get("dimensions") or ""), r["metric"]))
     rows = [
         [
             str(r["month"]),
             metric_label(r["metric"]),
-            *([str(r.get("currency") or "")] if cur else []),
+            *([str(r.get("dimensions") or "")] if cur else []),
             *_number_cells(r),
         ]
         for r in ordered

@@ -1,7 +1,7 @@
 """Which code built production: one logic version per model, recorded with every load.
 
 A model's *logic version* is the sha256 of its SQL together with the dbt vars that
-change what it computes (``revenue_logic``): the old and the fixed refund logic are
+change what it computes (e.g. a logic-version var): the old and the fixed refund logic are
 the same file run with a different var, and must count as different code.
 Restatement plans record the same inputs (``code_version`` in the plan), so a
 promotion's logic version is derived from the plan.

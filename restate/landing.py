@@ -1,8 +1,10 @@
 """The landing's files, checked once before any load reads them (DuckDB engine).
 
+The landing is declared on a dbt source (``meta.restate.landing``: its folder, its
+typed columns and the columns that give a row's processing time; restate/contract.py).
 One unreadable file must not stop a load. Before a load plans its window, every
-Parquet file under ``<landing>/events/`` that has not been checked yet is checked
-once. A file outside ``events/<folder>/<file>.parquet`` (deeper, shallower, another
+Parquet file under ``<landing>/<folder>/`` that has not been checked yet is checked
+once. A file outside ``<folder>/<batch>/<file>.parquet`` (deeper, shallower, another
 suffix case) is quarantined as ``unexpected_location`` and one whose name holds a
 glob character (``*?[]{}``, which ``read_parquet`` would expand into other files) as
 ``glob_characters_in_name``; neither is read. Otherwise its footer is read with
@@ -16,16 +18,14 @@ The outcome is recorded in ``<meta>.landing_files`` (path, status, reason,
 checked_at, rows): ``accepted`` or ``quarantined`` with the reason. Files are never
 moved, rewritten or deleted.
 
-What dbt and the tool read is the view ``raw.events`` (the dbt source
-``billing.events``) over the accepted files only, with their lineage
-(``filename``, ``file_row_number``) and a typed processing time,
-``landing_processed_at`` = ``coalesce(event_ingested_at, event_ts)``, where a value
-that does not parse as a timestamp counts as missing; a row with neither gets its
-file's latest processing time, so it is still read by exactly one load and lands in
-quarantine instead of being lost. The view is replaced when newly checked files are
-accepted; the dbt manifest never changes with the file list, so a parsed manifest
-stays reusable. Snowflake reads its COPY-filled landing table instead; nothing here
-applies to it.
+What dbt and the tool read is a view named like the source (``<schema>.<identifier>``)
+over the accepted files only, with their lineage (``filename``, ``file_row_number``)
+and a typed processing time, ``landing_processed_at`` = the first declared processing
+time column that parses as a timestamp; a row with none gets its file's latest
+processing time, so it is still read by exactly one load and lands in quarantine
+instead of being lost. The view is replaced when newly checked files are accepted; the
+dbt manifest never changes with the file list, so a parsed manifest stays reusable.
+Snowflake reads its COPY-filled landing table instead; nothing here applies to it.
 """
 
 from __future__ import annotations
@@ -36,29 +36,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from restate.clock import utc_now
+from restate.contract import ContractError, LandingContract, ProjectContract
 from restate.engines.base import Engine
 from restate.meta import META_TABLES
 from restate.object_store import landing_filesystem
 from restate.settings import Settings
 
-# The dbt source billing.events (dbt/models/staging/__sources.yml) on DuckDB.
-VIEW_SCHEMA = "raw"
-VIEW_NAME = "events"
-# The landing contract's columns (docs/contracts.md) and their types. A file may lack
-# some (union_by_name fills nulls); one missing from every accepted file is null typed.
-LANDING_COLUMNS = {
-    "event_id": "varchar",
-    "account_id": "varchar",
-    "event_type": "varchar",
-    "amount": "decimal(18, 2)",
-    "currency": "varchar",
-    "event_ts": "timestamp",
-    "updated_at": "timestamp",
-    "event_ingested_at": "timestamp",
-    "customer_email": "varchar",
-}
-# A row's processing time from its raw (possibly string-typed) values, in this order.
-_TIME_COLUMNS = ("event_ingested_at", "event_ts")
+# The landing is declared on a dbt source (meta.restate.landing, restate/contract.py): its
+# folder, its typed columns (a file may lack some: union_by_name fills nulls; one missing
+# from every accepted file is null typed) and which columns give a row's processing time.
+PROCESSED_AT = "landing_processed_at"
 _READ_OPTIONS = "hive_partitioning = false, union_by_name = true"
 _INSERT_BATCH = 200
 PARQUET_SUFFIX = ".parquet"
@@ -89,22 +76,45 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def list_files(settings: Settings) -> dict[str, int]:
-    """Every Parquet file anywhere under ``<landing>/events/`` (path as DuckDB names it ->
+def landing_of(project: ProjectContract) -> LandingContract:
+    """The project's landing declaration; ContractError says what to declare when there is none."""
+    if project.landing is None:
+        raise ContractError(
+            "no dbt source declares meta.restate.landing (folder, processed_at, typed columns): "
+            "loads read landed files through it (see docs/your-project.md)"
+        )
+    return project.landing
+
+
+def relation(engine: Engine, lc: LandingContract) -> str | None:
+    """The landed rows: on DuckDB the view over the accepted files, elsewhere the table the
+    landing is copied into. None before the first file was accepted."""
+    return f"{lc.schema}.{lc.identifier}" if engine.relation_exists(lc.schema, lc.identifier) else None
+
+
+def processed_at(engine: Engine, lc: LandingContract) -> str:
+    """A landed row's processing time as SQL on `relation()`."""
+    if engine.name == "duckdb":
+        return PROCESSED_AT
+    return f"coalesce({', '.join(lc.processed_at)})" if len(lc.processed_at) > 1 else lc.processed_at[0]
+
+
+def list_files(settings: Settings, lc: LandingContract) -> dict[str, int]:
+    """Every Parquet file anywhere under ``<landing>/<folder>/`` (path as DuckDB names it ->
     size in bytes), whatever the case of its suffix: the ones outside the layout are
     recorded too (quarantined by ``check_file``), so no landed file goes unnoticed."""
     root = settings.landing.rstrip("/")
     fs = landing_filesystem(settings)
     if fs is None:
         found_local: dict[str, int] = {}
-        for folder, _, names in os.walk(f"{root}/events"):
+        for folder, _, names in os.walk(f"{root}/{lc.folder}"):
             for name in names:
                 if name.lower().endswith(PARQUET_SUFFIX):
                     path = os.path.join(folder, name)
                     found_local[path] = os.path.getsize(path)
         return dict(sorted(found_local.items()))
     protocol = root.split("://", 1)[0]
-    found = fs.find(f"{root}/events", detail=True)
+    found = fs.find(f"{root}/{lc.folder}", detail=True)
     return {
         f"{protocol}://{p}": int(info.get("size") or 0)
         for p, info in sorted(found.items())
@@ -112,9 +122,9 @@ def list_files(settings: Settings) -> dict[str, int]:
     }
 
 
-def layout_problem(settings: Settings, path: str) -> str | None:
-    """Why a landed file cannot be read by name in ``events/<folder>/<file>.parquet``."""
-    prefix = settings.landing.rstrip("/") + "/events/"
+def layout_problem(settings: Settings, lc: LandingContract, path: str) -> str | None:
+    """Why a landed file cannot be read by name in ``<landing folder>/<batch>/<file>.parquet``."""
+    prefix = settings.landing.rstrip("/") + f"/{lc.folder}/"
     relative = path[len(prefix) :] if path.startswith(prefix) else path
     parts = relative.split("/")
     if any(ch in relative for ch in GLOB_CHARACTERS):
@@ -125,11 +135,11 @@ def layout_problem(settings: Settings, path: str) -> str | None:
     return None
 
 
-def check_file(settings: Settings, path: str, size: int) -> FileCheck:
+def check_file(settings: Settings, lc: LandingContract, path: str, size: int) -> FileCheck:
     """Read the file's footer: an empty, truncated or corrupt file fails here."""
     import pyarrow.parquet as pq
 
-    problem = layout_problem(settings, path)
+    problem = layout_problem(settings, lc, path)
     if problem is not None:
         return FileCheck(path, "quarantined", problem, None)
     if size == 0:
@@ -156,11 +166,11 @@ def _union_columns(engine: Engine, relation: str) -> set[str]:
 _Span = tuple[datetime | None, datetime | None]
 
 
-def _latest(engine: Engine, paths: list[str]) -> dict[str, _Span]:
+def _latest(engine: Engine, lc: LandingContract, paths: list[str]) -> dict[str, _Span]:
     """Earliest and latest processing time per file, from the time columns the files have."""
     relation = _read(paths)
     present = _union_columns(engine, relation)
-    times = [f"try_cast(r.{c} as timestamp)" for c in _TIME_COLUMNS if c in present]
+    times = [f"try_cast(r.{c} as timestamp)" for c in lc.processed_at if c.lower() in present]
     time = f"coalesce({', '.join(times)})" if times else "cast(null as timestamp)"
     # hash(r) decodes every column: a damaged data page behind an intact footer fails here.
     rows = engine.query(
@@ -171,7 +181,7 @@ def _latest(engine: Engine, paths: list[str]) -> dict[str, _Span]:
 
 
 def _processed_until(
-    engine: Engine, checks: list[FileCheck], read_since: datetime | None = None
+    engine: Engine, lc: LandingContract, checks: list[FileCheck], read_since: datetime | None = None
 ) -> list[FileCheck]:
     """Each accepted file's latest processing time, read by DuckDB (which must read it too).
 
@@ -183,11 +193,11 @@ def _processed_until(
     failed: dict[str, str] = {}
     if accepted:
         try:
-            latest = _latest(engine, accepted)
+            latest = _latest(engine, lc, accepted)
         except Exception:  # one of them does not read: find which, file by file
             for path in accepted:
                 try:
-                    latest.update(_latest(engine, [path]))
+                    latest.update(_latest(engine, lc, [path]))
                 except Exception as exc:
                     failed[path] = f"unreadable_parquet: {_first_line(exc)}"
     out = []
@@ -202,17 +212,17 @@ def _processed_until(
                 # Not one row with a processing time: no load could ever read the file.
                 out.append(FileCheck(c.path, "quarantined", "no_processing_time", c.rows))
             elif read_since is not None and earliest is not None and earliest <= read_since:
-                reason = _behind(earliest, until, read_since)
+                reason = _behind(lc, earliest, until, read_since)
                 out.append(FileCheck(c.path, "quarantined", reason, c.rows, until))
             else:
                 out.append(FileCheck(c.path, "accepted", None, c.rows, until))
     return out
 
 
-def _behind(earliest: datetime, until: datetime | None, read_since: datetime) -> str:
+def _behind(lc: LandingContract, earliest: datetime, until: datetime | None, read_since: datetime) -> str:
     return (
         f"behind_watermark: rows processed from {earliest} to {until}, but loads now read only "
-        f"rows processed after {read_since}; land them again with a current event_ingested_at, "
+        f"rows processed after {read_since}; land them again with a current {lc.processed_at[0]}, "
         "load, then restate the affected period"
     )
 
@@ -241,28 +251,33 @@ def _record(engine: Engine, settings: Settings, checks: list[FileCheck]) -> None
         )
 
 
-def _replace_view(engine: Engine, settings: Settings) -> bool:
+def _replace_view(engine: Engine, settings: Settings, lc: LandingContract) -> bool:
+    prefix = settings.landing.rstrip("/") + f"/{lc.folder}/"
     paths = [
         str(r[0])
-        for r in engine.query(f"select path from {_table(settings)} where status = 'accepted' order by path")
+        for r in engine.query(
+            f"select path from {_table(settings)} where status = 'accepted' and starts_with(path, ?) "
+            "order by path",
+            [prefix],
+        )
     ]
-    relation = f"{VIEW_SCHEMA}.{VIEW_NAME}"
-    engine.execute(f"create schema if not exists {VIEW_SCHEMA}")
+    view = f"{lc.schema}.{lc.identifier}"
+    engine.execute(f"create schema if not exists {lc.schema}")
     if not paths:
-        engine.execute(f"drop view if exists {relation}")
+        engine.execute(f"drop view if exists {view}")
         return False
     files = _read(paths, lineage=True)
     present = _union_columns(engine, files)
     nulls = "".join(
-        f", cast(null as {kind}) as {name}" for name, kind in LANDING_COLUMNS.items() if name not in present
+        f", cast(null as {kind}) as {name}"
+        for name, kind in lc.columns.items()
+        if name.lower() not in present
     )
+    times = ", ".join(f"try_cast(r.{c} as timestamp)" for c in lc.processed_at)
     engine.execute(
         f"""
-        create or replace view {relation} as
-        select r.*, coalesce(
-                try_cast(r.event_ingested_at as timestamp), try_cast(r.event_ts as timestamp),
-                f.processed_until
-            ) as landing_processed_at
+        create or replace view {view} as
+        select r.*, coalesce({times}, f.processed_until) as {PROCESSED_AT}
         from (select *{nulls} from {files}) as r
         inner join {_table(settings)} as f on f.path = r.filename
         """
@@ -270,7 +285,7 @@ def _replace_view(engine: Engine, settings: Settings) -> bool:
     return True
 
 
-def refresh(engine: Engine, settings: Settings) -> list[FileCheck]:
+def refresh(engine: Engine, settings: Settings, lc: LandingContract) -> list[FileCheck]:
     """Check the files not checked yet, record them and, if any was accepted, re-create the
     view over the accepted files. Returns the new checks (nothing on other engines)."""
     if engine.name != "duckdb":
@@ -278,13 +293,15 @@ def refresh(engine: Engine, settings: Settings) -> list[FileCheck]:
     engine.execute(f"create schema if not exists {settings.meta_schema}")
     engine.execute(f"create table if not exists {_table(settings)} ({META_TABLES['landing_files']})")
     known = {str(r[0]) for r in engine.query(f"select path from {_table(settings)}")}
-    new = [(p, size) for p, size in list_files(settings).items() if p not in known]
+    new = [(p, size) for p, size in list_files(settings, lc).items() if p not in known]
     read_since = _read_since(engine, settings) if new else None
-    checks = _processed_until(engine, [check_file(settings, p, size) for p, size in new], read_since)
+    checks = _processed_until(engine, lc, [check_file(settings, lc, p, size) for p, size in new], read_since)
     # Records and view together: a crash between them would leave accepted files unread.
     with engine.transaction():
         if checks:
             _record(engine, settings, checks)
-        if any(c.status == "accepted" for c in checks) or not engine.relation_exists(VIEW_SCHEMA, VIEW_NAME):
-            _replace_view(engine, settings)
+        if any(c.status == "accepted" for c in checks) or not engine.relation_exists(
+            lc.schema, lc.identifier
+        ):
+            _replace_view(engine, settings, lc)
     return checks

@@ -9,16 +9,12 @@ from typing import Any
 
 from restate import landing
 from restate.clock import utc_now as _now
+from restate.contract import ProjectContract
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.settings import Settings
 
 EPOCH = datetime(1900, 1, 1)
-
-# Processing time of a raw row: an on-time row (null event_ingested_at) counts as
-# ingested at its event time. Queries use the engine's `raw_processed_at`, which is
-# this on typed landing tables (values that do not parse count as missing on DuckDB).
-PROCESSED_AT = "coalesce(event_ingested_at, event_ts)"
 
 
 @dataclass(frozen=True)
@@ -66,13 +62,17 @@ def last_watermark(engine: Engine, meta_schema: str) -> datetime | None:
     return value
 
 
-def plan_window(engine: Engine, settings: Settings) -> LoadWindow:
-    """Decide what the next load reads, from the last watermark and the landing's newest row."""
+def plan_window(engine: Engine, settings: Settings, project: ProjectContract) -> LoadWindow:
+    """Decide what the next load reads, from the last watermark and the landing's newest row
+    (a row's processing time: the first of the landing's declared processing-time columns)."""
     watermark = last_watermark(engine, settings.meta_schema)
+    lc = landing.landing_of(project)
     # Files landed since the last check are checked first: unreadable ones are quarantined.
-    landing.refresh(engine, settings)
-    relation = engine.raw_events_relation(settings.landing)
-    until = engine.scalar(f"select max({engine.raw_processed_at}) from {relation}") if relation else None
+    landing.refresh(engine, settings, lc)
+    relation = landing.relation(engine, lc)
+    until = (
+        engine.scalar(f"select max({landing.processed_at(engine, lc)}) from {relation}") if relation else None
+    )
     read_since = watermark - timedelta(hours=settings.lookback_hours) if watermark is not None else EPOCH
     return LoadWindow(uuid.uuid4().hex[:12], watermark, read_since, until)
 
@@ -97,13 +97,17 @@ def run_models(dbt: DbtProject, window: LoadWindow) -> float:
     return result.elapsed_s
 
 
-def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, started: datetime) -> LoadResult:
-    """Count what the load saw and record it as the new watermark."""
-    relation = engine.raw_events_relation(settings.landing)
+def summarize_load(
+    engine: Engine, settings: Settings, project: ProjectContract, window: LoadWindow, started: datetime
+) -> LoadResult:
+    """Count what the load saw and record it as the new watermark, with every partition
+    date each restatable model recomputed (its declared touched_dates model)."""
+    lc = landing.landing_of(project)
+    relation = landing.relation(engine, lc)
     schema = settings.prod_schema
-    assert window.until is not None
+    assert window.until is not None and relation is not None
     base = window.watermark or EPOCH
-    processed_at = engine.raw_processed_at
+    processed_at = landing.processed_at(engine, lc)
     row = engine.query(
         f"""
         select
@@ -113,11 +117,31 @@ def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, start
         """,
         [window.read_since, base, window.until],
     )[0]
-    quarantined = engine.scalar(
-        f"select count(*) from {schema}.int_quarantined_events where ingested_at > ? and ingested_at <= ?",
-        [base, window.until],
+    quarantines = {
+        (c.quarantine.model, c.quarantine.processed_at) for c in project.models.values() if c.quarantine
+    }
+    quarantined = sum(
+        int(
+            engine.scalar(
+                f"select count(*) from {schema}.{model} where {column} > ? and {column} <= ?",
+                [base, window.until],
+            )
+            or 0
+        )
+        for model, column in sorted(quarantines)
     )
-    touched = engine.scalar(f"select count(*) from {schema}.int_touched_event_dates")
+    touched_sql = [
+        f"select distinct '{c.model}' as model, {c.date_column} as partition_date "
+        f"from {schema}.{c.touched_dates} where {c.date_column} is not null"
+        for c in project.models.values()
+        if c.touched_dates
+    ]
+    touched_union = " union all ".join(touched_sql) if touched_sql else None
+    touched = (
+        engine.scalar(f"select count(distinct partition_date) from ({touched_union}) t")
+        if touched_union
+        else 0
+    )
     finished = _now()
     result = LoadResult(
         load_id=window.load_id,
@@ -131,11 +155,12 @@ def summarize_load(engine: Engine, settings: Settings, window: LoadWindow, start
         duration_s=(finished - started).total_seconds(),
     )
     with engine.transaction():
-        engine.execute(
-            f"insert into {settings.meta_schema}.load_partitions select distinct ?, event_date "
-            f"from {schema}.int_touched_event_dates where event_date is not null",
-            [window.load_id],
-        )
+        if touched_union:
+            engine.execute(
+                f"insert into {settings.meta_schema}.load_partitions (load_id, model, partition_date) "
+                f"select distinct ?, model, partition_date from ({touched_union}) t",
+                [window.load_id],
+            )
         engine.execute(
             f"""update {settings.meta_schema}.loads set status = 'success', finished_at = ?,
                 rows_in_window = ?, rows_new = ?, rows_quarantined = ?, partitions_touched = ?

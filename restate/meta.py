@@ -76,19 +76,21 @@ META_TABLES: dict[str, str] = {
         cache_key varchar,
         primary key (restatement_id, chunk_id)
     """,
-    # Per model x partition (event_date) x metric: as-reported vs restated.
+    # Per model x partition date x diff dimensions x metric: as-reported vs restated.
+    # `dimensions` holds the model's declared diff dimensions as "name=value" pairs joined
+    # by ", " in declared order ('' when it declares none).
     "restatement_diffs": """
         restatement_id bigint not null,
         model varchar not null,
-        event_date date not null,
-        currency varchar not null,
+        partition_date date not null,
+        dimensions varchar not null,
         metric varchar not null,
         as_reported decimal(38, 2),
         restated decimal(38, 2),
         delta decimal(38, 2),
         pct double,
         only_in varchar,
-        primary key (restatement_id, model, event_date, currency, metric)
+        primary key (restatement_id, model, partition_date, dimensions, metric)
     """,
     # Stored validation results: what the promotion gate reads.
     "validations": """
@@ -156,11 +158,12 @@ META_TABLES: dict[str, str] = {
         passed boolean not null,
         result_json varchar not null
     """,
-    # Every event_date a load recomputed (the dates of every version of every event it
-    # saw): what promotion refreshes and what rollback must not lose.
+    # Every partition date a load recomputed, per restatable model (the dates of every
+    # version of every row it saw): what promotion refreshes and what rollback must not lose.
     "load_partitions": """
         load_id varchar not null,
-        event_date date not null
+        model varchar not null,
+        partition_date date not null
     """,
     # Which model code and logic vars built production, per load (for `restate explain`).
     "model_builds": """
@@ -175,9 +178,39 @@ META_TABLES: dict[str, str] = {
 }
 
 
+# Tables whose layout changed, with how to carry rows of the earlier layout over:
+# (a column only the earlier layout has, insert-select from the renamed earlier table).
+# The earlier layouts named their columns after the first example's: listed here only.
+_EARLIER_LAYOUTS = {
+    "restatement_diffs": (
+        "currency",
+        "select restatement_id, model, event_date, 'currency=' || currency, metric, as_reported, "
+        "restated, delta, pct, only_in from {old}",
+    ),
+    "load_partitions": ("event_date", "select load_id, '*', event_date from {old}"),
+}
+
+
+def _carry_over_earlier_layouts(engine: Engine, schema: str) -> None:
+    """A meta schema made by an earlier version keeps its rows in the current layout."""
+    for table, (old_column, select) in _EARLIER_LAYOUTS.items():
+        if not engine.relation_exists(schema, table):
+            continue
+        columns = {c.lower() for c in engine.columns(schema, table)}
+        if old_column not in columns:
+            continue
+        old = f"{table}_before_upgrade"
+        with engine.transaction():
+            engine.execute(f"alter table {schema}.{table} rename to {old}")
+            engine.execute(f"create table {schema}.{table} ({META_TABLES[table]})")
+            engine.execute(f"insert into {schema}.{table} {select.format(old=f'{schema}.{old}')}")
+            engine.execute(f"drop table {schema}.{old}")
+
+
 def init_meta(engine: Engine, schema: str) -> list[str]:
     """Create the meta schema and its tables if missing; return the table names."""
     engine.execute(f"create schema if not exists {schema}")
+    _carry_over_earlier_layouts(engine, schema)
     for table, columns in META_TABLES.items():
         engine.execute(f"create table if not exists {schema}.{table} ({columns})")
     from restate.changelog import seed_head

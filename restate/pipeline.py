@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from restate import locks
 from restate.code_version import record_load_build
+from restate.contract import read_contract
 from restate.dbt_runner import DbtProject
 from restate.engines import connect
 from restate.loads import (
@@ -20,6 +21,7 @@ from restate.loads import (
     summarize_load,
 )
 from restate.meta import init_meta
+from restate.project import project_contract
 from restate.settings import Settings
 
 Step = Callable[[str], None]
@@ -27,9 +29,10 @@ Step = Callable[[str], None]
 
 def prepare_window(settings: Settings) -> LoadWindow:
     """Step 1: the ingestion window of the next load."""
+    project = project_contract(settings)
     with connect(settings) as engine:
         init_meta(engine, settings.meta_schema)
-        return plan_window(engine, settings)
+        return plan_window(engine, settings, project)
 
 
 def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None = None) -> LoadResult:
@@ -47,8 +50,9 @@ def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None 
                 run_models(dbt, window)
                 if on_step:
                     on_step("recording watermark")
-                result = summarize_load(engine, settings, window, started)
-                record_load_build(engine, settings, window.load_id, dbt.last_manifest())
+                manifest = dbt.last_manifest()
+                result = summarize_load(engine, settings, read_contract(manifest), window, started)
+                record_load_build(engine, settings, window.load_id, manifest)
                 return result
             except Exception as exc:
                 fail_load(engine, settings.meta_schema, window.load_id, str(exc))

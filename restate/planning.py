@@ -9,6 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from restate import changelog
+from restate.contract import (
+    ContractError,
+    ModelContract,
+    contract_from_json,
+    contract_to_json,
+    read_contract,
+)
 from restate.cost import estimate_cost
 from restate.engines.base import Engine
 from restate.entities import EntityIdError, check_entity_ids
@@ -21,7 +28,7 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of recompute: an event_date range x one account bucket."""
+    """One unit of recompute: a partition date range x one entity bucket."""
 
     chunk_id: str
     start: date
@@ -29,14 +36,14 @@ class Chunk:
     bucket: int
     buckets: int
 
-    def dbt_var(self, accounts: list[str] | None, entity_pattern: str) -> dict[str, Any]:
-        # The dbt macro checks every account against entity_pattern again before quoting it.
+    def dbt_var(self, entities: list[str] | None, entity_pattern: str) -> dict[str, Any]:
+        # The dbt macro checks every entity against entity_pattern again before quoting it.
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "bucket": self.bucket,
             "buckets": self.buckets,
-            "accounts": accounts or [],
+            "entities": entities or [],
             "entity_pattern": entity_pattern,
         }
 
@@ -69,13 +76,24 @@ class Plan:
     source_watermark: datetime | None
     code_version: dict[str, Any]
     estimate: dict[str, Any] = field(default_factory=dict)
+    # Each restated table's contract as declared when it was planned (restate/contract.py).
+    contracts: dict[str, ModelContract] = field(default_factory=dict)
 
     @property
     def restate_schema(self) -> str:
         return f"restate_{self.restatement_id}"
 
+    def contract(self, model: str) -> ModelContract:
+        if model not in self.contracts:
+            raise PlanError(
+                f"restatement {self.restatement_id}: no contract stored for {model}; plan it again"
+            )
+        return self.contracts[model]
+
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        body = {k: v for k, v in asdict(self).items() if k != "contracts"}
+        body["contracts"] = {m: contract_to_json(c) for m, c in self.contracts.items()}
+        return json.loads(json.dumps(body, default=str))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
@@ -106,6 +124,7 @@ class Plan:
             source_watermark=datetime.fromisoformat(wm) if wm and wm != "None" else None,
             code_version=data["code_version"],
             estimate=data.get("estimate", {}),
+            contracts={m: contract_from_json(c) for m, c in (data.get("contracts") or {}).items()},
         )
 
 
@@ -222,24 +241,36 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _upstream_rows(engine: Engine, settings: Settings, c: ModelContract, req: PlanRequest) -> int | None:
+    """Rows of the model's upstream in the requested scope (None before the first load)."""
+    if not engine.relation_exists(settings.prod_schema, c.upstream.model):
+        return None
+    where = f"{c.date_column} between ? and ?"
+    params: list[Any] = [req.start, req.end]
+    if req.accounts and c.entity_column:
+        where += f" and {c.entity_column} in ({', '.join('?' for _ in req.accounts)})"
+        params += list(req.accounts)
+    return int(
+        engine.scalar(f"select count(*) from {settings.prod_schema}.{c.upstream.model} where {where}", params)
+        or 0
+    )
+
+
 def estimate(
     engine: Engine,
     settings: Settings,
-    upstream_relation: str | None,
+    contracts: list[ModelContract],
     req: PlanRequest,
     chunks: list[Chunk],
 ) -> dict[str, Any]:
     """Rows and runtime from the upstream rows in the period; credits and dollars on Snowflake."""
     rows = 0
-    if upstream_relation:
-        rows = int(
-            engine.scalar(
-                f"select count(*) from {upstream_relation} where event_date between ? and ?"
-                + (f" and account_id in ({', '.join('?' for _ in req.accounts)})" if req.accounts else ""),
-                [req.start, req.end, *(req.accounts or [])],
-            )
-            or 0
-        )
+    upstream_relation: str | None = None
+    for c in contracts:
+        counted = _upstream_rows(engine, settings, c, req)
+        if counted is not None:
+            rows += counted
+            upstream_relation = upstream_relation or f"{settings.prod_schema}.{c.upstream.model}"
     seconds = rows / settings.rows_per_second + len(chunks) * settings.chunk_overhead_s
     out: dict[str, Any] = {
         "source_rows": rows,
@@ -271,31 +302,39 @@ def estimate(
 DEFAULT_BYTES_PER_ROW = 200.0
 
 
-def check_accounts(engine: Engine, settings: Settings, accounts: list[str]) -> None:
-    """Every account id matches the declared pattern and exists in production's upstream."""
+def check_accounts(
+    engine: Engine, settings: Settings, accounts: list[str], contracts: list[ModelContract]
+) -> None:
+    """Every entity id matches the declared pattern and exists in each restated model's upstream."""
     if not accounts:
-        raise PlanError("--accounts names no account; leave it out to restate every account")
+        raise PlanError("--entities names no entity; leave it out to restate every entity")
     try:
         check_entity_ids(accounts, settings.entity_id_pattern)
     except EntityIdError as exc:
         raise PlanError(str(exc)) from exc
-    upstream = "int_deduped_events"
-    if not engine.relation_exists(settings.prod_schema, upstream):
-        raise PlanError(f"{settings.prod_schema}.{upstream} does not exist yet: run `restate load` first")
-    found = {
-        row[0]
-        for row in engine.query(
-            f"select distinct account_id from {settings.prod_schema}.{upstream} "
-            f"where account_id in ({', '.join('?' for _ in accounts)})",
-            list(accounts),
-        )
-    }
-    missing = sorted(set(accounts) - found)
-    if missing:
-        raise PlanError(
-            f"accounts not in {settings.prod_schema}.{upstream}: {', '.join(missing)} "
-            "(list the ids with `restate quarantine --list` or query the source)"
-        )
+    for c in contracts:
+        if c.entity_column is None:
+            raise PlanError(
+                f"{c.model} declares no meta.restate.entity_column, so it cannot be restated by entity; "
+                "leave out --entities or narrow the selector"
+            )
+        upstream = f"{settings.prod_schema}.{c.upstream.model}"
+        if not engine.relation_exists(settings.prod_schema, c.upstream.model):
+            raise PlanError(f"{upstream} does not exist yet: run `restate load` first")
+        found = {
+            row[0]
+            for row in engine.query(
+                f"select distinct {c.entity_column} from {upstream} "
+                f"where {c.entity_column} in ({', '.join('?' for _ in accounts)})",
+                list(accounts),
+            )
+        }
+        missing = sorted(set(accounts) - found)
+        if missing:
+            raise PlanError(
+                f"{c.entity_column} values not in {upstream}: {', '.join(missing)} "
+                "(list them with `restate entities`)"
+            )
 
 
 def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest) -> Plan:
@@ -314,31 +353,35 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
         requires_approval = plan_requires_approval(settings, req.require_approval, req.start)
     except DutyError as exc:
         raise PlanError(str(exc)) from exc
-    if req.accounts is not None:
-        check_accounts(engine, settings, req.accounts)
     nodes = _model_nodes(manifest)
     closure = downstream_closure(manifest, select_models(manifest, req.selector))
+    try:
+        project = read_contract(manifest)
+    except ContractError as exc:
+        raise PlanError(str(exc)) from exc
     tables, views = [], []
     for uid in closure:
         node = nodes[uid]
         materialized = node["config"]["materialized"]
         if materialized == "view":
             views.append(node["name"])
-        elif (node["config"].get("meta") or {}).get("restate", {}).get("partitioned"):
+        elif node["name"] in project.models:
             tables.append(node["name"])
         else:
+            why = project.not_restatable.get(node["name"], "it declares no meta.restate")
             raise PlanError(
-                f"{node['name']} ({materialized}) is downstream of {req.selector} but is not "
-                "partitioned by event_date/account_id, so it cannot be restated by partition; "
-                "narrow the selector"
+                f"{node['name']} ({materialized}) is downstream of {req.selector} but cannot be "
+                f"restated by partition: {why}; narrow the selector or declare its contract"
             )
     if not tables:
-        raise PlanError(f"selector {req.selector!r} names no partitioned table to restate")
+        raise PlanError(f"selector {req.selector!r} names no restatable model (see `restate models`)")
+    contracts = {t: project.models[t] for t in tables}
+    if req.accounts is not None:
+        check_accounts(engine, settings, req.accounts, list(contracts.values()))
 
-    chunks = make_chunks(req.start, req.end, settings.chunk_days, settings.account_buckets)
-    upstream = f"{settings.prod_schema}.int_deduped_events"
-    has_upstream = engine.relation_exists(settings.prod_schema, "int_deduped_events")
-    est = estimate(engine, settings, upstream if has_upstream else None, req, chunks)
+    buckets = settings.account_buckets if all(c.entity_column for c in contracts.values()) else 1
+    chunks = make_chunks(req.start, req.end, settings.chunk_days, buckets)
+    est = estimate(engine, settings, list(contracts.values()), req, chunks)
     if settings.engine == "snowflake" and est["usd"] > settings.budget_usd and not (req.allow_over_budget):
         raise PlanError(
             f"estimated ${est['usd']:,.0f} exceeds the budget of ${settings.budget_usd:,.0f}: "
@@ -369,6 +412,7 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
             "model_sha256": {name: hashes[name] for name in tables + views if name in hashes},
         },
         estimate=est,
+        contracts=contracts,
     )
 
 
@@ -438,6 +482,15 @@ def load_plan(engine: Engine, settings: Settings, restatement_id: int) -> Plan:
     if not rows:
         raise PlanError(f"no restatement with id {restatement_id} (see `restate status`)")
     plan = Plan.from_json(json.loads(rows[0][0]))
+    if not plan.contracts:
+        # Planned before plans stored their contracts: today's declarations of its models.
+        from restate.dbt_runner import DbtProject
+
+        try:
+            project = read_contract(DbtProject(settings).manifest())
+            plan.contracts = {m: project.model(m) for m in plan.models}
+        except ContractError as exc:
+            raise PlanError(f"restatement {restatement_id}: {exc}") from exc
     if plan.accounts is not None:
         # The stored plan is warehouse data too: check its ids again before any SQL sees them.
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from restate import changelog, locks
 from restate.clock import utc_now as _now
+from restate.contract import ModelContract
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.faults import crash_point
@@ -42,13 +43,14 @@ def archive_table(settings: Settings, model: str) -> str:
     return f"{settings.meta_schema}.archive_{model}"
 
 
-def grain_keys(model: str) -> list[str]:
-    # Every restatable mart is keyed by event_date x account_id x currency (see its yml).
-    return ["event_date", "account_id", "currency"]
+def grain_keys(contract: ModelContract) -> list[str]:
+    """The model's declared grain (meta.restate.keys): one row per key in production."""
+    return list(contract.keys)
 
 
-def ensure_archive(engine: Engine, settings: Settings, model: str) -> list[str]:
+def ensure_archive(engine: Engine, settings: Settings, contract: ModelContract) -> list[str]:
     """Create the archive table and the as-of view (DDL, outside any transaction)."""
+    model = contract.model
     cols = engine.columns(settings.prod_schema, model)
     col_list = ", ".join(cols)
     engine.execute(
@@ -57,7 +59,7 @@ def ensure_archive(engine: Engine, settings: Settings, model: str) -> list[str]:
         f"null::timestamp as replaced_at, false as is_tombstone "
         f"from {settings.prod_schema}.{model} where false"
     )
-    keys = ", ".join(grain_keys(model))
+    keys = ", ".join(grain_keys(contract))
     # The version current at time X for a key is the one replaced first after X;
     # tombstones mark keys that did not exist before a swap.
     engine.execute(
@@ -109,17 +111,18 @@ def swap_partitions(
     """
     prod = f"{settings.prod_schema}.{model}"
     archive = archive_table(settings, model)
-    where, params = scope_predicate(plan)
+    contract = plan.contract(model)
+    where, params = scope_predicate(plan, contract)
     if exclude_dates:
-        where += f" and event_date not in ({', '.join('?' for _ in exclude_dates)})"
+        where += f" and {contract.date_column} not in ({', '.join('?' for _ in exclude_dates)})"
         params = [*params, *exclude_dates]
         new_rows_sql = f"select * from ({new_rows_sql}) n where {where}"
         new_rows_params = [*new_rows_params, *params]
     version = _next_version(engine, settings)
     now = _now()
     col_list = ", ".join(cols)
-    keys = grain_keys(model)
-    key_match = " and ".join(f"p.{k} = n.{k}" for k in keys)
+    keys = grain_keys(contract)
+    key_match = " and ".join(f"p.{k} is not distinct from n.{k}" for k in keys)
     engine.execute(
         f"insert into {archive} select {col_list}, ?, ?, ?, false from {prod} where {where}",
         [version, plan.restatement_id, now, *params],
@@ -232,9 +235,15 @@ def record_approval(
 
 
 def touched_dates(
-    engine: Engine, settings: Settings, after: datetime | None, start: date, end: date
+    engine: Engine,
+    settings: Settings,
+    after: datetime | None,
+    start: date,
+    end: date,
+    models: list[str] | None = None,
 ) -> list[date] | None:
-    """Event dates in [start, end] that loads recomputed after the watermark `after`.
+    """Partition dates in [start, end] that loads recomputed after the watermark `after`
+    (in any of `models`; rows carried over from the earlier layout, model '*', count for all).
 
     A load records every date on which any version of an event it saw falls, so a
     correction that moved an event counts on both sides of the move. None means
@@ -250,10 +259,13 @@ def touched_dates(
     )
     if unrecorded:
         return None
+    in_models = ""
+    if models:
+        in_models = f" and model in ('*', {', '.join('?' for _ in models)})"
     rows = engine.query(
-        f"select distinct event_date from {meta}.load_partitions "
-        f"where load_id in ({later}) and event_date between ? and ? order by 1",
-        [*params, start, end],
+        f"select distinct partition_date from {meta}.load_partitions "
+        f"where load_id in ({later}) and partition_date between ? and ?{in_models} order by 1",
+        [*params, start, end, *(models or [])],
     )
     return [r[0] for r in rows]
 
@@ -262,7 +274,9 @@ def late_chunks(engine: Engine, settings: Settings, plan: Plan) -> list[str]:
     """Chunks with a partition that a load recomputed after the plan's watermark."""
     if plan.source_watermark is None:
         return [c.chunk_id for c in plan.chunks]
-    dates = touched_dates(engine, settings, plan.source_watermark, plan.period_start, plan.period_end)
+    dates = touched_dates(
+        engine, settings, plan.source_watermark, plan.period_start, plan.period_end, plan.models
+    )
     if dates is None:
         return [c.chunk_id for c in plan.chunks]
     return [c.chunk_id for c in plan.chunks if any(c.start <= d <= c.end for d in dates)]
@@ -385,7 +399,7 @@ def promote(
         # Checked again under the lock: a second promotion that waited for it stops here.
         if _status(engine, settings, plan.restatement_id) == "promoted":
             return {"status": "already_promoted", "restatement_id": plan.restatement_id}
-        cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
+        cols = {m: ensure_archive(engine, settings, plan.contract(m)) for m in plan.models}
         refreshed = late_chunks(engine, settings, plan)
         by_id = {c.chunk_id: c for c in plan.chunks}
         validation_id = gate["validation"]["validation_id"]
@@ -398,8 +412,7 @@ def promote(
             validation_id = _revalidate(engine, settings, plan, refreshed)
             engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
         watermark = last_watermark(engine, settings.meta_schema)
-        where, params = scope_predicate(plan)
-        totals_before = _totals(engine, f"{settings.prod_schema}", plan, where, params)
+        totals_before = _totals(engine, settings.prod_schema, plan)
         with engine.transaction():
             locks.assert_held(engine, settings.meta_schema, holder)
             swaps = [
@@ -409,13 +422,12 @@ def promote(
                     plan,
                     model,
                     cols[model],
-                    f"select * from {plan.restate_schema}.{model} where {where}",
-                    params,
+                    *_restated_rows(plan, model),
                     "promote",
                 )
                 for model in plan.models
             ]
-            totals_after = _totals(engine, settings.prod_schema, plan, where, params)
+            totals_after = _totals(engine, settings.prod_schema, plan)
             set_status(engine, settings, plan.restatement_id, "promoted")
             version = changelog.append(
                 engine,
@@ -452,17 +464,25 @@ def promote(
     }
 
 
-def _totals(engine: Engine, schema: str, plan: Plan, where: str, params: list[Any]) -> dict[str, str]:
+def _totals(engine: Engine, schema: str, plan: Plan) -> dict[str, str]:
+    """Rows and every declared metric's sum per model in the plan's scope (the changelog's
+    before/after figures of a promotion)."""
     out: dict[str, str] = {}
     for model in plan.models:
+        contract = plan.contract(model)
+        where, params = scope_predicate(plan, contract)
+        sums = ", ".join(f"sum({m}) as {m}" for m in contract.metrics)
         row = engine.query_dicts(
-            f"select count(*) as rows, sum(gross_revenue) as gross_revenue, "
-            f"sum(refunds) as refunds, sum(net_revenue) as net_revenue "
-            f"from {schema}.{model} where {where}",
-            params,
+            f"select count(*) as rows, {sums} from {schema}.{model} where {where}", params
         )[0]
         out.update({f"{model}.{k}": str(v) for k, v in row.items()})
     return out
+
+
+def _restated_rows(plan: Plan, model: str) -> tuple[str, list[Any]]:
+    """The restated schema's rows of the model in the plan's scope, and their params."""
+    where, params = scope_predicate(plan, plan.contract(model))
+    return f"select * from {plan.restate_schema}.{model} where {where}", params
 
 
 def later_promotions(engine: Engine, settings: Settings, plan: Plan) -> list[int]:
@@ -501,7 +521,7 @@ def kept_or_refused(engine: Engine, settings: Settings, plan: Plan, keep_later_l
     """The partitions loads changed since the plan's promotion (kept as loaded by a
     rollback with keep_later_loads); GateError naming them otherwise."""
     since = promoted_watermark(engine, settings, plan.restatement_id)
-    touched = touched_dates(engine, settings, since, plan.period_start, plan.period_end)
+    touched = touched_dates(engine, settings, since, plan.period_start, plan.period_end, plan.models)
     if touched is None:
         raise GateError(
             f"restatement {plan.restatement_id}: a load since the promotion left no record of "
@@ -561,7 +581,7 @@ def rollback(
     with locks.held(engine, settings.meta_schema, holder):
         if _status(engine, settings, plan.restatement_id) != "promoted":
             raise TransitionError(f"restatement {plan.restatement_id} was rolled back meanwhile")
-        cols = {m: ensure_archive(engine, settings, m) for m in plan.models}
+        cols = {m: ensure_archive(engine, settings, plan.contract(m)) for m in plan.models}
         touched = kept_or_refused(engine, settings, plan, keep_later_loads)
         with engine.transaction():
             locks.assert_held(engine, settings.meta_schema, holder)

@@ -10,6 +10,7 @@ from typing import Any
 
 from restate import changelog
 from restate.clock import utc_now as _now
+from restate.contract import ModelContract
 from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.faults import crash_point
@@ -41,14 +42,14 @@ def chunk_cache_key(plan: Plan, chunk_id: str) -> str:
     return f"restate-{plan.restatement_id}-{chunk_id}-{where[:12]}-{code[:16]}-{plan.source_watermark}"
 
 
-def scope_predicate(plan: Plan, chunk: Chunk | None = None) -> tuple[str, list[Any]]:
-    """SQL predicate (and params) on event_date/account_id for the plan or one of its chunks."""
+def scope_predicate(plan: Plan, contract: ModelContract, chunk: Chunk | None = None) -> tuple[str, list[Any]]:
+    """SQL predicate (and params) on the model's date / entity columns for the plan or one chunk."""
     start, end = (chunk.start, chunk.end) if chunk else (plan.period_start, plan.period_end)
-    sql = "event_date between ? and ?"
+    sql = f"{contract.date_column} between ? and ?"
     params: list[Any] = [start, end]
-    if plan.accounts:
-        # One placeholder per account: valid on DuckDB and Snowflake (no list binding there).
-        sql += f" and account_id in ({', '.join('?' for _ in plan.accounts)})"
+    if plan.accounts and contract.entity_column:
+        # One placeholder per entity: valid on DuckDB and Snowflake (no list binding there).
+        sql += f" and {contract.entity_column} in ({', '.join('?' for _ in plan.accounts)})"
         params.extend(plan.accounts)
     return sql, params
 
@@ -111,20 +112,16 @@ def recompute_chunk(
         vars=chunk_vars(settings, plan, chunk),
         query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
     )
-    where, params = scope_predicate(plan, chunk)
     rows = 0
     for model in plan.models:
-        rows += int(
-            engine.scalar(
-                f"select count(*) from {plan.restate_schema}.{model} where {where}"
-                + (
-                    f" and {engine.account_bucket_sql('account_id', chunk.buckets)} = {chunk.bucket}"
-                    if chunk.buckets > 1
-                    else ""
-                ),
-                params,
+        contract = plan.contract(model)
+        where, params = scope_predicate(plan, contract, chunk)
+        if chunk.buckets > 1 and contract.entity_column:
+            where += (
+                f" and {engine.account_bucket_sql(contract.entity_column, chunk.buckets)} = {chunk.bucket}"
             )
-            or 0
+        rows += int(
+            engine.scalar(f"select count(*) from {plan.restate_schema}.{model} where {where}", params) or 0
         )
     duration = time.monotonic() - started
     mark_chunk(

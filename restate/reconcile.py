@@ -1,15 +1,19 @@
-"""Nightly reconciliation of production against the finance exports.
+"""Nightly reconciliation of production against the reference exports.
 
 Every night (flows/reconciliation.py, 02:00 UTC) production's marts are checked
-for the last ``reconcile_days`` closed days - days up to yesterday that the finance
-exports cover - with the same Soda contracts that gate a promotion (keys, raw-row
-conservation, refund rate, totals vs finance, referential integrity, schema), and
-the per-day net revenue is compared with finance at the configured tolerance.
+for the last ``reconcile_days`` closed days - days up to yesterday that every
+reference export covers - with the same Soda contracts that gate a promotion, and
+each declared drift metric of each reference export (restate/reference.py) is
+compared with its mart per grain row at the export's tolerance.
 
-The result is stored in ``<meta>.reconciliations`` and the changelog. On failure
-the drifted period (month-aligned) gets a drafted restatement plan, ready to run,
-with the root-cause evidence of ``restate explain`` attached; the alert itself
-(``drift_detected``) is delivered by the notifications package.
+Drift comes only from disagreement with a reference or from the contract checks the
+declarations name as drift (``drift_checks``, e.g. broken row conservation); every
+other failing or warning check is reported as a warning and never drafts or alerts.
+The result is stored in ``<meta>.reconciliations`` and the changelog. On drift the
+drifted period (month-aligned) gets a drafted restatement plan of the drifted marts,
+ready to run, with the project's root-cause evidence attached when it declares an
+explainer (``RESTATE_EXPLAINER``); the alert itself (``drift_detected``) is delivered
+by the notifications package.
 """
 
 from __future__ import annotations
@@ -19,21 +23,14 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from restate import changelog
+from restate import changelog, reference
 from restate.clock import utc_now
 from restate.engines.base import Engine
-from restate.finance import finance_table, load_finance_exports
 from restate.settings import Settings
 
 DRAFT_REQUESTER = "nightly-reconciliation"
-DRAFT_SELECTOR = "fct_revenue_daily+"
-# The contract checks whose failure is drift: disagreement with the finance reference,
-# or raw rows not conserved. Every other check (heuristics such as the daily refund-rate
-# bounds, referential warnings) is reported as a warning and never drafts or alerts.
-DRIFT_CHECKS = frozenset({"finance_daily", "finance_monthly", "row_accounting"})
 
 
 @dataclass
@@ -63,42 +60,21 @@ class Reconciliation:
 
 
 def closed_period(engine: Engine, settings: Settings, days: int, today: date) -> tuple[date, date] | None:
-    """The last ``days`` days that are over (before today) and covered by finance."""
-    last_export = engine.scalar(f"select max(date) from {finance_table(settings)}")
-    if last_export is None:
+    """The last ``days`` days that are over (before today) and covered by every reference export."""
+    lasts = [reference.last_reference_date(engine, settings, e) for e in reference.declared(settings)]
+    if not lasts or any(d is None for d in lasts):
         return None
-    end = min(today - timedelta(days=1), last_export)
+    end = min(today - timedelta(days=1), *[d for d in lasts if d is not None])
     return end - timedelta(days=days - 1), end
 
 
 def drift_days(engine: Engine, settings: Settings, start: date, end: date) -> list[dict[str, Any]]:
-    """Days x currencies where production's net revenue is off finance beyond the tolerance.
-
-    A day on only one side counts as drift (0 on the other side).
-    """
-    tolerance = Decimal(str(settings.tolerance_pct)) / 100
-    return engine.query_dicts(
-        f"""
-        with prod as (
-            select event_date as day, currency, sum(net_revenue) as prod_net
-            from {settings.prod_schema}.fct_revenue_daily
-            where event_date between ? and ? group by event_date, currency
-        ),
-        finance as (
-            select date as day, currency, sum(net_revenue) as finance_net
-            from {finance_table(settings)} where date between ? and ? group by date, currency
-        )
-        select coalesce(p.day, f.day) as day, coalesce(p.currency, f.currency) as currency,
-            coalesce(p.prod_net, 0) as prod_net, coalesce(f.finance_net, 0) as finance_net,
-            coalesce(p.prod_net, 0) - coalesce(f.finance_net, 0) as delta
-        from prod p full outer join finance f on p.day = f.day and p.currency = f.currency
-        where abs(coalesce(p.prod_net, 0) - coalesce(f.finance_net, 0))
-            > ? * abs(coalesce(f.finance_net, 0))
-            or (f.finance_net is null) <> (p.prod_net is null)
-        order by 1, 2
-        """,
-        [start, end, start, end, tolerance],
-    )
+    """Grain rows (day x the export's other grain columns) x metric where production is off a
+    reference export beyond its tolerance; a row on one side only counts (0 on the other)."""
+    rows: list[dict[str, Any]] = []
+    for export in reference.declared(settings):
+        rows += reference.drift_rows(engine, settings, export, start, end)
+    return sorted(rows, key=lambda r: (str(r["day"]), r["export"], r["metric"]))
 
 
 def _dates(labels: list[str]) -> list[date]:
@@ -130,16 +106,21 @@ def _existing_draft(engine: Engine, settings: Settings, start: date, end: date) 
 def check_production(
     engine: Engine, settings: Settings, days: int | None = None, today: date | None = None
 ) -> Reconciliation:
-    """Run the contracts and the finance comparison on production (no side effects but records)."""
+    """Run the contracts and the reference comparison on production (no side effects but records)."""
     from restate.meta import init_meta
     from restate.validation import ValidationCheck, run_validation, store_validation
 
     init_meta(engine, settings.meta_schema)
-    load_finance_exports(engine, settings)
+    if not reference.declared(settings):
+        raise ValueError(
+            "the project declares no reference export (RESTATE_REFERENCE_EXPORTS): "
+            "nothing to reconcile against"
+        )
+    reference.load_reference_exports(engine, settings)
     today = today or utc_now().date()
     span = closed_period(engine, settings, days or settings.reconcile_days, today)
     if span is None:
-        raise ValueError(f"no finance exports under {settings.finance}: nothing to reconcile against")
+        raise ValueError(f"no reference export files under {settings.finance}: nothing to reconcile against")
     start, end = span
     result = run_validation(settings, engine, settings.prod_schema, start, end, None)
     validation_id = store_validation(engine, settings, result)
@@ -155,11 +136,12 @@ def check_production(
             "partitions": c.partitions[:50],
         }
 
-    failed = [entry(c) for c in result.failed_checks if c.qualifier in DRIFT_CHECKS]
+    drift_checks = reference.declarations(settings).drift_checks
+    failed = [entry(c) for c in result.failed_checks if c.qualifier in drift_checks]
     warnings = [
         entry(c)
         for c in result.checks
-        if c.outcome != "passed" and not (not c.passed and c.qualifier in DRIFT_CHECKS)
+        if c.outcome != "passed" and not (not c.passed and c.qualifier in drift_checks)
     ]
     dated = [d for c in failed for d in _dates(c["partitions"])]
     months = sorted({str(d["day"])[:7] for d in drifted} | {d.isoformat()[:7] for d in dated})
@@ -203,14 +185,21 @@ def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
         rec.draft_restatement_id = existing
         return rec
     cause = (rec.explanation or {}).get("verdict", ["unknown"])[0]
+    exports = {e.name: e for e in reference.declared(settings)}
+    drifted = sorted({exports[d["export"]].model for d in rec.drift_days if d.get("export") in exports})
+    selector = " ".join(f"{m}+" for m in drifted) or settings.default_selector
+    if not selector:
+        rec.draft_error = "drift is in contract checks only and RESTATE_DEFAULT_SELECTOR is not set"
+        return rec
+    metrics = sorted({str(d["metric"]) for d in rec.drift_days})
     request = PlanRequest(
-        selector=DRAFT_SELECTOR,
+        selector=selector,
         start=start,
         end=end,
         reason=(
-            f"Nightly reconciliation {rec.reconciliation_id}: net revenue differs from the finance "
-            f"exports on {len(rec.drift_days)} day x currency rows ({', '.join(rec.drift_months)}). "
-            f"Likely cause: {cause}"
+            f"Nightly reconciliation {rec.reconciliation_id}: {', '.join(metrics) or 'checks'} "
+            f"differ from the reference exports on {len(rec.drift_days)} rows "
+            f"({', '.join(rec.drift_months)}). Likely cause: {cause}"
         ),
         requested_by=DRAFT_REQUESTER,
         ticket=f"recon-{rec.reconciliation_id}",
@@ -257,19 +246,14 @@ def latest(engine: Engine, settings: Settings, limit: int = 10) -> list[dict[str
 
 
 def explain_drift(engine: Engine, settings: Settings, rec: Reconciliation) -> Reconciliation:
-    """Attach root-cause evidence for the drafted (or the whole) period."""
-    from restate.explain import explain, format_explanation
+    """Attach the project's root-cause evidence for the drafted (or the whole) period, when
+    it declares an explainer (RESTATE_EXPLAINER; see restate/explainer.py)."""
+    from restate.explainer import run_explainer
 
     start, end = rec.draft_start or rec.period_start, rec.draft_end or rec.period_end
-    try:
-        from restate.dbt_runner import DbtProject
-
-        manifest: dict[str, Any] | None = DbtProject(settings).last_manifest()
-    except (OSError, ValueError):
-        manifest = None
-    found = explain(engine, settings, start, end, manifest=manifest)
-    rec.explanation = json.loads(json.dumps(found.as_dict(), default=str))
-    rec.explanation_text = format_explanation(found)
+    found = run_explainer(engine, settings, start, end)
+    if found is not None:
+        rec.explanation, rec.explanation_text = found
     return rec
 
 
@@ -277,7 +261,7 @@ def alert_text(rec: Reconciliation) -> str:
     """What the on-call engineer and the dashboard owners read in the drift alert."""
     lines = [
         f"Nightly reconciliation {rec.reconciliation_id} ({rec.period_start}..{rec.period_end}) failed.",
-        f"Net revenue differs from the finance exports on {len(rec.drift_days)} day x currency rows "
+        f"Production differs from the reference exports on {len(rec.drift_days)} rows "
         f"in {', '.join(rec.drift_months) or 'no month'}.",
     ]
     lines += [f"Failed check: {c['check']}" for c in rec.failed_checks[:10]]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,14 +46,28 @@ class Settings(BaseSettings):
     meta_schema: str = Field(default="restate_meta", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     dbt_target: str = "dev"
     dbt_threads: int = 4
+    # dbt vars every invocation carries (RESTATE_PROJECT_VARS, a JSON object): e.g. the
+    # version of a model's logic that a restatement corrects. Recorded with every run.
+    project_vars: dict[str, Any] = Field(default_factory=dict)
+    # The dbt selector `restate plan` uses when none is given (RESTATE_DEFAULT_SELECTOR).
+    default_selector: str | None = None
+    # The Soda contracts restate runs (every *.yml in it; see restate/validation.py), and
+    # values for variables the contracts declare beyond the ones restate sets.
+    soda_contracts_dir: Path = PROJECT_ROOT / "soda_checks" / "billing"
+    soda_variables: dict[str, str | float] = Field(default_factory=dict)
+    # The reference exports finance sends (a YAML file; see restate/reference.py), read
+    # from finance_uri. None: the project has none.
+    reference_exports: Path | None = PROJECT_ROOT / "examples" / "billing" / "reference_exports.yml"
+    # The project's root-cause explainer ("package.module:function"; restate/explainer.py)
+    # and its demo ("package.module:function"; `restate demo`). None: it has none.
+    explainer: str | None = "examples.billing.explain:explain_period"
+    demo: str | None = "examples.billing.demo:run_demo"
 
     # Crash tests only: SIGKILL the process at this step boundary (see restate/faults.py).
     crash_at: str | None = None
 
     # Incremental loads
     lookback_hours: int = Field(default=72, ge=0, description="re-read this much before watermark")
-    # v1 = the historical revenue logic (refunds left out of net); v2 = the fix.
-    revenue_logic: Literal["v1", "v2"] = "v2"
 
     # Restatements
     close_date: date | None = Field(default=None, description="periods before it are closed")
@@ -80,8 +94,6 @@ class Settings(BaseSettings):
     tolerance_pct: float = Field(default=0.05, description="finance diff tolerance, percent")
     # Nightly reconciliation: how many closed days back from the last finance export it checks.
     reconcile_days: int = Field(default=450, ge=1, description="closed days the nightly run checks")
-    refund_rate_min: float = 0.0
-    refund_rate_max: float = 0.5
 
     # Cost model (Snowflake): see docs/scale.md for where the throughput default comes from.
     credit_price_usd: float = 3.0
@@ -176,9 +188,9 @@ class Settings(BaseSettings):
     def finance(self) -> str:
         return self.finance_uri or str(self.data_dir / "finance")
 
-    def dbt_vars(self) -> dict[str, str]:
-        """dbt vars every invocation carries (the model logic version)."""
-        return {"revenue_logic": self.revenue_logic}
+    def dbt_vars(self) -> dict[str, Any]:
+        """dbt vars every invocation carries (RESTATE_PROJECT_VARS)."""
+        return dict(self.project_vars)
 
     @property
     def chunk_concurrency(self) -> int:

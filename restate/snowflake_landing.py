@@ -1,37 +1,45 @@
 """Snowflake side of the S3 landing: external stage, landing table and the COPY that fills it.
 
-The Parquet tree under RESTATE_LANDING_URI (s3://bucket/prefix/events/event_date=.../*.parquet)
-is read by Snowflake through an external stage; COPY INTO keeps per-file load metadata,
-so re-running it loads each file once. File lineage (METADATA$FILENAME,
-METADATA$FILE_ROW_NUMBER) is stored as source_file / source_row_number, the columns
-dbt-duckdb gets from read_parquet(filename, file_row_number). Setup: docs/snowflake.md.
+The landing is the dbt source that declares ``meta.restate.landing`` (restate/contract.py):
+its Parquet tree under RESTATE_LANDING_URI (``<folder>/<batch>/*.parquet``) is read by
+Snowflake through an external stage; COPY INTO keeps per-file load metadata, so re-running
+it loads each file once. File lineage (METADATA$FILENAME, METADATA$FILE_ROW_NUMBER) is
+stored as source_file / source_row_number, the columns dbt-duckdb gets from
+read_parquet(filename, file_row_number). Setup: docs/snowflake.md.
 """
 
 from __future__ import annotations
 
+import re
+
+from restate.contract import LandingContract
 from restate.engines.base import Engine
 from restate.settings import Settings
 
-# Landing columns as in docs/contracts.md, then the lineage COPY records.
-LANDING_COLUMNS: dict[str, str] = {
-    "event_id": "varchar",
-    "account_id": "varchar",
-    "event_type": "varchar",
-    "amount": "number(18, 2)",
-    "currency": "varchar",
-    "event_ts": "timestamp_ntz",
-    "updated_at": "timestamp_ntz",
-    "event_ingested_at": "timestamp_ntz",
-    "customer_email": "varchar",
-    "source_file": "varchar",
-    "source_row_number": "bigint",
-}
+LINEAGE_COLUMNS = {"source_file": "varchar", "source_row_number": "bigint"}
 
 
-def landing_table_ddl(settings: Settings) -> str:
+def snowflake_type(declared: str) -> str:
+    """The Snowflake type of a declared landing column type."""
+    kind = declared.strip().lower()
+    if kind.startswith("timestamp"):
+        return "timestamp_ntz"
+    return re.sub(r"^decimal|^numeric", "number", kind)
+
+
+def landing_columns(lc: LandingContract) -> dict[str, str]:
+    """The landing table's columns: the declared ones (Snowflake types), then the lineage."""
+    return {**{c: snowflake_type(t) for c, t in lc.columns.items()}, **LINEAGE_COLUMNS}
+
+
+def landing_table(lc: LandingContract) -> str:
+    return f"{lc.schema}.{lc.identifier}"
+
+
+def landing_table_ddl(lc: LandingContract) -> str:
     """The landing table (DDL: run outside transactions)."""
-    cols = ",\n    ".join(f"{name} {kind}" for name, kind in LANDING_COLUMNS.items())
-    return f"create table if not exists {settings.snowflake_landing_table} (\n    {cols}\n)"
+    cols = ",\n    ".join(f"{name} {kind}" for name, kind in landing_columns(lc).items())
+    return f"create table if not exists {landing_table(lc)} (\n    {cols}\n)"
 
 
 def stage_ddl(settings: Settings, storage_integration: str) -> list[str]:
@@ -46,26 +54,26 @@ def stage_ddl(settings: Settings, storage_integration: str) -> list[str]:
     ]
 
 
-def copy_landing_sql(settings: Settings) -> str:
+def copy_landing_sql(settings: Settings, lc: LandingContract) -> str:
     """Load every landed file not loaded yet (COPY's load metadata skips the rest)."""
-    data_cols = [c for c in LANDING_COLUMNS if c not in ("source_file", "source_row_number")]
-    selects = ", ".join(f"$1:{c}::{LANDING_COLUMNS[c]}" for c in data_cols)
+    columns = landing_columns(lc)
+    data_cols = [c for c in columns if c not in LINEAGE_COLUMNS]
+    selects = ", ".join(f"$1:{c}::{columns[c]}" for c in data_cols)
     return (
-        f"copy into {settings.snowflake_landing_table} ({', '.join(LANDING_COLUMNS)}) "
+        f"copy into {landing_table(lc)} ({', '.join(columns)}) "
         f"from (select {selects}, metadata$filename, metadata$file_row_number "
-        f"from @{settings.snowflake_stage}/events/) "
+        f"from @{settings.snowflake_stage}/{lc.folder}/) "
         "pattern = '.*[.]parquet' on_error = abort_statement"
     )
 
 
-def ensure_landing_table(engine: Engine, settings: Settings) -> None:
-    schema = settings.snowflake_landing_table.rpartition(".")[0] or "public"
-    engine.execute(f"create schema if not exists {schema}")
-    engine.execute(landing_table_ddl(settings))
+def ensure_landing_table(engine: Engine, lc: LandingContract) -> None:
+    engine.execute(f"create schema if not exists {lc.schema}")
+    engine.execute(landing_table_ddl(lc))
 
 
-def copy_landing(engine: Engine, settings: Settings) -> int:
+def copy_landing(engine: Engine, settings: Settings, lc: LandingContract) -> int:
     """Run the COPY; returns the rows loaded."""
     engine.set_query_tag(step="copy_landing")
-    rows = engine.query_dicts(copy_landing_sql(settings))
+    rows = engine.query_dicts(copy_landing_sql(settings, lc))
     return sum(int(r.get("rows_loaded") or 0) for r in rows)

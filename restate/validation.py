@@ -1,8 +1,11 @@
-"""Validation with Soda v4 data contracts (soda_checks/contracts/*.yml).
+"""Validation with Soda v4 data contracts (every ``*.yml`` in the contracts folder).
 
-One validation runs every contract for one schema and period: a restatement's
-isolated ``restate_<id>`` before promotion, or production (``analytics``) for the
-nightly reconciliation. Soda evaluates every check; this module fills the contract
+Contracts are discovered by dataset name: each file's ``dataset`` names the table it
+checks (its last segment) and, through a variable, the schema (``${var.schema}``: the
+checked schema; ``${var.source_schema}``: where the restated models' upstreams are;
+``${var.meta_schema}``: reference exports). One validation runs every contract for one
+schema and period: a restatement's isolated ``restate_<id>`` before promotion, or
+production for the nightly reconciliation. Soda evaluates every check; this module fills the contract
 variables from the settings object, hands Soda the warehouse connection, turns
 Soda's results into a :class:`ValidationResult` and finds the offending partitions
 (event dates) of each failing check.
@@ -18,9 +21,15 @@ partitions and by how much they are off. Likewise Soda's ``duplicate``,
 ``missing`` and ``invalid`` checks report counts only; their offending partitions
 come from one SQL query each, derived from the check's own definition.
 
-The finance exports are CSV files; Soda cannot read them, so
-:func:`restate.finance.load_finance_exports` loads them into
-``<meta>.finance_exports`` first, and that table gets its own contract.
+Reference exports are files; Soda cannot read them, so :mod:`restate.reference` loads
+each declared export into ``<meta>.reference_<name>`` first, and a contract may check it.
+
+Variables every contract may use: database_prefix, schema, prod_schema, meta_schema,
+source_schema, period_start, period_end, loaded_until, source_loaded_until,
+tolerance_pct, landing_relation, landing_processed_at, landing_try_cast, the settings'
+``soda_variables``, and ``relation``: the checked table itself, or - for a restatement
+of some entities only - that table merged with production's other entities (what
+promotion would publish).
 
 DuckDB allows one writing process per file. Inside this process Soda gets a
 cursor of the engine's own connection (same database instance), so validation
@@ -44,23 +53,14 @@ from typing import Any
 
 import yaml
 
+from restate import landing, reference
+from restate.contract import ContractError, ProjectContract
 from restate.engines.base import Engine
 from restate.entities import check_entity_ids
-from restate.finance import load_finance_exports
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
 
-SODA_DIR = PROJECT_ROOT / "soda_checks"
-CONTRACTS_DIR = SODA_DIR / "contracts"
-DATASOURCES_DIR = SODA_DIR / "datasources"
+DATASOURCES_DIR = PROJECT_ROOT / "soda_checks" / "datasources"
 DATA_SOURCE_NAME = "restate"
-# The checked datasets, in report order, and the column that partitions each.
-CONTRACTS: dict[str, str] = {
-    "fct_revenue_daily": "event_date",
-    "int_deduped_events": "event_date",
-    "finance_exports": "date",
-}
-# Columns a failed-rows query may name its partition by, in order of preference.
-PARTITION_COLUMNS = ("event_date", "event_month", "date")
 MAX_DETAIL_ROWS = 50
 MAX_PARTITIONS = 1000
 FAR_FUTURE = datetime(9999, 12, 31)
@@ -177,6 +177,16 @@ def _ts(value: datetime | None) -> str:
     return (value or FAR_FUTURE).isoformat(sep=" ")
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """One contract file and the table it checks."""
+
+    table: str
+    path: Path
+    partition_column: str | None
+    relation: str
+
+
 def contract_variables(
     engine: Engine,
     settings: Settings,
@@ -184,64 +194,98 @@ def contract_variables(
     period_start: date,
     period_end: date,
     restatement_id: int | None = None,
+    project: ProjectContract | None = None,
 ) -> dict[str, str | float]:
-    """The values of the contracts' variables for one validation."""
+    """The values of the contracts' variables for one validation (``relation`` is per contract)."""
     prod = settings.prod_schema
     restatement = _restatement(engine, settings, restatement_id)
     prod_watermark = _prod_watermark(engine, settings)
-
-    revenue_relation = f"{schema}.fct_revenue_daily"
-    if restatement.accounts and schema != prod:
-        # What promotion would publish: the restated accounts from the isolated
-        # schema, every other account from production.
-        listed = ", ".join(_sql_str(a) for a in restatement.accounts)
-        revenue_relation = (
-            f"(select * from {schema}.fct_revenue_daily union all "
-            f"select * from {prod}.fct_revenue_daily where account_id not in ({listed})) "
-            "as revenue"
-        )
-    rebuilt_sources = schema != prod and all(
-        engine.relation_exists(schema, t) for t in ("int_deduped_events", "int_quarantined_events")
+    upstreams = sorted({c.upstream.model for c in project.models.values()}) if project else []
+    rebuilt_sources = (
+        schema != prod and bool(upstreams) and all(engine.relation_exists(schema, t) for t in upstreams)
     )
     source_schema = schema if rebuilt_sources else prod
     restated_at = restatement.source_watermark or prod_watermark
-    raw = engine.raw_events_relation(settings.landing) or (
-        "(select cast(null as timestamp) as event_ts, cast(null as timestamp) "
-        "as event_ingested_at, cast(null as timestamp) as landing_processed_at "
-        "where 1 = 0) as raw_landing"
-    )
-    # DuckDB's landing view may hold string-typed columns: a value that does not parse
-    # is missing there (and its row quarantined), as in the staging model.
-    raw_event_date = (
-        "cast(try_cast(event_ts as timestamp) as date)"
-        if engine.name == "duckdb"
-        else "cast(event_ts as date)"
-    )
+    lc = project.landing if project else None
+    landed = landing.relation(engine, lc) if lc else None
+    if lc and landed:
+        landing_relation, landing_time = landed, landing.processed_at(engine, lc)
+    else:  # no landing (yet): an empty relation with the processing-time column
+        landing_relation = (
+            "(select cast(null as timestamp) as landing_processed_at where 1 = 0) as no_landing"
+        )
+        landing_time = "landing_processed_at"
     database_prefix = (
         f"{settings.snowflake_database}/"
         if settings.engine == "snowflake" and settings.snowflake_database
         else ""
     )
-    return {
+    variables: dict[str, str | float] = {
+        **{k: v for k, v in settings.soda_variables.items()},
         "database_prefix": database_prefix,
         "schema": schema,
         "prod_schema": prod,
         "meta_schema": settings.meta_schema,
         "source_schema": source_schema,
-        "revenue_relation": revenue_relation,
-        "raw_events": raw,
-        "raw_processed_at": engine.raw_processed_at,
-        "raw_event_date": raw_event_date,
+        "landing_relation": landing_relation,
+        "landing_processed_at": landing_time,
+        # DuckDB's landing view may hold string-typed columns: a value that does not parse
+        # is missing there (and its row quarantined), as in a staging model.
+        "landing_try_cast": "try_cast" if engine.name == "duckdb" else "cast",
         "period_start": period_start.isoformat(),
         "period_end": period_end.isoformat(),
-        # The restated mart reflects the raw data up to the restatement's source
+        # The restated mart reflects the landing up to the restatement's source
         # watermark; production's intermediate tables up to the last load.
         "loaded_until": _ts(restated_at if schema != prod else prod_watermark),
         "source_loaded_until": _ts(restated_at if rebuilt_sources else prod_watermark),
         "tolerance_pct": float(settings.tolerance_pct),
-        "refund_rate_min": float(settings.refund_rate_min),
-        "refund_rate_max": float(settings.refund_rate_max),
     }
+    return variables
+
+
+def _dataset_parts(spec: dict[str, Any], variables: dict[str, str | float]) -> tuple[str, str]:
+    """(schema, table) a contract's dataset names, its variables resolved."""
+    parts = resolve_variables(str(spec.get("dataset") or ""), variables).split("/")
+    if len(parts) < 3 or not parts[-1] or not parts[-2]:
+        raise ContractError(f"dataset {spec.get('dataset')!r} must be <data source>/<schema>/<table>")
+    return parts[-2], parts[-1]
+
+
+def discover_datasets(
+    engine: Engine,
+    settings: Settings,
+    variables: dict[str, str | float],
+    project: ProjectContract | None,
+    restatement_id: int | None,
+) -> list[Dataset]:
+    """Every contract in the contracts folder, with the table it checks (in file order)."""
+    folder = settings.soda_contracts_dir
+    if not folder.is_dir():
+        raise ContractError(f"no Soda contracts folder at {folder} (RESTATE_SODA_CONTRACTS_DIR)")
+    restatement = _restatement(engine, settings, restatement_id)
+    models = project.models if project else {}
+    references = {f"reference_{r.name}": r for r in reference.declared(settings)}
+    found: list[Dataset] = []
+    for path in sorted(folder.glob("*.yml")):
+        spec = yaml.safe_load(path.read_text()) or {}
+        schema, table = _dataset_parts(spec, variables)
+        contract = models.get(table)
+        partition = contract.date_column if contract else None
+        if table in references:
+            partition = references[table].date_column
+        relation = f"{schema}.{table}"
+        if contract and contract.entity_column and restatement.accounts and schema != settings.prod_schema:
+            # What promotion would publish: the restated entities from the isolated schema,
+            # every other entity from production.
+            listed = ", ".join(_sql_str(a) for a in restatement.accounts)
+            relation = (
+                f"(select * from {schema}.{table} union all select * from {settings.prod_schema}.{table} "
+                f"where {contract.entity_column} not in ({listed})) as checked"
+            )
+        found.append(Dataset(table, path, partition, relation))
+    if not found:
+        raise ContractError(f"the Soda contracts folder {folder} holds no *.yml contract")
+    return found
 
 
 def resolve_variables(text: str, variables: dict[str, str | float]) -> str:
@@ -291,12 +335,12 @@ def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
 
 
 def _verify(
-    engine: Engine, settings: Settings, variables: dict[str, str | float]
+    engine: Engine, settings: Settings, variables: dict[str, str | float], datasets: list[Dataset]
 ) -> tuple[list[Any], list[str]]:
     """Run every contract in one Soda session; (contract results, error messages)."""
     from soda_core.contracts.contract_verification import ContractVerificationSession
 
-    sources = [_contract_source(t, engine, variables) for t in CONTRACTS]
+    sources = [_contract_source(ds, engine, variables) for ds in datasets]
     with _data_source(engine, settings) as data_source:
         session = ContractVerificationSession.execute(
             contract_yaml_sources=sources,
@@ -307,11 +351,12 @@ def _verify(
     return list(session.contract_verification_results), errors
 
 
-def _contract_path(table: str) -> Path:
-    return CONTRACTS_DIR / f"{table}.yml"
+def _with_relation(text: str, ds: Dataset) -> str:
+    """The contract text with ``${var.relation}`` (per contract) resolved."""
+    return re.sub(r"\$\{ *var\.relation *\}", lambda _: ds.relation, text)
 
 
-def _contract_source(table: str, engine: Engine, variables: dict[str, str | float]) -> Any:
+def _contract_source(ds: Dataset, engine: Engine, variables: dict[str, str | float]) -> Any:
     """The contract as Soda gets it, with names in the case the warehouse stores them.
 
     Soda quotes every identifier it writes (dataset path, column names), so on a
@@ -321,9 +366,9 @@ def _contract_source(table: str, engine: Engine, variables: dict[str, str | floa
     """
     from soda_core.common.yaml import ContractYamlSource
 
-    path = _contract_path(table)
+    path = ds.path
     fold = engine.fold_identifier
-    spec = yaml.safe_load(path.read_text())
+    spec = yaml.safe_load(_with_relation(path.read_text(), ds))
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
@@ -388,7 +433,7 @@ def _jsonable(value: Any) -> Any:
 def _partition_label(value: Any, column: str) -> str:
     if value is None:
         return "(no date)"
-    if column == "event_month" and isinstance(value, date):
+    if column.lower().endswith("month") and isinstance(value, date):
         return value.strftime("%Y-%m")
     return value.isoformat() if isinstance(value, date) else str(value)
 
@@ -396,10 +441,10 @@ def _partition_label(value: Any, column: str) -> str:
 class _Contract:
     """A contract file as YAML, to find a check's definition from Soda's result."""
 
-    def __init__(self, table: str, variables: dict[str, str | float]) -> None:
-        self.table = table
-        self.partition_column = CONTRACTS[table]
-        self.spec: dict[str, Any] = yaml.safe_load(_contract_path(table).read_text())
+    def __init__(self, ds: Dataset, variables: dict[str, str | float]) -> None:
+        self.table = ds.table
+        self.partition_column = ds.partition_column
+        self.spec: dict[str, Any] = yaml.safe_load(_with_relation(ds.path.read_text(), ds))
         self.variables = variables
 
     def check_spec(self, check: Any) -> dict[str, Any]:
@@ -435,7 +480,6 @@ def _diagnose(
     engine: Engine, contract: _Contract, schema: str, check: Any, result: Any, spec: dict[str, Any]
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """(offending partitions, offending rows) of a check that did not pass."""
-    pc = contract.partition_column
     relation = contract.relation(schema)
     rows: list[dict[str, Any]] = []
     if check.type == "schema":
@@ -468,12 +512,14 @@ def _diagnose(
     elif check.type == "duplicate":
         keys = spec.get("columns") or ([check.column_name] if check.column_name else [])
         on = " and ".join(f"s.{k} = d.{k}" for k in keys)
-        others = "".join(f"s.{k}, " for k in keys if k != pc)
+        pc = contract.partition_column
+        lead = [pc] if pc and pc not in keys else []
+        shown = ", ".join(f"s.{k}" for k in [*lead, *keys])
         sql = (
             f"with scoped as (select * from {relation} where {where}), "
             f"dups as (select {', '.join(keys)}, count(*) as copies from scoped "
             f"group by {', '.join(keys)} having count(*) > 1) "
-            f"select s.{pc}, {others}d.copies from scoped as s inner join dups as d on {on}"
+            f"select {shown}, d.copies from scoped as s inner join dups as d on {on}"
         )
     elif check.type == "missing" and check.column_name:
         sql = f"select * from {relation} where {where} and {check.column_name} is null"
@@ -487,7 +533,7 @@ def _diagnose(
         return [], []
     rows = _query_rows(engine, sql)
     partitions: list[str] = []
-    column = next((c for c in PARTITION_COLUMNS if rows and c in rows[0]), None)
+    column = _partition_column(rows, contract.partition_column)
     if column:
         rows.sort(key=lambda r: _partition_label(r[column], column))
         values = [r[column] for r in rows]
@@ -499,6 +545,16 @@ def _diagnose(
         for r in rows[:MAX_DETAIL_ROWS]
     ]
     return partitions, details
+
+
+def _partition_column(rows: list[dict[str, Any]], declared: str | None) -> str | None:
+    """Which column of the offending rows names their partition: the dataset's declared date
+    column when the rows carry it, else the first column holding dates."""
+    if not rows:
+        return None
+    if declared and declared in rows[0]:
+        return declared
+    return next((k for k, v in rows[0].items() if isinstance(v, date) and not isinstance(v, datetime)), None)
 
 
 def _short_errors(messages: list[str]) -> list[str]:
@@ -516,16 +572,16 @@ def _short_errors(messages: list[str]) -> list[str]:
 
 def _collect(
     engine: Engine,
-    schemas: dict[str, str],
+    datasets: list[Dataset],
     variables: dict[str, str | float],
     contract_results: list[Any],
 ) -> tuple[list[ValidationCheck], list[str]]:
     checks: list[ValidationCheck] = []
     errors: list[str] = []
-    for table, contract_result in zip(CONTRACTS, contract_results, strict=True):
-        contract = _Contract(table, variables)
-        schema = schemas[table]
-        dataset = f"{schema}.{table}"
+    for ds, contract_result in zip(datasets, contract_results, strict=True):
+        contract = _Contract(ds, variables)
+        schema, _ = _dataset_parts(contract.spec, variables)
+        dataset = f"{schema}.{ds.table}"
         if contract_result.has_errors or not contract_result.check_results:
             reasons = _short_errors(contract_result.get_errors()) or ["no check results"]
             errors.append(f"{dataset}: contract could not be verified: {'; '.join(reasons)}")
@@ -569,31 +625,33 @@ def run_validation(
     period_start: date,
     period_end: date,
     restatement_id: int | None,
+    project: ProjectContract | None = None,
 ) -> ValidationResult:
     """Run every Soda contract on ``schema`` for [period_start, period_end].
 
-    ``schema`` is a restatement's ``restate_<id>`` (its fct_revenue_daily) or the
-    production schema. The finance exports are (re)loaded first. The result passes
-    when no check failed (warnings allowed) and every contract was verified.
+    ``schema`` is a restatement's ``restate_<id>`` or the production schema. The reference
+    exports are (re)loaded first. The result passes when no check failed (warnings
+    allowed) and every contract was verified.
     """
+    from restate.project import project_contract
+
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
     checked_at = datetime.now(UTC).replace(tzinfo=None)
     engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
-    load_finance_exports(engine, settings)
-    variables = contract_variables(engine, settings, schema, period_start, period_end, restatement_id)
-    schemas = {
-        "fct_revenue_daily": schema,
-        "int_deduped_events": str(variables["source_schema"]),
-        "finance_exports": settings.meta_schema,
-    }
-    missing = [
-        f"{schema_}.{table} does not exist"
-        for table, schema_ in schemas.items()
-        if not engine.relation_exists(schema_, table)
-    ]
-    contract_results, session_errors = _verify(engine, settings, variables)
-    checks, errors = _collect(engine, schemas, variables, contract_results)
+    project = project if project is not None else project_contract(settings)
+    reference.load_reference_exports(engine, settings)
+    variables = contract_variables(
+        engine, settings, schema, period_start, period_end, restatement_id, project
+    )
+    datasets = discover_datasets(engine, settings, variables, project, restatement_id)
+    missing = []
+    for ds in datasets:
+        schema_, table = _dataset_parts(yaml.safe_load(ds.path.read_text()) or {}, variables)
+        if not engine.relation_exists(schema_, table):
+            missing.append(f"{schema_}.{table} does not exist")
+    contract_results, session_errors = _verify(engine, settings, variables, datasets)
+    checks, errors = _collect(engine, datasets, variables, contract_results)
     if not contract_results:
         errors += _short_errors(session_errors) or ["Soda verified no contract"]
     errors = missing + errors
@@ -645,19 +703,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+_COMPARISON = ("metric", "value", "reference", "diff", "diff_pct")
+
+
 def _detail_line(row: dict[str, Any]) -> str:
-    if {"metric", "value", "finance"} <= row.keys():
-        where = " ".join(
-            str(row[k]) for k in ("event_date", "event_month", "currency") if row.get(k) is not None
-        )
-        if row["value"] is None or row["finance"] is None:
-            side = "mart" if row["value"] is None else "finance exports"
+    """One offending row; a comparison with a reference (metric, value, reference, diff,
+    diff_pct, and the columns that place it) reads as a sentence."""
+    if {"metric", "value", "reference"} <= row.keys():
+        where = " ".join(str(v) for k, v in row.items() if k not in _COMPARISON and v is not None)
+        if row["value"] is None or row["reference"] is None:
+            side = "mart" if row["value"] is None else "reference export"
             return f"{where} {row['metric']}: missing in {side}"
         pct = row.get("diff_pct")
         pct_text = f", {pct:.4f}%" if isinstance(pct, float) else ""
         return (
-            f"{where} {row['metric']}: {_fmt(row['value'])} vs finance {_fmt(row['finance'])} "
-            f"(diff {_fmt(row['diff'])}{pct_text})"
+            f"{where} {row['metric']}: {_fmt(row['value'])} vs reference {_fmt(row['reference'])} "
+            f"(diff {_fmt(row.get('diff'))}{pct_text})"
         )
     return ", ".join(f"{k}={_fmt(v)}" for k, v in row.items())
 

@@ -51,13 +51,6 @@ class Engine(ABC):
     @abstractmethod
     def columns(self, schema: str, name: str) -> list[str]: ...
 
-    # Processing time of a row of raw_events_relation() (docs/contracts.md).
-    raw_processed_at: str = "coalesce(event_ingested_at, event_ts)"
-
-    @abstractmethod
-    def raw_events_relation(self, landing_uri: str) -> str | None:
-        """SQL relation over the raw landing events, or None when nothing has landed."""
-
     def set_query_tag(self, **fields: Any) -> None:
         """Label the following statements (restatement id, chunk, step) for cost attribution.
 

@@ -20,7 +20,6 @@ class WarehouseBusyError(RuntimeError):
 class DuckDBEngine(Engine):
     name = "duckdb"
     # raw.events carries the processing time typed (values that do not parse count as missing).
-    raw_processed_at = "landing_processed_at"
 
     def __init__(
         self, path: Path, wait_s: float = 30.0, filesystem: AbstractFileSystem | None = None
@@ -95,7 +94,3 @@ class DuckDBEngine(Engine):
         )
         return [r[0] for r in rows]
 
-    def raw_events_relation(self, landing_uri: str) -> str | None:
-        """The view over the landing files that passed their check (restate/landing.py):
-        a corrupt or empty file never reaches a query. None before any file was accepted."""
-        return "raw.events" if self.relation_exists("raw", "events") else None

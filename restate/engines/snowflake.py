@@ -124,11 +124,6 @@ class SnowflakeEngine(Engine):
             return None
         return float(rows[0][0]) / float(rows[0][1])
 
-    def raw_events_relation(self, landing_uri: str) -> str | None:
-        """The landing table COPY fills from the external stage over `landing_uri`."""
-        schema, _, table = self.landing_table.rpartition(".")
-        return self.landing_table if self.relation_exists(schema or "public", table) else None
-
     def fold_identifier(self, name: str) -> str:
         return name.upper()
 

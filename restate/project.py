@@ -1,0 +1,12 @@
+"""The user's dbt project as restate sees it: its manifest's contract (restate/contract.py)."""
+
+from __future__ import annotations
+
+from restate.contract import ProjectContract, read_contract
+from restate.dbt_runner import DbtProject
+from restate.settings import Settings
+
+
+def project_contract(settings: Settings, dbt: DbtProject | None = None) -> ProjectContract:
+    """Every restatable model and the landing the project declares (parses the project)."""
+    return read_contract((dbt or DbtProject(settings)).manifest())
