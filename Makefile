@@ -86,4 +86,4 @@ serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a worke
 
 .PHONY: clean
 clean: ## remove generated data (keeps .venv)
-	rm -rf data dbt/target dbt/logs
+	rm -rf data dbt/*/target dbt/*/logs dbt/*/dbt_packages dbt/*/package-lock.yml

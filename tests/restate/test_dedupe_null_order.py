@@ -20,7 +20,7 @@ from tests.conftest import expected_daily_sql
 ROOT = Path(__file__).resolve().parents[2]
 # Where the latest version is chosen: (file, how many such windows it holds).
 SOURCES = {
-    "dbt/models/intermediate/int_deduped_events.sql": 1,
+    "dbt/billing/models/intermediate/int_deduped_events.sql": 1,
     "soda_checks/contracts/fct_revenue_daily.yml": 1,
     "restate/explain.py": 2,
 }
