@@ -26,7 +26,9 @@ from examples.northstar.expected import (
 )
 from examples.northstar.generate import GenerateSpec, generate
 
-PROJECT = Path(__file__).resolve().parents[2] / "dbt" / "northstar"
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "dbt" / "northstar"
+CONTRACTS = ROOT / "soda_checks" / "northstar"
 SPEC = GenerateSpec(
     end_date=date(2026, 10, 31), months=2, stores=4, orders_per_day=40, seed=11, moved_share=0.05
 )
@@ -93,6 +95,66 @@ class Warehouse:
         )
         return {(r[0], r[1]): DailyRow(int(r[2]), r[3], r[4], r[5], r[6]) for r in rows}
 
+    def load_reference(self, exports: Path) -> None:
+        """Finance's CSVs as the reference table the contracts compare with."""
+        con = duckdb.connect(str(self.path))
+        try:
+            con.execute("create schema if not exists restate_meta")
+            amounts = ", ".join(
+                f"{c} decimal(18, 2) not null" for c in ("orders", "gross", "refunds", "tax", "net")
+            )
+            con.execute(
+                "create or replace table restate_meta.reference_finance_orders "
+                f"(date date not null, {amounts}, source_file varchar not null, loaded_at timestamp not null)"
+            )
+            for path in sorted(exports.glob("orders_*.csv")):
+                with path.open() as fh:
+                    rows = [[*r.values(), path.name] for r in csv.DictReader(fh)]
+                con.executemany(
+                    "insert into restate_meta.reference_finance_orders values (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                    rows,
+                )
+        finally:
+            con.close()
+
+    def verify_contracts(self) -> dict[str, str]:
+        """Every check of the example's Soda contracts over the period: name -> outcome."""
+        from soda_core.common.yaml import ContractYamlSource
+        from soda_core.contracts.contract_verification import ContractVerificationSession
+        from soda_duckdb import DuckDBDataSource
+
+        variables = {
+            "period_start": str(SPEC.start_date),
+            "period_end": str(SPEC.end_date),
+            "landing_relation": "raw.orders",
+            "landing_try_cast": "try_cast",
+        }
+        sources = [
+            ContractYamlSource.from_str(
+                path.read_text().replace("${var.relation}", "analytics.fct_orders_daily"), file_path=str(path)
+            )
+            for path in sorted(CONTRACTS.glob("*.yml"))
+        ]
+        con = duckdb.connect(str(self.path))
+        try:
+            session = ContractVerificationSession.execute(
+                contract_yaml_sources=sources,
+                data_source_impls=[DuckDBDataSource.from_existing_cursor(con.cursor(), "restate")],
+                variables=variables,
+            )
+        finally:
+            con.close()
+        assert not list(session.get_errors())
+        outcomes = {}
+        for contract in session.contract_verification_results:
+            for result in contract.check_results:
+                check = result.check
+                label = check.qualifier or check.name
+                outcomes[f"{contract.contract.dataset_name}: {label} ({check.column_name or check.type})"] = (
+                    result.outcome.name
+                )
+        return outcomes
+
     def snapshot(self, relation: str) -> list[tuple[Any, ...]]:
         return sorted(self.query(f"select * from analytics.{relation}"), key=repr)
 
@@ -156,6 +218,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         )[0]
         timings["reload"] = wh.dbt("build", vars=second_vars)
         reloaded = {m: wh.snapshot(m) for m in snapshots}
+        wh.load_reference(exports)
+        started = time.monotonic()
+        contracts = wh.verify_contracts()
+        timings["contracts"] = time.monotonic() - started
         days = sorted({day for day, _ in second})
         # Restate the whole period with the legacy logic, in two store buckets.
         for bucket in (0, 1):
@@ -164,13 +230,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 "run", "--select", "fct_orders_daily", vars={"refund_logic": "v1", "restate_chunk": chunk}
             )
         legacy = wh.mart()
+        legacy_contracts = wh.verify_contracts()
     finally:
         mp.undo()
     print(f"\nnorthstar: {result.rows_landed} rows landed in {len(result.files)} batches, "
           f"{result.orders} orders; dbt " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))  # fmt: skip
     return {
         "tmp": tmp, "landing": landing, "exports": exports, "first": first, "second": second,
-        "touched": touched, "snapshots": snapshots, "reloaded": reloaded, "legacy": legacy, "counts": counts,
+        "contracts": contracts, "legacy_contracts": legacy_contracts, "touched": touched, "snapshots": snapshots, "reloaded": reloaded, "legacy": legacy, "counts": counts,
     }  # fmt: skip
 
 
@@ -252,3 +319,11 @@ def test_legacy_refund_logic_moves_exactly_the_days_with_refunded_cancellations(
           f"{len({d for d, _ in differing})} days, net_sales short by {sum(cancelled_refunds.values())}; "
           f"{len(drifting)} days drift from the finance export")  # fmt: skip
     assert drifting == {d for d, _ in differing if d in finance}
+
+
+def test_contracts_pass_on_the_correct_build_and_catch_the_legacy_logic(built: dict[str, Any]) -> None:
+    contracts, legacy = built["contracts"], built["legacy_contracts"]
+    assert len(contracts) >= 20 and set(contracts) == set(legacy)
+    assert {k for k, v in contracts.items() if v != "PASSED"} == set()
+    failed = {k for k, v in legacy.items() if v != "PASSED"}
+    assert failed == {"fct_orders_daily: finance_daily (failed_rows)"}
