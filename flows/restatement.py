@@ -122,7 +122,7 @@ def restatement(
 
     Args:
         restatement_id: an existing plan to run (skips planning).
-        selector: dbt selector of the models to restate, e.g. fct_orders_daily+
+        selector: dbt selector of the models to restate, e.g. fct_sales_daily+
             (default: RESTATE_DEFAULT_SELECTOR).
         start: first partition date to restate.
         end: last partition date to restate.

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from notifications.dimensions import dimensions_cell
+
 AS_REPORTED_COLOR = "#9aa5b1"
 RESTATED_COLOR = "#1f6feb"
 
@@ -81,7 +83,9 @@ def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
                 )
         ax.set_xticks(xs, months, rotation=45 if len(months) > 8 else 0, fontsize=8)
         ax.yaxis.set_major_formatter(FuncFormatter(_amount))
-        label = metric.replace("_", " ").capitalize() + (f" ({dims})" if dims else "")
+        label = metric.replace("_", " ").capitalize() + (
+            f" ({dimensions_cell(dims, monthly)})" if dims else ""
+        )
         ax.set_title(label, fontsize=10, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         ax.margins(y=0.15)

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from notifications.chart import render_chart
+from notifications.dimensions import dimensions_cell, dimensions_header
 from notifications.events import Message, NoticeEvent
 from notifications.routing import AffectedExposure
 
@@ -172,11 +173,11 @@ def _number_cells(r: dict[str, Any]) -> list[str]:
 
 def totals_table(totals: Sequence[dict[str, Any]]) -> Table:
     cur = _has_dimensions(totals)
-    header = ["Metric", *(["Breakdown"] if cur else []), *_NUMBER_HEADER]
+    header = ["Metric", *([dimensions_header(totals)] if cur else []), *_NUMBER_HEADER]
     rows = [
         [
             metric_label(t["metric"]),
-            *([str(t.get("dimensions") or "")] if cur else []),
+            *([dimensions_cell(t.get("dimensions"), totals)] if cur else []),
             *_number_cells(t),
         ]
         for t in totals
@@ -186,13 +187,13 @@ def totals_table(totals: Sequence[dict[str, Any]]) -> Table:
 
 def month_table(monthly: Sequence[dict[str, Any]]) -> Table:
     cur = _has_dimensions(monthly)
-    header = ["Month", "Metric", *(["Breakdown"] if cur else []), *_NUMBER_HEADER]
+    header = ["Month", "Metric", *([dimensions_header(monthly)] if cur else []), *_NUMBER_HEADER]
     ordered = sorted(monthly, key=lambda r: (str(r["month"]), str(r.get("dimensions") or ""), r["metric"]))
     rows = [
         [
             str(r["month"]),
             metric_label(r["metric"]),
-            *([str(r.get("dimensions") or "")] if cur else []),
+            *([dimensions_cell(r.get("dimensions"), monthly)] if cur else []),
             *_number_cells(r),
         ]
         for r in ordered

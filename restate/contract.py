@@ -49,6 +49,13 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Quarantine(Upstream):
+    """The model holding the rows a load rejected, with the column that says why."""
+
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """One restatable model's declaration (``meta.restate``)."""
 
@@ -61,7 +68,7 @@ class ModelContract:
     entity_column: str | None = None
     dimensions: tuple[str, ...] = ()
     touched_dates: str | None = None
-    quarantine: Upstream | None = None
+    quarantine: Quarantine | None = None
 
     @property
     def other_keys(self) -> tuple[str, ...]:
@@ -133,6 +140,18 @@ def _upstream(model: str, key: str, value: Any, *, required: bool) -> Upstream |
     )
 
 
+def _quarantine(model: str, value: Any) -> Quarantine | None:
+    base = _upstream(model, "quarantine", value, required=False)
+    if base is None:
+        return None
+    reason = value.get("reason")
+    return Quarantine(
+        base.model,
+        base.processed_at,
+        _identifier(model, "quarantine.reason", reason) if reason is not None else None,
+    )
+
+
 def _columns(node: dict[str, Any]) -> set[str]:
     return {str(c).lower() for c in (node.get("columns") or {})}
 
@@ -179,7 +198,7 @@ def parse_model(node: dict[str, Any], model_names: set[str]) -> ModelContract:
     assert upstream is not None
     touched = decl.get("touched_dates")
     touched_dates = _identifier(name, "touched_dates", touched) if touched is not None else None
-    quarantine = _upstream(name, "quarantine", decl.get("quarantine"), required=False)
+    quarantine = _quarantine(name, decl.get("quarantine"))
     for key, ref in (
         ("upstream.model", upstream.model),
         ("touched_dates", touched_dates),
@@ -299,7 +318,13 @@ def contract_to_json(c: ModelContract) -> dict[str, Any]:
         "upstream": {"model": c.upstream.model, "processed_at": c.upstream.processed_at},
         "touched_dates": c.touched_dates,
         "quarantine": (
-            {"model": c.quarantine.model, "processed_at": c.quarantine.processed_at} if c.quarantine else None
+            {
+                "model": c.quarantine.model,
+                "processed_at": c.quarantine.processed_at,
+                "reason": c.quarantine.reason,
+            }
+            if c.quarantine
+            else None
         ),
     }
 
@@ -325,12 +350,5 @@ def contract_from_json(data: dict[str, Any]) -> ModelContract:
         touched_dates=(
             _identifier(name, "touched_dates", data["touched_dates"]) if data.get("touched_dates") else None
         ),
-        quarantine=(
-            Upstream(
-                _identifier(name, "quarantine.model", q["model"]),
-                _identifier(name, "quarantine", q["processed_at"]),
-            )
-            if q
-            else None
-        ),
+        quarantine=_quarantine(name, q) if q else None,
     )

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
 
     # Restatements
     close_date: date | None = Field(default=None, description="periods before it are closed")
-    chunk_days: int = Field(default=31, ge=1, description="max event_date span of one chunk")
+    chunk_days: int = Field(default=31, ge=1, description="max partition-date span of one chunk")
     account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
     # What a valid account id looks like: ids are checked against it (and against the
     # source) before they reach any SQL, in planning and again in the dbt macro.

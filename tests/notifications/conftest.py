@@ -279,7 +279,7 @@ def seed_restatement(engine: DuckDBEngine) -> None:
     )
     for day, before, after in [("2026-01-15", "1000.00", "900.00"), ("2026-02-10", "500.00", "450.50")]:
         engine.execute(
-            "insert into restate_meta.restatement_diffs values (1, 'fct_revenue_daily', ?, 'USD', "
+            "insert into restate_meta.restatement_diffs values (1, 'fct_revenue_daily', ?, 'currency=USD', "
             "'net_revenue', ?, ?, ?, null, null)",
             [day, Decimal(before), Decimal(after), Decimal(after) - Decimal(before)],
         )

@@ -36,7 +36,7 @@ def context(event: NoticeEvent = NoticeEvent.PROMOTED, months: int = 3, **kw: An
                 monthly.append(
                     {
                         "month": f"{2024 + i // 12}-{i % 12 + 1:02d}",
-                        "currency": currency,
+                        "dimensions": f"currency={currency}",
                         "metric": metric,
                         "as_reported": before,
                         "restated": after,
@@ -85,10 +85,10 @@ def test_every_event_renders_within_slack_limits(event):
 
 def test_totals_are_the_sums_of_the_months_per_metric_and_currency():
     ctx = context(months=5)
-    usd_net = [r for r in ctx.monthly if r["metric"] == "net_revenue" and r["currency"] == "USD"]
+    usd_net = [r for r in ctx.monthly if r["metric"] == "net_revenue" and r["dimensions"] == "currency=USD"]
     before = sum(r["as_reported"] for r in usd_net)
     after = sum(r["restated"] for r in usd_net)
-    total = next(t for t in ctx.totals or [] if t["metric"] == "net_revenue" and t["currency"] == "USD")
+    total = next(t for t in ctx.totals or [] if t["metric"] == "net_revenue" and t["dimensions"] == "currency=USD")
     assert (total["as_reported"], total["restated"], total["delta"]) == (before, after, after - before)
     msg = compose(ctx)
     line = next(x for x in msg.text.splitlines() if re.match(r"Net revenue +USD ", x))
@@ -113,7 +113,9 @@ def test_chart_is_a_real_png_and_absent_without_figures():
 
 
 def test_as_reported_query_names_the_as_of_view():
-    sql = as_reported_query("analytics", ["fct_revenue_daily"], dt.date(2024, 1, 1), dt.date(2024, 3, 31), 12)
+    sql = as_reported_query(
+        "analytics", {"fct_revenue_daily": "event_date"}, dt.date(2024, 1, 1), dt.date(2024, 3, 31), 12
+    )
     assert sql.startswith("select * from analytics.fct_revenue_daily_as_of")
     assert "replaced_by_restatement = 12" in sql and "'2024-03-31'" in sql
 

@@ -34,7 +34,7 @@ def monthly_rows() -> list[dict[str, Any]]:
         rows.append(
             {
                 "month": month,
-                "currency": "USD",
+                "dimensions": "currency=USD",
                 "metric": "net_revenue",
                 "as_reported": b,
                 "restated": a,

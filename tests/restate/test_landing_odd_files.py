@@ -20,6 +20,7 @@ from restate import landing
 from restate.cli import app
 from restate.engines import connect
 from restate.meta import init_meta
+from restate.project import project_contract
 from restate.settings import Settings, get_settings
 from tests.conftest import make_settings
 
@@ -67,7 +68,7 @@ def test_file_names_with_glob_characters_are_quarantined_not_expanded(cli_env: S
     _write(folder / "b[a]tch.parquet", "e3")
     with connect(s) as e:
         init_meta(e, s.meta_schema)
-        landing.refresh(e, s)
+        landing.refresh(e, s, landing.landing_of(project_contract(s)))
         rows = e.query("select event_id, filename from raw.events order by event_id")
     # batch.parquet is read once, by its own name only.
     assert rows == [("e1", str(folder / "batch.parquet"))]
@@ -90,7 +91,7 @@ def test_parquet_files_in_unexpected_places_are_recorded_as_quarantined(cli_env:
         _write(path, f"odd{i}")
     with connect(s) as e:
         init_meta(e, s.meta_schema)
-        landing.refresh(e, s)
+        landing.refresh(e, s, landing.landing_of(project_contract(s)))
         read = e.query("select event_id from raw.events")
         recorded = dict(e.query(f"select path, status from {s.meta_schema}.landing_files"))
     assert read == [("a",)]

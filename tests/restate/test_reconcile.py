@@ -23,7 +23,7 @@ TODAY = date(2026, 11, 2)  # the generated history ends 2026-10-31
 def build_prod(tmp_path: Path, logic: str) -> Settings:
     s = make_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": logic}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": logic}}))
     return s
 
 
@@ -49,6 +49,7 @@ def test_buggy_production_flags_the_refund_months_and_drafts_a_plan(tmp_path: Pa
 
     assert not rec.passed
     assert {(str(d["day"]), d["currency"]) for d in rec.drift_days} == expected_days
+    assert {d["metric"] for d in rec.drift_days} == {"net_revenue"}  # the declared drift metric
     assert rec.drift_months == expected_months
     assert any("finance" in c["check"] for c in rec.failed_checks)
     assert (rec.draft_start, rec.draft_end) == (
