@@ -327,3 +327,16 @@ def test_contracts_pass_on_the_correct_build_and_catch_the_legacy_logic(built: d
     assert {k for k, v in contracts.items() if v != "PASSED"} == set()
     failed = {k for k, v in legacy.items() if v != "PASSED"}
     assert failed == {"fct_orders_daily: finance_daily (failed_rows)"}
+
+
+def test_generator_is_deterministic(tmp_path: Path) -> None:
+    spec = GenerateSpec(end_date=date(2026, 10, 31), months=1, stores=2, orders_per_day=10, seed=5)
+    first, second = (
+        generate(spec, tmp_path / "a", tmp_path / "ea"),
+        generate(spec, tmp_path / "b", tmp_path / "eb"),
+    )
+    assert [p.read_bytes() for p in first.files + first.exports] == [
+        p.read_bytes() for p in second.files + second.exports
+    ]
+    other = generate(GenerateSpec(**{**spec.__dict__, "seed": 6}), tmp_path / "c", tmp_path / "ec")
+    assert [p.read_bytes() for p in other.exports] != [p.read_bytes() for p in first.exports]

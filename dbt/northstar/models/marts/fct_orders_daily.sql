@@ -11,7 +11,8 @@
         'metrics': ['orders', 'gross_sales', 'refunds', 'tax', 'net_sales'],
         'upstream': {'model': 'int_orders_latest', 'processed_at': 'ingested_at'},
         'touched_dates': 'int_touched_order_dates',
-        'quarantine': {'model': 'int_quarantined_orders', 'processed_at': 'ingested_at'},
+        'quarantine': {'model': 'int_quarantined_orders', 'processed_at': 'ingested_at',
+                       'reason': 'rejection_reason'},
     }}
 ) }}
 
