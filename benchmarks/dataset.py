@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 from common import emit_result, stopwatch
 
-from restate.generate import GenerateSpec, generate
+from examples.billing.generate import GenerateSpec, generate
 
 END_DATE = date(2026, 10, 31)
 SLICE = timedelta(minutes=15)

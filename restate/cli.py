@@ -101,59 +101,6 @@ def init(as_json: bool = typer.Option(False, "--json", help="machine-readable ou
 
 
 @app.command()
-def generate(
-    months: int = typer.Option(14, min=1, help="months of history ending at --end-date"),
-    end_date: datetime = typer.Option("2026-10-31", formats=["%Y-%m-%d"], help="last event date"),
-    accounts: int = typer.Option(500, min=1, help="number of customer accounts"),
-    events_per_day: int = typer.Option(2000, min=1, help="approximate invoices+others per day"),
-    seed: int = typer.Option(42, help="random seed: same seed, same files"),
-    ingested_after: datetime | None = typer.Option(None, help="land only rows processed after this time"),
-    ingested_until: datetime | None = typer.Option(None, help="land only rows processed up to this time"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Write deterministic synthetic billing events and the matching finance exports."""
-    import duckdb
-
-    from restate.generate import GenerateSpec
-    from restate.generate import generate as run_generate
-    from restate.object_store import landing_filesystem
-
-    s = get_settings()
-    spec = GenerateSpec(
-        end_date=end_date.date(),
-        months=months,
-        accounts=accounts,
-        events_per_day=events_per_day,
-        seed=seed,
-        ingested_after=ingested_after,
-        ingested_until=ingested_until,
-    )
-    con = duckdb.connect()
-    con.execute("set enable_progress_bar = false")
-    with console.status("generating events"):
-        started = datetime.now()
-        result = run_generate(spec, s.landing, s.finance, con, filesystem=landing_filesystem(s))
-        elapsed = (datetime.now() - started).total_seconds()
-    out = {
-        "rows_landed": result.rows_landed,
-        "rows_total": result.rows_total,
-        "period": f"{spec.start_date}..{spec.end_date}",
-        "finance_days": result.finance_days,
-        "landing": s.landing,
-        "finance": s.finance,
-        "seconds": round(elapsed, 2),
-    }
-    if as_json:
-        emit_json(out)
-    else:
-        console.print(
-            f"[green]landed[/] {result.rows_landed:,} raw rows for {out['period']} in "
-            f"{elapsed:.1f}s -> {s.landing}; finance exports for {result.finance_days} days "
-            f"-> {s.finance}"
-        )
-
-
-@app.command()
 def load(
     prefect: bool = typer.Option(
         False, "--prefect", help="run as the Prefect flow (starts a local server if none set)"
@@ -186,24 +133,31 @@ def load(
 
 
 @app.command()
-def revenue(
-    start: datetime | None = typer.Option(None, formats=["%Y-%m-%d"], help="first month"),
-    end: datetime | None = typer.Option(None, formats=["%Y-%m-%d"], help="last month"),
+def report(
+    model: str = typer.Argument(..., help="a restatable model (meta.restate in the dbt project)"),
+    by: str = typer.Option("month", help="sum per 'month' or 'day'"),
+    start: datetime | None = typer.Option(
+        None, formats=["%Y-%m-%d"], help="first day (its month with --by month)"
+    ),
+    end: datetime | None = typer.Option(None, formats=["%Y-%m-%d"], help="last day"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show production revenue per month and currency (what dashboards read)."""
+    """Production's declared metrics of MODEL per month (or day) and declared dimension
+    (what dashboards read)."""
     from restate.engines import connect
-    from restate.reports import monthly_revenue
+    from restate.project import project_contract
+    from restate.reports import metric_report
 
+    if by not in ("month", "day"):
+        raise _fail("--by must be 'month' or 'day'")
     s = get_settings()
+    contract = project_contract(s).model(model)
     with connect(s) as engine:
-        rows = monthly_revenue(
-            engine, s.prod_schema, start.date() if start else None, end.date() if end else None
-        )
+        rows = metric_report(engine, s.prod_schema, contract, by, _date(start), _date(end))
     if as_json:
         emit_json(rows)
     else:
-        render_table(f"{s.prod_schema}.fct_revenue_monthly", rows)
+        render_table(f"{s.prod_schema}.{contract.model} per {by}", rows)
 
 
 @app.command()
@@ -293,86 +247,56 @@ def reconcile(
 
 
 def _drift_by_month(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drift rows ({day, <grain columns>, metric, prod_value, reference_value, delta,
+    export}) summed per month, export, grain column values and metric."""
     from decimal import Decimal
 
-    months: dict[tuple[str, str], dict[str, Any]] = {}
+    fixed = {"day", "metric", "prod_value", "reference_value", "delta", "export"}
+    months: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
-        key = (str(r["day"])[:7], r["currency"])
+        grain = {k: v for k, v in r.items() if k not in fixed}
+        key = (str(r["day"])[:7], str(r.get("export") or ""), *map(str, grain.values()), str(r["metric"]))
         m = months.setdefault(
             key,
             {
                 "month": key[0],
-                "currency": key[1],
+                "export": r.get("export"),
+                **grain,
+                "metric": r["metric"],
                 "days": 0,
-                "prod_net": Decimal(0),
-                "finance_net": Decimal(0),
+                "prod_value": Decimal(0),
+                "reference_value": Decimal(0),
             },
         )
         m["days"] += 1
-        m["prod_net"] += Decimal(str(r["prod_net"]))
-        m["finance_net"] += Decimal(str(r["finance_net"]))
+        m["prod_value"] += Decimal(str(r["prod_value"]))
+        m["reference_value"] += Decimal(str(r["reference_value"]))
     for m in months.values():
-        m["delta"] = m["prod_net"] - m["finance_net"]
+        m["delta"] = m["prod_value"] - m["reference_value"]
     return [months[k] for k in sorted(months)]
 
 
 @app.command()
 def explain(
-    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first event_date"),
-    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last event_date"),
-    as_json: bool = typer.Option(False, "--json"),
+    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first partition date"),
+    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last partition date"),
+    as_json: bool = typer.Option(False, "--json", help="print the evidence"),
 ) -> None:
-    """Why production differs from finance for a period: late data, logic, source, removals."""
-    from restate.dbt_runner import DbtProject
+    """Why production differs from the reference exports for a period, as the project's
+    explainer (RESTATE_EXPLAINER) measures it."""
     from restate.engines import connect
-    from restate.explain import explain as do_explain
+    from restate.explainer import run_explainer
 
     s = get_settings()
-    manifest = DbtProject(s).manifest()
     with connect(s) as engine:
-        try:
-            found = do_explain(engine, s, start.date(), end.date(), manifest=manifest)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        found = run_explainer(engine, s, start.date(), end.date())
+    if found is None:
+        raise _fail("this project declares no explainer (RESTATE_EXPLAINER)")
+    evidence, text = found
     if as_json:
-        emit_json(found.as_dict())
-        return
-    parts = [
-        ("production", "prod_net"),
-        ("finance exports", "finance_net"),
-        ("difference (prod - finance)", "difference"),
-        ("  late arrivals", "late_arrivals"),
-        ("  transformation logic", "transformation_logic"),
-        ("  source residual", "source_residual"),
-    ]
-    rows = [
-        {"net revenue": label, **{c.currency: getattr(c, attr) for c in found.currencies}}
-        for label, attr in parts
-    ]
-    rows.append(
-        {"net revenue": "parts add up", **{c.currency: str(c.adds_up).lower() for c in found.currencies}}
-    )
-    render_table(f"why production differs from finance, {found.period_start}..{found.period_end}", rows)
-    r = found.rows
-    render_table(
-        "raw rows in the period (raw = kept + duplicates + quarantined)",
-        [
-            {
-                "raw": r["raw"],
-                "kept": r["kept"],
-                "duplicates": r["superseded_duplicates"],
-                "quarantined": r["quarantined"],
-                "late": r["late"],
-                "duplicate amount": found.duplicates["amount"],
-            }
-        ],
-    )
-    if found.quarantine:
-        render_table("quarantined by reason", found.quarantine)
-    if found.schema_drift:
-        render_table("schema drift in the landing files", found.schema_drift[:50])
-    for line in found.verdict:
-        console.print(f"-> {line}")
+        emit_json(evidence)
+    else:
+        console.print(text, markup=False, highlight=False)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -861,39 +785,31 @@ def demo(
         None, "--dir", help="the demo's own folder (default <data_dir>/demo); created and marked by it"
     ),
 ) -> None:
-    """The story on the embedded default: buggy production, drift, restatement, promotion.
+    """The project's demo (RESTATE_DEMO): for the bundled example, buggy production, drift,
+    restatement, promotion.
 
-    Runs in its own folder with its own warehouse, landing, finance exports and outbox;
-    refuses a folder it did not create and never touches the installation's data.
+    The demo runs in its own folder with its own warehouse, landing, exports and outbox;
+    it refuses a folder it did not create and never touches the installation's data.
     """
-    from restate.demo import default_spec, run_demo
+    import importlib
 
-    # A folder the demo did not create: DemoFolderError, one line, exit 1, nothing written.
     s = get_settings()
-    out = run_demo(s, lambda line: console.print(line), default_spec(), folder=folder)
-    where = out["folder"]
-    summary: dict[str, dict[str, Any]] = {}
-    for row in out["diff"]:
-        if row["metric"] == "net_revenue":
-            m = summary.setdefault(row["month"], {"month": row["month"], "as_reported": 0, "restated": 0})
-            m["as_reported"] += row["as_reported"]
-            m["restated"] += row["restated"]
-    rows = [
-        {
-            **m,
-            "delta": m["restated"] - m["as_reported"],
-            "pct": f"{(m['restated'] - m['as_reported']) * 100 / m['as_reported']:.2f}%",
-        }
-        for m in summary.values()
-    ]
-    render_table("net revenue, all currencies summed in their own units: as reported vs restated", rows)
-    console.print(
-        f"Restatement {out['restatement_id']} corrected {len(rows)} months of net revenue "
-        f"(refunds now subtracted). The as-reported numbers stay queryable in "
-        f"{s.prod_schema}.fct_revenue_daily_as_of. Everything is in {where}; look around with "
-        f"`RESTATE_DATA_DIR={where} restate log` (or status, diff {out['restatement_id']}, rollback).",
-        markup=False,
-    )
+    target = s.demo
+    if not target:
+        raise _fail("this project declares no demo (RESTATE_DEMO)")
+    module_name, _, attr = target.partition(":")
+    try:
+        run_demo = getattr(importlib.import_module(module_name), attr) if module_name and attr else None
+    except (ImportError, AttributeError) as exc:
+        raise _fail(f"RESTATE_DEMO {target!r} cannot be loaded: {exc}") from exc
+    if not callable(run_demo):
+        raise _fail(f"RESTATE_DEMO {target!r} must name a function as 'package.module:function'")
+    # A folder the demo did not create: its error (a ValueError) is one line, exit 1.
+    out = run_demo(s, lambda line: console.print(line, markup=False, highlight=False), folder)
+    if out.get("summary_rows"):
+        render_table(str(out.get("summary_title") or "summary"), out["summary_rows"])
+    if out.get("summary_note"):
+        console.print(str(out["summary_note"]), markup=False)
 
 
 slack = typer.Typer(help="Slack slash command app.", no_args_is_help=True)

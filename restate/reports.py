@@ -1,28 +1,47 @@
-"""Read-only queries behind the CLI's tables."""
+"""Read-only queries behind the CLI's tables (what a model's contract declares, never a
+project's column names)."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
+from restate.contract import ModelContract
 from restate.engines.base import Engine
 
 
-def monthly_revenue(
-    engine: Engine, schema: str, start: date | None = None, end: date | None = None
+def metric_report(
+    engine: Engine,
+    schema: str,
+    contract: ModelContract,
+    by: str = "month",
+    start: date | None = None,
+    end: date | None = None,
 ) -> list[dict[str, Any]]:
-    """Revenue per month and currency from the production monthly mart."""
+    """The sum of every declared metric of a model per period (month or day) and declared
+    dimension, from ``schema`` (production): what dashboards read."""
+    if by not in ("month", "day"):
+        raise ValueError(f"by must be 'month' or 'day', got {by!r}")
+    day = contract.date_column
+    period = f"left(cast({day} as varchar), 7) as month" if by == "month" else f"{day} as day"
+    where, params = [], []
+    if start is not None:
+        # A month report starts at the first day of the month `start` falls in.
+        where.append(f"{day} >= ?")
+        params.append(start.replace(day=1) if by == "month" else start)
+    if end is not None:
+        where.append(f"{day} <= ?")
+        params.append(end)
+    dims = list(contract.dimensions)
+    group = ", ".join(str(i) for i in range(1, len(dims) + 2))
     return engine.query_dicts(
         f"""
-        select strftime(event_month, '%Y-%m') as month, currency,
-            sum(gross_revenue) as gross_revenue, sum(refunds) as refunds,
-            sum(net_revenue) as net_revenue
-        from {schema}.fct_revenue_monthly
-        where (? is null or event_month >= date_trunc('month', cast(? as date)))
-          and (? is null or event_month <= cast(? as date))
-        group by all order by 1, 2
+        select {", ".join([period, *dims, *(f"sum({m}) as {m}" for m in contract.metrics)])}
+        from {schema}.{contract.model}
+        {"where " + " and ".join(where) if where else ""}
+        group by {group} order by {group}
         """,
-        [start, start, end, end],
+        params,
     )
 
 

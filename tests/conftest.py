@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from restate.generate import GenerateSpec, generate
+from examples.billing.generate import GenerateSpec, generate
 from restate.settings import TELEMETRY_OFF, Settings
 
 os.environ.update(TELEMETRY_OFF)

@@ -1,10 +1,12 @@
-"""The whole story on the embedded default, for `make demo`.
+"""The billing example's whole story on the embedded default, for `make demo`.
 
-The demo works in its own folder (default ``<data_dir>/demo``, or ``restate demo --dir``)
-with settings derived from the installation's: its own DuckDB file, landing, finance
-exports, state and local outbox inside that folder, no Slack/e-mail, no Snowflake. It
-writes ``.restate-demo`` into the folder when it creates it, clears only a folder carrying
-that marker, and refuses any other folder: it never deletes data it did not make.
+`restate demo` calls :func:`run_demo` (``RESTATE_DEMO`` = ``examples.billing.demo:run_demo``)
+and prints the summary it returns. The demo works in its own folder (default
+``<data_dir>/demo``, or ``restate demo --dir``) with settings derived from the
+installation's: its own DuckDB file, landing, finance exports, state and local outbox
+inside that folder, no Slack/e-mail, no Snowflake. It writes ``.restate-demo`` into the
+folder when it creates it, clears only a folder carrying that marker, and refuses any
+other folder: it never deletes data it did not make.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 
 import duckdb
 
+from examples.billing.generate import GenerateSpec, generate
 from restate.engines import connect
-from restate.generate import GenerateSpec, generate
 from restate.settings import Settings, prepare_prefect, use_settings
 
 Say = Callable[[str], None]
@@ -84,39 +86,46 @@ def claim_demo_folder(folder: Path) -> None:
             child.unlink()
 
 
-def finance_drift(settings: Settings) -> list[dict[str, Any]]:
-    """Months where production net revenue differs from the finance exports (any currency)."""
-    with connect(settings) as engine:
-        return engine.query_dicts(
-            f"""
-            with finance as (
-                select strftime(date, '%Y-%m') as month, currency, sum(net_revenue) as finance_net
-                from read_csv('{settings.finance}/revenue_*.csv', header = true) group by all
-            ),
-            prod as (
-                select strftime(event_month, '%Y-%m') as month, currency, sum(net_revenue) as prod_net
-                from {settings.prod_schema}.fct_revenue_monthly group by all
-            )
-            select month, currency, prod_net, finance_net, prod_net - finance_net as delta,
-                round((prod_net - finance_net) * 100.0 / finance_net, 3) as pct
-            from prod join finance using (month, currency)
-            where abs(prod_net - finance_net) > 0.0005 * abs(finance_net)
-            order by month, currency
-            """
-        )
-
-
 def run_demo(
-    settings: Settings, say: Say, spec: GenerateSpec | None = None, folder: Path | None = None
+    settings: Settings, say: Say, folder: Path | None = None, spec: GenerateSpec | None = None
 ) -> dict[str, Any]:
     """generate -> buggy prod -> nightly reconciliation (drift, cause, draft) -> recompute ->
     validate/diff -> promote -> notices -> reconciliation passes, in the demo's own folder
-    (see demo_settings; DemoFolderError for a folder the demo did not create)."""
+    (see demo_settings; DemoFolderError for a folder the demo did not create).
+
+    Returns the story's figures with ``summary_title``, ``summary_rows`` (net revenue per
+    month, as reported vs restated) and ``summary_note``, which `restate demo` prints."""
     claim_demo_folder(demo_folder(settings, folder))
     demo = demo_settings(settings, folder)
     prepare_prefect(demo)  # before Prefect is imported (restate demo): its home in the folder
     with use_settings(demo):  # the flows read get_settings(): the demo's, not the installation's
-        return _story(demo, say, spec or GenerateSpec())
+        out = _story(demo, say, spec or default_spec())
+    out["summary_title"] = "net revenue, all currencies summed in their own units: as reported vs restated"
+    out["summary_rows"] = monthly_summary(out["diff"])
+    where = out["folder"]
+    out["summary_note"] = (
+        f"Restatement {out['restatement_id']} corrected {len(out['summary_rows'])} months of net revenue "
+        f"(refunds now subtracted). The as-reported numbers stay queryable in "
+        f"{demo.prod_schema}.fct_revenue_daily_as_of. Everything is in {where}; look around with "
+        f"`RESTATE_DATA_DIR={where} restate log` (or status, diff {out['restatement_id']}, rollback)."
+    )
+    return out
+
+
+def monthly_summary(diff: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Net revenue per month over every currency: as reported, restated, delta and percent."""
+    months: dict[str, dict[str, Any]] = {}
+    for row in diff:
+        if row["metric"] == "net_revenue" and row.get("model", "fct_revenue_daily") == "fct_revenue_daily":
+            m = months.setdefault(row["month"], {"month": row["month"], "as_reported": 0, "restated": 0})
+            m["as_reported"] += row["as_reported"]
+            m["restated"] += row["restated"]
+    rows = []
+    for m in months.values():
+        delta = m["restated"] - m["as_reported"]
+        pct = f"{delta * 100 / m['as_reported']:.2f}%" if m["as_reported"] else ""
+        rows.append({**m, "delta": delta, "pct": pct})
+    return rows
 
 
 def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
@@ -133,7 +142,7 @@ def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
     gen = generate(spec, settings.landing, settings.finance, con)
     say(f"1. generated {gen.rows_landed:,} raw billing events, {spec.start_date}..{spec.end_date}")
 
-    buggy = settings.model_copy(update={"revenue_logic": "v1"})
+    buggy = settings.model_copy(update={"project_vars": {**settings.project_vars, "revenue_logic": "v1"}})
     load = load_once(buggy)
     say(
         f"2. production built with the old logic (refunds left out of net revenue): "

@@ -1,4 +1,8 @@
-"""Root-cause evidence: why production differs from the finance exports for a period.
+"""Root-cause evidence for the billing example: why production differs from finance for a period.
+
+This is the billing project's explainer (``RESTATE_EXPLAINER`` =
+``examples.billing.explain:explain_period``; restate/explainer.py): the core only calls
+:func:`explain_period` and shows what it returns.
 
 The difference ``prod - finance`` in net revenue (per currency) is split into parts
 that add up exactly, each measured from data rather than guessed:
@@ -28,14 +32,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from restate import landing
+import yaml
+
+from restate import landing, reference
 from restate.code_version import ProdBuild, current_versions, last_prod_build
+from restate.contract import ContractError, LandingContract, read_contract
+from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
-from restate.finance import finance_table, load_finance_exports
 from restate.loads import EPOCH, last_watermark
-from restate.settings import PROJECT_ROOT, Settings
+from restate.project import project_contract
+from restate.settings import Settings
 
 MODEL = "fct_revenue_daily"
+# The declared reference export (examples/billing/reference_exports.yml) this explains.
+FINANCE_EXPORT = "finance_revenue"
+DEFAULT_REVENUE_LOGIC = "v2"
 FAR_FUTURE = datetime(9999, 12, 31)
 ACCEPTED_EVENT_TYPES = (
     "subscription_created",
@@ -63,12 +74,34 @@ MONETARY_EVENT_TYPES = ("invoice_paid", "refund_issued")
 CAST_CHECKED = ("event_ts", "amount", "updated_at", "event_ingested_at")
 
 
-def accepted_currencies() -> list[str]:
-    """The dbt var the staging model validates currencies against (one source of truth)."""
-    import yaml
+def project_vars(settings: Settings) -> dict[str, Any]:
+    """The vars the dbt project declares (dbt_project.yml), before RESTATE_PROJECT_VARS."""
+    path = settings.dbt_project_dir / "dbt_project.yml"
+    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    found = data.get("vars") if isinstance(data, dict) else None
+    return dict(found) if isinstance(found, dict) else {}
 
-    project = yaml.safe_load((PROJECT_ROOT / "dbt" / "dbt_project.yml").read_text())
-    return [str(c) for c in project["vars"]["accepted_currencies"]]
+
+def accepted_currencies(settings: Settings) -> list[str]:
+    """The dbt var the staging model validates currencies against (one source of truth)."""
+    return [str(c) for c in project_vars(settings).get("accepted_currencies") or []]
+
+
+def revenue_logic(settings: Settings) -> str:
+    """The revenue logic the current code computes: the run's var, else the project's default."""
+    default = project_vars(settings).get("revenue_logic", DEFAULT_REVENUE_LOGIC)
+    return str(settings.dbt_vars().get("revenue_logic", default))
+
+
+def finance_export(settings: Settings) -> reference.ReferenceExport:
+    """The declared finance export the explanation compares production with."""
+    for export in reference.declared(settings):
+        if export.name == FINANCE_EXPORT:
+            return export
+    raise ContractError(
+        f"no reference export named {FINANCE_EXPORT} is declared (RESTATE_REFERENCE_EXPORTS): "
+        "the billing explainer compares production with it"
+    )
 
 
 @dataclass
@@ -131,7 +164,9 @@ def _ts(value: datetime) -> str:
     return f"cast('{value.isoformat(sep=' ')}' as timestamp)"
 
 
-def _classified_sql(engine: Engine, raw: str, accepted_currencies: list[str], watermark: datetime) -> str:
+def _classified_sql(
+    engine: Engine, lc: LandingContract, raw: str, accepted_currencies: list[str], watermark: datetime
+) -> str:
     """Typed raw rows with their rejection reason and dedupe ranks (now and at the watermark)."""
     # DuckDB reads files whose column may be a string: a value that does not parse is null.
     cast = "try_cast" if engine.name == "duckdb" else "cast"
@@ -146,7 +181,7 @@ def _classified_sql(engine: Engine, raw: str, accepted_currencies: list[str], wa
             {cast}(event_ts as timestamp) as event_ts,
             {cast}(updated_at as timestamp) as updated_at,
             {cast}(event_ingested_at as timestamp) as event_ingested_at,
-            cast({engine.raw_processed_at} as timestamp) as ingested_at,
+            cast({landing.processed_at(engine, lc)} as timestamp) as ingested_at,
             {", ".join(f"landing_rows.{c} as raw_{c}" for c in CAST_CHECKED)}
         from (select * from {raw}) as landing_rows
     ),
@@ -173,17 +208,23 @@ def _net(gross: str, refunds: str, logic: str) -> str:
 
 
 def _reference(
-    engine: Engine, settings: Settings, raw: str, start: date, end: date, watermark: datetime
+    engine: Engine,
+    settings: Settings,
+    lc: LandingContract,
+    raw: str,
+    start: date,
+    end: date,
+    watermark: datetime,
 ) -> dict[str, tuple[Decimal, Decimal]]:
     """(net now, net at watermark) per currency, with the current revenue logic."""
-    logic = settings.revenue_logic
+    logic = revenue_logic(settings)
     gross_now = "sum(case when rank_now = 1 and event_type = 'invoice_paid' then amount else 0 end)"
     ref_now = "sum(case when rank_now = 1 and event_type = 'refund_issued' then amount else 0 end)"
     at_w = f"ingested_at <= {_ts(watermark)} and rank_split = 1"
     gross_w = f"sum(case when {at_w} and event_type = 'invoice_paid' then amount else 0 end)"
     ref_w = f"sum(case when {at_w} and event_type = 'refund_issued' then amount else 0 end)"
     rows = engine.query(
-        _classified_sql(engine, raw, accepted_currencies(), watermark)
+        _classified_sql(engine, lc, raw, accepted_currencies(settings), watermark)
         + f"""
         select currency, {_net(gross_now, ref_now, logic)}, {_net(gross_w, ref_w, logic)}
         from valid where event_date between ? and ?
@@ -195,10 +236,16 @@ def _reference(
 
 
 def _removals(
-    engine: Engine, settings: Settings, raw: str, start: date, end: date, watermark: datetime
+    engine: Engine,
+    settings: Settings,
+    lc: LandingContract,
+    raw: str,
+    start: date,
+    end: date,
+    watermark: datetime,
 ) -> tuple[dict[str, int], dict[str, Any], list[dict[str, Any]]]:
     """Row accounting of the period: raw = kept + superseded + quarantined; late rows."""
-    base = _classified_sql(engine, raw, accepted_currencies(), watermark)
+    base = _classified_sql(engine, lc, raw, accepted_currencies(settings), watermark)
     counts = engine.query(
         base
         + f"""
@@ -249,12 +296,15 @@ def _family(type_: str | None, converted: str | None, logical: str | None) -> st
     return text.strip().lower()
 
 
-def schema_drift(engine: Engine, settings: Settings, start: date, end: date) -> list[dict[str, str]]:
+def schema_drift(
+    engine: Engine, settings: Settings, start: date, end: date, lc: LandingContract | None = None
+) -> list[dict[str, str]]:
     """Columns missing, added or of another type in the period's landing files."""
     if engine.name != "duckdb":
         return [{"file": "*", "column": "*", "problem": f"not checked on {engine.name}"}]
     root = settings.landing.rstrip("/")
-    landing.refresh(engine, settings)
+    lc = lc or landing.landing_of(project_contract(settings))
+    landing.refresh(engine, settings, lc)
 
     def in_period(file_name: str) -> bool:
         part = next((p for p in file_name.split("/") if p.startswith("event_date=")), None)
@@ -327,12 +377,16 @@ def explain(
     prod = settings.prod_schema
     if not engine.relation_exists(prod, MODEL):
         raise ValueError(f"{prod}.{MODEL} does not exist: run `restate load` first")
+    if manifest is None:
+        manifest = DbtProject(settings).manifest()
+    lc = landing.landing_of(read_contract(manifest))
     # Rows landed since the last load are the late arrivals: check their files first.
-    landing.refresh(engine, settings)
-    raw = engine.raw_events_relation(settings.landing)
+    landing.refresh(engine, settings, lc)
+    raw = landing.relation(engine, lc)
     if raw is None:
         raise ValueError(f"no raw events under {settings.landing}")
-    load_finance_exports(engine, settings)
+    export = finance_export(settings)
+    reference.load_reference_exports(engine, settings)
     watermark = last_watermark(engine, settings.meta_schema) or EPOCH
 
     prod_net = _sums(
@@ -343,15 +397,15 @@ def explain(
     )
     finance = _sums(
         engine,
-        f"select currency, sum(net_revenue) from {finance_table(settings)} "
+        f"select currency, sum(net_revenue) from {reference.reference_table(settings, export)} "
         "where date between ? and ? group by currency",
         [start, end],
     )
-    reference = _reference(engine, settings, raw, start, end, watermark)
+    recomputed = _reference(engine, settings, lc, raw, start, end, watermark)
     currencies = []
-    for cur in sorted(set(prod_net) | set(finance) | set(reference)):
+    for cur in sorted(set(prod_net) | set(finance) | set(recomputed)):
         p = prod_net.get(cur, ZERO)
-        ref_now, ref_w = reference.get(cur, (ZERO, ZERO))
+        ref_now, ref_w = recomputed.get(cur, (ZERO, ZERO))
         f = finance.get(cur)
         currencies.append(
             CurrencyAttribution(
@@ -364,7 +418,7 @@ def explain(
                 source_residual=(ref_now - f) if f is not None else ZERO,
             )
         )
-    rows, duplicates, quarantine = _removals(engine, settings, raw, start, end, watermark)
+    rows, duplicates, quarantine = _removals(engine, settings, lc, raw, start, end, watermark)
     if engine.relation_exists(settings.meta_schema, "model_builds"):
         build = last_prod_build(engine, settings, MODEL, start, end)
     else:
@@ -377,7 +431,7 @@ def explain(
         rows=rows,
         duplicates=duplicates,
         quarantine=quarantine,
-        schema_drift=schema_drift(engine, settings, start, end),
+        schema_drift=schema_drift(engine, settings, start, end, lc),
         code=_code(settings, build, manifest),
     )
     result.verdict = verdict(result)
@@ -436,3 +490,9 @@ def format_explanation(e: Explanation) -> str:
         out.append(f"  quarantined {q['reason']}: {q['rows']:,} rows, {Decimal(q['amount']):,.2f}")
     out += [f"  -> {line}" for line in e.verdict]
     return "\n".join(out)
+
+
+def explain_period(engine: Engine, settings: Settings, start: date, end: date) -> tuple[dict[str, Any], str]:
+    """The project's explainer hook (restate/explainer.py): the evidence and its text."""
+    found = explain(engine, settings, start, end)
+    return found.as_dict(), format_explanation(found)

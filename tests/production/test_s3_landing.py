@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from moto.server import ThreadedMotoServer
 
+from examples.billing.generate import GenerateSpec, generate
 from restate.engines import connect
-from restate.generate import GenerateSpec, generate
 from restate.object_store import landing_filesystem, s3_filesystem
 from restate.pipeline import load_once
 from restate.settings import Settings
@@ -53,7 +53,7 @@ def test_generate_load_and_read_back_through_s3(s3_endpoint: str, tmp_path) -> N
     assert landed > 500 and len(files) >= 15  # one folder per event_date
     assert not (tmp_path / "landing").exists()  # nothing was written locally
 
-    result = load_once(s.model_copy(update={"revenue_logic": "v2"}))
+    result = load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v2"}}))
     assert result.status == "success" and result.rows_in_window == landed
 
     # The marts equal an independent computation over the same S3 objects.

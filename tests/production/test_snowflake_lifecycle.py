@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from examples.billing.generate import GenerateSpec, generate
 from restate import changelog
 from restate.engines import connect
-from restate.generate import GenerateSpec, generate
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.pipeline import load_once
 from restate.planning import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
@@ -62,7 +62,7 @@ def buggy_prod(snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFa
     spec = GenerateSpec(**SPEC)  # type: ignore[arg-type]
     generate(spec, s.landing, s.finance, duckdb.connect())
     assert load_landing_into_emulator(s, Path(s.landing)) > 1000
-    result = load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    result = load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     assert result.status == "success" and result.rows_new > 1000
     return s
 

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Where the latest version is chosen: (file, how many such windows it holds).
 SOURCES = {
     "dbt/billing/models/intermediate/int_deduped_events.sql": 1,
-    "soda_checks/contracts/fct_revenue_daily.yml": 1,
-    "restate/explain.py": 2,
+    "soda_checks/billing/fct_revenue_daily.yml": 1,
+    "examples/billing/explain.py": 2,
 }
 _ORDER = re.compile(r"order by\s+(updated_at\b[^)]*)\)", re.S)
 

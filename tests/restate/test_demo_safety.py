@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from examples.billing.demo import run_demo
+from examples.billing.generate import GenerateSpec
 from restate.cli import app
-from restate.demo import run_demo
-from restate.generate import GenerateSpec
 from restate.settings import Settings, get_settings
 from tests.conftest import SMALL
 
@@ -87,7 +87,7 @@ def test_demo_runs_in_its_own_folder_and_leaves_the_installation_alone(
     settings = Settings()  # the installation's settings: warehouse, landing, finance elsewhere
     folder = tmp_path / "data" / "demo"  # the default: <data_dir>/demo
     lines: list[str] = []
-    out = run_demo(settings, lines.append, GenerateSpec(**SMALL))  # type: ignore[arg-type]
+    out = run_demo(settings, lines.append, spec=GenerateSpec(**SMALL))  # type: ignore[arg-type]
     assert out["remaining_drift"] == [] and out["drift_months"]
     assert (folder / DEMO_MARKER).is_file()
     assert (folder / "warehouse.duckdb").is_file()
@@ -97,7 +97,7 @@ def test_demo_runs_in_its_own_folder_and_leaves_the_installation_alone(
 
     # Its own folder is reused: cleared, the marker kept. (A second whole run needs a new
     # process: this one keeps the DuckDB file it opened, as every `restate demo` run ends.)
-    from restate.demo import claim_demo_folder
+    from examples.billing.demo import claim_demo_folder
 
     (folder / "stale.txt").write_text("old run")
     claim_demo_folder(folder)

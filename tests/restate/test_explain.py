@@ -8,6 +8,7 @@ refunds, when production was built with the old logic).
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,8 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from examples.billing.explain import explain, explain_period, format_explanation
 from restate.engines import connect
-from restate.explain import explain, format_explanation
 from restate.pipeline import load_once
 from tests.conftest import make_settings
 
@@ -76,7 +77,7 @@ def seeded(tmp_path: Path, logic: str) -> object:
     finance = Path(settings.finance)
     finance.mkdir(parents=True, exist_ok=True)
     (finance / "revenue_2026-10.csv").write_text(FINANCE)
-    load_once(settings.model_copy(update={"revenue_logic": logic}))
+    load_once(settings.model_copy(update={"project_vars": {"revenue_logic": logic}}))
     write_batch(Path(settings.landing), "batch_2_late", BATCH_2)
     return settings
 
@@ -87,7 +88,8 @@ def by_currency(e: object) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_late_rows_duplicates_and_quarantine_are_attributed_and_add_up(tmp_path: Path) -> None:
-    settings = seeded(tmp_path, "v2")
+    # Explained with the vars production was built with: no logic change.
+    settings = seeded(tmp_path, "v2").model_copy(update={"project_vars": {"revenue_logic": "v2"}})
     with connect(settings) as engine:
         e = explain(engine, settings, START, END)
     cur = by_currency(e)
@@ -117,6 +119,33 @@ def test_late_rows_duplicates_and_quarantine_are_attributed_and_add_up(tmp_path:
     assert e.verdict[0].startswith("late data: 3 rows")
     assert "late arrivals -30.00" in format_explanation(e)
 
+    # The hook the core calls (RESTATE_EXPLAINER): JSON-able evidence and the same text.
+    with connect(settings) as engine:
+        evidence, text = explain_period(engine, settings, START, END)
+    assert json.loads(json.dumps(evidence, default=str))["rows"] == e.rows
+    assert [c["currency"] for c in evidence["currencies"]] == ["EUR", "USD"]
+    assert all(c["adds_up"] for c in evidence["currencies"])
+    assert text == format_explanation(e)
+
+
+def test_cli_explain_without_an_explainer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from restate.cli import app
+    from restate.settings import get_settings
+
+    monkeypatch.setenv("RESTATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RESTATE_EXPLAINER", "")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["explain", "--start", "2026-10-01", "--end", "2026-10-02"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: this project declares no explainer (RESTATE_EXPLAINER)"
+    ]
+
 
 @pytest.mark.slow
 def test_old_logic_manual_edit_and_finance_error_are_told_apart(tmp_path: Path) -> None:
@@ -138,7 +167,7 @@ def test_old_logic_manual_edit_and_finance_error_are_told_apart(tmp_path: Path) 
         assert e.verdict[0].startswith("late data") and "transformation logic" in e.verdict[1]
 
         # Same logic, but someone edited production by hand: not a code change.
-        current = settings.model_copy(update={"revenue_logic": "v1"})
+        current = settings.model_copy(update={"project_vars": {"revenue_logic": "v1"}})
         engine.execute(
             f"update {settings.prod_schema}.fct_revenue_daily set net_revenue = net_revenue + 1 "
             "where event_date = '2026-10-01' and account_id = 'A'"
@@ -170,7 +199,7 @@ def test_schema_drift_names_the_file_and_column(tmp_path: Path) -> None:
         "timestamp '2026-10-01 10:00' as updated_at, 'x@example.com' as customer_email, "
         f"'web' as channel) to '{folder}/drifted.parquet' (format parquet)"
     )
-    from restate.explain import schema_drift
+    from examples.billing.explain import schema_drift
 
     with connect(settings) as engine:
         drift = schema_drift(engine, settings, START, END)

@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from examples.billing.explain import explain
 from restate.cli import app
 from restate.engines import connect
-from restate.explain import explain
 from restate.settings import Settings, get_settings
 from restate.validation import run_validation
 from tests.conftest import VALID_RAW, expected_daily_sql, land, make_settings, table_rows

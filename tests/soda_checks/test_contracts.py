@@ -22,11 +22,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from examples.billing.generate import GenerateSpec, generate
 from restate.engines import connect
 from restate.engines.base import Engine
-from restate.finance import FinanceExportError, load_finance_exports
-from restate.generate import GenerateSpec, generate
 from restate.pipeline import load_once
+from restate.reference import ReferenceExportError, load_reference_exports
 from restate.settings import Settings, apply_process_env
 from restate.validation import (
     CONTRACTS_DIR,
@@ -411,7 +411,7 @@ def test_finance_total_off_by_a_tenth_of_a_percent_fails_its_date(
     try:
         result = validate(broken, engine)
     finally:
-        load_finance_exports(engine, settings)
+        load_reference_exports(engine, settings)
 
     daily = result.check(FINANCE_DAILY)
     assert failed_names(result) == {daily.name}
@@ -431,7 +431,7 @@ def test_finance_difference_inside_tolerance_passes(
     try:
         result = validate(broken, engine)
     finally:
-        load_finance_exports(engine, settings)
+        load_reference_exports(engine, settings)
 
     assert result.passed, format_report(result)
 
@@ -584,7 +584,7 @@ def test_finance_exports_load_every_csv_row(settings: Settings, engine: Engine) 
     for path in Path(settings.finance).glob("revenue_*.csv"):
         with path.open() as fh:
             lines += sum(1 for _ in csv.DictReader(fh))
-    assert load_finance_exports(engine, settings) == lines
+    assert load_reference_exports(engine, settings) == lines
     assert engine.scalar(f"select count(*) from {settings.meta_schema}.finance_exports") == lines
     differing = engine.scalar(
         f"""select count(*) from {settings.meta_schema}.finance_exports as f
@@ -599,12 +599,12 @@ def test_finance_exports_load_every_csv_row(settings: Settings, engine: Engine) 
 def test_malformed_finance_export_keeps_the_loaded_table(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    before = load_finance_exports(engine, settings)
+    before = load_reference_exports(engine, settings)
     folder = tmp_path / "finance"
     shutil.copytree(settings.finance, folder)
     (folder / "revenue_2026-12.csv").write_text("day,currency,gross\n2026-12-01,USD,1\n")
     broken = Settings(data_dir=settings.data_dir, finance_uri=str(folder))
 
-    with pytest.raises(FinanceExportError, match=r"revenue_2026-12\.csv"):
-        load_finance_exports(engine, broken)
+    with pytest.raises(ReferenceExportError, match=r"revenue_2026-12\.csv"):
+        load_reference_exports(engine, broken)
     assert engine.scalar(f"select count(*) from {settings.meta_schema}.finance_exports") == before
