@@ -329,6 +329,35 @@ def test_contracts_pass_on_the_correct_build_and_catch_the_legacy_logic(built: d
     assert failed == {"fct_orders_daily: finance_daily (failed_rows)"}
 
 
+def test_the_tool_reads_the_projects_declarations(built: dict[str, Any]) -> None:
+    import yaml
+
+    from restate import reference
+    from restate.contract import read_contract
+
+    manifest = json.loads((built["tmp"] / "target" / "manifest.json").read_text())
+    contract = read_contract(manifest, strict=True)
+    mart = contract.models["fct_orders_daily"]
+    assert (mart.date_column, mart.entity_column, mart.touched_dates) == (
+        "order_date",
+        "store_id",
+        "int_touched_order_dates",
+    )
+    assert contract.landing is not None and contract.landing.folder == "orders"
+    declarations = ROOT / "examples" / "northstar" / "reference_exports.yml"
+    export = reference.bind(
+        reference.parse_declarations(yaml.safe_load(declarations.read_text()), declarations.name).exports[0],
+        contract,
+    )
+    finance = finance_export(built["exports"])
+    parsed = [
+        row
+        for path in sorted(built["exports"].glob(export.files))
+        for row in reference.parse_file(export, path.name, path.read_text())
+    ]
+    assert [r[0] for r in parsed] == sorted(finance)
+
+
 def test_generator_is_deterministic(tmp_path: Path) -> None:
     spec = GenerateSpec(end_date=date(2026, 10, 31), months=1, stores=2, orders_per_day=10, seed=5)
     first, second = (
