@@ -94,6 +94,10 @@ def test_demo_runs_in_its_own_folder_and_leaves_the_installation_alone(
     assert any((folder / "landing").rglob("*.parquet"))
     _untouched(installation)
     assert len(lines) >= 8
+    # What `restate demo` prints: the example's own summary, named by the example.
+    months = {r["month"] for r in out["summary_rows"]}
+    assert out["summary_title"] and months and months <= {str(d["month"]) for d in out["diff"]}
+    assert all(r["delta"] == r["restated"] - r["as_reported"] for r in out["summary_rows"])
 
     # Its own folder is reused: cleared, the marker kept. (A second whole run needs a new
     # process: this one keeps the DuckDB file it opened, as every `restate demo` run ends.)
@@ -102,4 +106,20 @@ def test_demo_runs_in_its_own_folder_and_leaves_the_installation_alone(
     (folder / "stale.txt").write_text("old run")
     claim_demo_folder(folder)
     assert sorted(p.name for p in folder.iterdir()) == [DEMO_MARKER]
+    _untouched(installation)
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [("", "declares no demo (RESTATE_DEMO)"), ("examples.billing.nowhere:run_demo", "cannot be loaded")],
+)
+def test_a_project_without_a_loadable_demo_gets_one_line(
+    installation: dict[Path, bytes], monkeypatch: pytest.MonkeyPatch, target: str, said: str
+) -> None:
+    monkeypatch.setenv("RESTATE_DEMO", target)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 1, (result.output, result.exception)
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and said in err[0], result.output
     _untouched(installation)
