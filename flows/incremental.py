@@ -27,7 +27,7 @@ def publish_load_summary(result: LoadResult) -> None:
         key="incremental-load",
         markdown=(
             f"### Incremental load {result.load_id}: {result.status}\n\n"
-            f"| new raw rows | read with lookback | quarantined | event dates recomputed "
+            f"| new raw rows | read with lookback | quarantined | partition dates recomputed "
             f"| watermark |\n|---|---|---|---|---|\n"
             f"| {result.rows_new:,} | {result.rows_in_window:,} | {result.rows_quarantined:,} "
             f"| {result.partitions_touched:,} | {result.watermark_after} |\n"

@@ -127,7 +127,7 @@ def load(
     console.print(
         f"[green]loaded[/] {result.rows_new:,} new raw rows ({result.rows_in_window:,} read "
         f"with lookback), {result.rows_quarantined:,} quarantined, "
-        f"{result.partitions_touched:,} event dates recomputed; watermark "
+        f"{result.partitions_touched:,} partition dates recomputed; watermark "
         f"{result.watermark_before} -> {result.watermark_after} ({result.duration_s:.1f}s)"
     )
 
@@ -319,14 +319,98 @@ def _date(value: datetime | None) -> date | None:
 
 
 @app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the models restate can restate (their contract) and why the others cannot."""
+    from restate.contract import ContractError
+    from restate.project import project_contract
+
+    try:
+        with console.status("reading the dbt project's manifest"):
+            project = project_contract(get_settings())
+    except ContractError as exc:
+        raise _fail(str(exc)) from exc
+    rows = [
+        {
+            "model": c.model,
+            "restatable": "yes",
+            "partition": c.date_column,
+            "entity": c.entity_column or "-",
+            "keys": ", ".join(c.keys),
+            "metrics": ", ".join(c.metrics),
+            "why not": "",
+        }
+        for c in project.models.values()
+    ] + [
+        {"model": name, "restatable": "no", "partition": "", "entity": "", "keys": "", "metrics": "", "why not": why}
+        for name, why in project.not_restatable.items()
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    render_table("models", rows)
+    if project.landing:
+        lc = project.landing
+        console.print(Text(f"landing: source {lc.source} <- <landing>/{lc.folder}/ ({len(lc.columns)} columns)"))
+
+
+@app.command()
+def entities(
+    model: str = typer.Argument(..., help="a restatable model with an entity column"),
+    like: str | None = typer.Option(None, help="only ids containing this text"),
+    limit: int = typer.Option(50, min=1, max=10_000, help="at most this many"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the entity ids (accounts, stores, ...) of a model's upstream, for --entities."""
+    from restate.contract import ContractError
+    from restate.engines import connect
+    from restate.project import project_contract
+
+    s = get_settings()
+    try:
+        c = project_contract(s).model(model)
+    except ContractError as exc:
+        raise _fail(str(exc)) from exc
+    if c.entity_column is None:
+        raise _fail(f"{model} declares no meta.restate.entity_column")
+    with connect(s) as engine:
+        if not engine.relation_exists(s.prod_schema, c.upstream.model):
+            raise _fail(f"{s.prod_schema}.{c.upstream.model} does not exist yet: run `restate load` first")
+        where, params = "", []
+        if like:
+            where, params = f"where contains({c.entity_column}, ?)", [like]
+        rows = engine.query_dicts(
+            f"select {c.entity_column} as id, count(*) as upstream_rows, min({c.date_column}) as first_date, "
+            f"max({c.date_column}) as last_date from {s.prod_schema}.{c.upstream.model} {where} "
+            f"group by 1 order by 1 limit {int(limit)}",
+            params,
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    render_table(f"{c.entity_column} in {s.prod_schema}.{c.upstream.model}", rows)
+
+
+@app.command()
 def plan(
-    select: str = typer.Option(..., "--select", "-s", help="dbt selector, e.g. fct_revenue_daily+"),
-    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first event_date to restate"),
-    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last event_date to restate"),
+    select: str | None = typer.Option(
+        None,
+        "--select",
+        "-s",
+        help="dbt selector of the models to restate, e.g. fct_sales_daily+ "
+        "(default RESTATE_DEFAULT_SELECTOR; `restate models` lists the restatable ones)",
+    ),
+    start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first partition date to restate"),
+    end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last partition date to restate"),
     reason: str = typer.Option(..., help="why: recorded in the changelog and the notices"),
     requested_by: str = typer.Option(..., help="who asks for it"),
     ticket: str | None = typer.Option(None, help="ticket reference, e.g. FIN-142"),
-    accounts: str | None = typer.Option(None, help="comma-separated account ids (default all)"),
+    accounts: str | None = typer.Option(
+        None,
+        "--entities",
+        "--accounts",
+        help="comma-separated ids of the models' entity column, e.g. accounts or stores "
+        "(default all; `restate entities` lists them)",
+    ),
     allow_closed_period: bool = typer.Option(False, help="allow a period before the close date"),
     allow_over_budget: bool = typer.Option(False, help="allow an estimate above the budget"),
     require_approval: bool | None = typer.Option(
@@ -339,6 +423,9 @@ def plan(
     from restate.planning import PlanError, PlanRequest
 
     s = get_settings()
+    select = select or s.default_selector
+    if not select:
+        raise _fail("name the models to restate with --select (or set RESTATE_DEFAULT_SELECTOR)")
     request = PlanRequest(
         selector=select,
         start=start.date(),
@@ -366,7 +453,7 @@ def plan(
             {"item": "models restated", "value": ", ".join(p.models)},
             {"item": "views that follow", "value": ", ".join(p.follow_views) or "-"},
             {"item": "period", "value": f"{p.period_start} .. {p.period_end}"},
-            {"item": "accounts", "value": ", ".join(p.accounts) if p.accounts else "all"},
+            {"item": "entities", "value": ", ".join(p.accounts) if p.accounts else "all"},
             {"item": "chunks", "value": str(len(p.chunks))},
             {"item": "source rows", "value": f"{p.estimate.get('source_rows', 0):,}"},
             {"item": "estimated runtime", "value": f"{p.estimate.get('estimated_seconds')} s"},

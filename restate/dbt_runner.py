@@ -66,7 +66,7 @@ class DbtProject:
         self.log_path = settings.state_dir / "dbt_logs"
         self.prod_state_dir = settings.state_dir / "prod_manifest"
         # profiles.yml: the project's own unless the settings name another folder.
-        self.profiles_dir = getattr(settings, "dbt_profiles_dir", None) or self.project_dir
+        self.profiles_dir = settings.dbt_profiles_dir or self.project_dir
 
     def _base_args(self) -> list[str]:
         return [
@@ -80,6 +80,7 @@ class DbtProject:
             str(self.log_path),
             "--target",
             self.settings.dbt_target,
+            *(["--profile", self.settings.dbt_profile] if self.settings.dbt_profile else []),
         ]
 
     def invoke(

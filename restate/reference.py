@@ -328,7 +328,8 @@ def drift_rows(
     engine: Engine, settings: Settings, export: ReferenceExport, start: date, end: date
 ) -> list[dict[str, Any]]:
     """Grain rows x drift metrics where production differs from the reference beyond the
-    tolerance (percent of the reference); a row on one side only counts (0 on the other)."""
+    tolerance (percent of the reference); a row on one side only counts (0 on the other)
+    unless its value is 0 (a day with no sales is the same whether or not it has a row)."""
     tolerance = Decimal(
         str(export.tolerance_pct if export.tolerance_pct is not None else settings.tolerance_pct)
     )
@@ -357,7 +358,7 @@ def drift_rows(
                 coalesce(p.value, 0) - coalesce(f.value, 0) as delta
             from prod p full outer join ref f on {on}
             where abs(coalesce(p.value, 0) - coalesce(f.value, 0)) > ? * abs(coalesce(f.value, 0))
-                or (f.value is null) <> (p.value is null)
+                or ((f.value is null) <> (p.value is null) and coalesce(p.value, f.value) <> 0)
             order by 1
             """,
             [start, end, start, end, tolerance / 100],

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Schema names are spliced into SQL as identifiers: plain names only.
     prod_schema: str = Field(default="analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     meta_schema: str = Field(default="restate_meta", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    # profiles.yml folder (default: the project's own folder) and the profile name
+    # (default: the one dbt_project.yml names).
+    dbt_profiles_dir: Path | None = None
+    dbt_profile: str | None = None
     dbt_target: str = "dev"
     dbt_threads: int = 4
     # dbt vars every invocation carries (RESTATE_PROJECT_VARS, a JSON object): e.g. the
@@ -300,6 +304,8 @@ def prefect_env(settings: Settings) -> dict[str, str]:
     return {
         "PREFECT_HOME": str(settings.state_dir / "prefect"),
         "PREFECT_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect_results"),
+        # Prefect's temporary server needs more than its 20 s default on a busy machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
 
 

@@ -12,7 +12,8 @@
         'dimensions': ['currency'],
         'upstream': {'model': 'int_deduped_events', 'processed_at': 'ingested_at'},
         'touched_dates': 'int_touched_event_dates',
-        'quarantine': {'model': 'int_quarantined_events', 'processed_at': 'ingested_at'},
+        'quarantine': {'model': 'int_quarantined_events', 'processed_at': 'ingested_at',
+                       'reason': 'rejection_reason'},
     }}
 ) }}
 
