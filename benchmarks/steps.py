@@ -151,7 +151,7 @@ def prepare_data(scale: Scale) -> DataSet:
     build = run_child(
         "build prod v1",
         [str(RESTATE_BIN), "load", "--json"],
-        env=restate_env(ds.baseline, ds.landing, ds.finance, RESTATE_REVENUE_LOGIC="v1"),
+        env=restate_env(ds.baseline, ds.landing, ds.finance, RESTATE_PROJECT_VARS='{"revenue_logic": "v1"}'),
     )
     run_child(
         "export deduped",
@@ -186,7 +186,10 @@ def prepare_data(scale: Scale) -> DataSet:
         "build fresh prod v1",
         [str(RESTATE_BIN), "load", "--json"],
         env=restate_env(
-            ds.fresh_baseline, ds.fresh_landing, WORK / "data" / "fresh_finance", RESTATE_REVENUE_LOGIC="v1"
+            ds.fresh_baseline,
+            ds.fresh_landing,
+            WORK / "data" / "fresh_finance",
+            RESTATE_PROJECT_VARS='{"revenue_logic": "v1"}',
         ),
     )
     say(f"production (v1) built in {build.wall_s:.1f}s; freshness slices rows {slices.result['slice_rows']}")

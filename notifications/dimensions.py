@@ -18,7 +18,7 @@ def _pairs(label: Any) -> list[tuple[str, str]]:
 
 def dimensions_header(rows: Sequence[dict[str, Any]]) -> str:
     """The column header for the rows' dimensions: their names when every row has the same
-    ones (e.g. "Currency"), else "Breakdown"."""
+    ones (e.g. "Region"), else "Breakdown"."""
     names = {tuple(n for n, _ in _pairs(r.get("dimensions"))) for r in rows if r.get("dimensions")}
     if len(names) == 1:
         return " / ".join(n.replace("_", " ").capitalize() for n in next(iter(names)))

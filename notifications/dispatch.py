@@ -418,11 +418,17 @@ def build_context(
     models = list(st["models"])
     start, end = _as_date(st["period_start"]), _as_date(st["period_end"])
     if as_reported_sql is None and event is NoticeEvent.PROMOTED:
-        from restate.planning import load_plan
+        from restate.planning import PlanError, load_plan
 
-        plan = load_plan(engine, settings, restatement_id)
-        date_columns = {m: plan.contract(m).date_column for m in plan.models}
-        as_reported_sql = as_reported_query(settings.prod_schema, date_columns, start, end, restatement_id)
+        try:
+            plan = load_plan(engine, settings, restatement_id)
+            date_columns = {m: plan.contract(m).date_column for m in plan.models}
+        except (PlanError, KeyError):  # a stored plan without models' contracts: no query to offer
+            date_columns = {}
+        if date_columns:
+            as_reported_sql = as_reported_query(
+                settings.prod_schema, date_columns, start, end, restatement_id
+            )
     if event is NoticeEvent.ROLLED_BACK:
         kept = _kept_as_loaded(engine, settings, restatement_id, occurrence)
         if kept:

@@ -176,19 +176,21 @@ def quarantine(
     no landing file is moved or deleted.
     """
     from restate.engines import connect
+    from restate.project import project_contract
     from restate.reports import quarantine_rows, quarantine_summary, quarantined_files
 
     s = get_settings()
+    project = project_contract(s)
     with connect(s) as engine:
         bad_files = quarantined_files(engine, s.meta_schema)
         if files:
             rows = bad_files
         elif list_rows:
-            rows = quarantine_rows(engine, s.prod_schema, reason, limit)
+            rows = quarantine_rows(engine, s.prod_schema, project, reason, limit)
         else:
             if by not in ("month", "day"):
                 raise _fail("--by must be 'month' or 'day'")
-            rows = quarantine_summary(engine, s.prod_schema, by)
+            rows = quarantine_summary(engine, s.prod_schema, project, by)
     if as_json:
         emit_json(rows)
     elif files:
@@ -341,7 +343,15 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
         }
         for c in project.models.values()
     ] + [
-        {"model": name, "restatable": "no", "partition": "", "entity": "", "keys": "", "metrics": "", "why not": why}
+        {
+            "model": name,
+            "restatable": "no",
+            "partition": "",
+            "entity": "",
+            "keys": "",
+            "metrics": "",
+            "why not": why,
+        }
         for name, why in project.not_restatable.items()
     ]
     if as_json:
@@ -350,7 +360,8 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
     render_table("models", rows)
     if project.landing:
         lc = project.landing
-        console.print(Text(f"landing: source {lc.source} <- <landing>/{lc.folder}/ ({len(lc.columns)} columns)"))
+        where = f"<landing>/{lc.folder}/ ({len(lc.columns)} columns)"
+        console.print(Text(f"landing: source {lc.source} <- {where}"))
 
 
 @app.command()

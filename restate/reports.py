@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from restate.contract import ModelContract
+from restate.contract import ModelContract, ProjectContract, Quarantine
 from restate.engines.base import Engine
 
 
@@ -45,28 +45,49 @@ def metric_report(
     )
 
 
-def quarantine_summary(engine: Engine, schema: str, by: str = "month") -> list[dict[str, Any]]:
-    """Quarantined raw rows by reason and event month (or day)."""
-    period = "strftime(event_date, '%Y-%m') as month" if by == "month" else "event_date as day"
-    return engine.query_dicts(
-        f"""
-        select rejection_reason, {period}, count(*) as rows
-        from {schema}.int_quarantined_events group by all order by 1, 2
-        """
-    )
+def quarantines(project: ProjectContract) -> list[Quarantine]:
+    """The project's quarantine models (each once), as its contracts declare them."""
+    found: dict[str, Quarantine] = {}
+    for c in project.models.values():
+        if c.quarantine is not None:
+            found.setdefault(c.quarantine.model, c.quarantine)
+    return list(found.values())
 
 
-def quarantine_rows(engine: Engine, schema: str, reason: str | None, limit: int) -> list[dict[str, Any]]:
-    return engine.query_dicts(
-        f"""
-        select rejection_reason, source_file, source_row_number, event_id, account_id,
-            event_type, amount, currency, event_ts
-        from {schema}.int_quarantined_events
-        where (? is null or rejection_reason = ?)
-        order by event_ts nulls first, source_file, source_row_number limit ?
-        """,
-        [reason, reason, limit],
-    )
+def quarantine_summary(
+    engine: Engine, schema: str, project: ProjectContract, by: str = "month"
+) -> list[dict[str, Any]]:
+    """Quarantined rows per quarantine model, reason and month (or day) of processing."""
+    out: list[dict[str, Any]] = []
+    for q in quarantines(project):
+        if not engine.relation_exists(schema, q.model):
+            continue
+        fmt = "%Y-%m" if by == "month" else "%Y-%m-%d"
+        reason = q.reason or "'(no reason column declared)'"
+        out += engine.query_dicts(
+            f"""
+            select '{q.model}' as model, {reason} as reason,
+                strftime(cast({q.processed_at} as timestamp), '{fmt}') as processed, count(*) as rows
+            from {schema}.{q.model} group by all order by 2, 3
+            """
+        )
+    return out
+
+
+def quarantine_rows(
+    engine: Engine, schema: str, project: ProjectContract, reason: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The quarantined rows themselves (every column of the quarantine model), oldest first."""
+    out: list[dict[str, Any]] = []
+    for q in quarantines(project):
+        if not engine.relation_exists(schema, q.model):
+            continue
+        where = f"where {q.reason} = ?" if reason is not None and q.reason else ""
+        out += engine.query_dicts(
+            f"select * from {schema}.{q.model} {where} order by {q.processed_at} nulls first limit ?",
+            [*([reason] if where else []), limit],
+        )
+    return out[:limit]
 
 
 def quarantined_files(engine: Engine, meta_schema: str) -> list[dict[str, Any]]:

@@ -23,11 +23,26 @@ CORE = [ROOT / "restate", ROOT / "notifications", ROOT / "flows"]
 # Words that are column names in an example but also ordinary words of the core's own
 # vocabulary (a restatement has a status; a reference export has a date column).
 PLAIN_WORDS = frozenset(
-    {"status", "date", "amount", "channel", "orders", "tax", "net", "gross", "day", "month", "events", "updated_at"}
+    {
+        "status",
+        "date",
+        "amount",
+        "channel",
+        "orders",
+        "tax",
+        "net",
+        "gross",
+        "day",
+        "month",
+        "events",
+        "updated_at",
+    }
 )
 # The meta schema's earlier layout named two of its own columns like the first example's;
 # the upgrade that carries old rows over names them (restate/meta.py, _EARLIER_LAYOUTS).
-EARLIER_LAYOUT = re.compile(r"^\s*(\"currency\",|\"select restatement_id, model, event_date|\"load_partitions\": \(\"event_date\")")
+EARLIER_LAYOUT = re.compile(
+    r"^\s*(\"currency\",|\"select restatement_id, model, event_date|\"load_partitions\": \(\"event_date\")"
+)
 
 
 def _names_in_yml(data: object, out: set[str]) -> None:
@@ -94,7 +109,9 @@ def test_the_name_collection_sees_both_examples() -> None:
 
 def test_core_names_no_model_or_column_of_an_example() -> None:
     names = example_names()
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b", re.I)
+    pattern = re.compile(
+        r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b", re.I
+    )
     found = []
     for folder in CORE:
         for path in sorted(folder.rglob("*.py")):

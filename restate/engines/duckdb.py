@@ -93,4 +93,3 @@ class DuckDBEngine(Engine):
             [schema, name],
         )
         return [r[0] for r in rows]
-

@@ -117,7 +117,12 @@ def test_make_serve_runs_restatement_deployment_on_two_task_workers(
     )
     # Production with the old logic, built by the CLI in its own process (one DuckDB writer).
     cli = [str(PROJECT_ROOT / ".venv/bin/restate")]
-    subprocess.run([*cli, "load"], env={**env, "RESTATE_REVENUE_LOGIC": "v1"}, check=True, cwd=tmp_path)
+    subprocess.run(
+        [*cli, "load"],
+        env={**env, "RESTATE_PROJECT_VARS": '{"revenue_logic": "v1"}'},
+        check=True,
+        cwd=tmp_path,
+    )
 
     log = tmp_path / "serve.log"
     with log.open("w") as out:

@@ -58,7 +58,7 @@ def test_flow_pauses_for_approval_form_and_records_it(tmp_path: Path, monkeypatc
 
     s = make_settings(tmp_path / "wh")
     land(s)  # everything landed: the finance reconciliation check passes
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
     monkeypatch.setenv("RESTATE_REQUIRE_APPROVAL", "true")
     monkeypatch.setenv("RESTATE_APPROVERS", '["cfo.maria"]')

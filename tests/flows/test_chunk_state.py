@@ -53,7 +53,7 @@ def test_restored_warehouse_recomputes_instead_of_trusting_a_cache(tmp_path: Pat
             [*cli, *args], env={**env, **extra}, capture_output=True, text=True, timeout=1500
         )
 
-    assert restate("load", RESTATE_REVENUE_LOGIC="v1").returncode == 0
+    assert restate("load", RESTATE_PROJECT_VARS='{"revenue_logic": "v1"}').returncode == 0
     planned = restate(
         "plan", "-s", "fct_revenue_daily+", "--start", "2026-09-01", "--end", "2026-09-30",
         "--reason", "refund bug", "--requested-by", "ana",

@@ -20,7 +20,7 @@ def test_nightly_flow_flags_the_buggy_months_and_drafts_a_plan(tmp_path: Path, m
 
     s = make_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
     get_settings.cache_clear()
     from flows.reconciliation import nightly_reconciliation

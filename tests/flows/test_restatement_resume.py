@@ -54,7 +54,7 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     # Setup runs in subprocesses too: dbt keeps the DuckDB file open in the process
     # that ran it, and DuckDB allows one writing process per file.
     cli = [sys.executable, "-m", "restate.cli"]
-    subprocess.run([*cli, "load"], env={**env, "RESTATE_REVENUE_LOGIC": "v1"}, check=True)
+    subprocess.run([*cli, "load"], env={**env, "RESTATE_PROJECT_VARS": '{"revenue_logic": "v1"}'}, check=True)
     subprocess.run(
         [
             *cli,

@@ -38,7 +38,7 @@ def outbox(s: Settings, rid: int) -> dict[str, list[tuple[str, str]]]:
 def test_plan_validation_failure_and_approval_are_announced_once(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
 
     plan = create_plan(
         s,

@@ -98,7 +98,7 @@ def planned_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, in
     """Buggy production and a restatement that was planned, never run or promoted."""
     s = make_wh_settings(tmp_path_factory.mktemp("planned") / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     return s, plan_september(s)
 
 
@@ -169,7 +169,7 @@ def test_promote_rollback_promote_announces_each_occurrence_once(
 ) -> None:
     s = make_wh_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     rid = plan_september(s)
     plan = start_run(s, rid)
     for c in plan.chunks:
@@ -294,7 +294,7 @@ def test_cascaded_rollback_announces_every_restatement_it_rolled_back(
 ) -> None:
     s = make_wh_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     use_settings(monkeypatch, s)
     first = plan_september(s)
     recompute_validated(s, first)

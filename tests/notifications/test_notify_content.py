@@ -88,7 +88,9 @@ def test_totals_are_the_sums_of_the_months_per_metric_and_currency():
     usd_net = [r for r in ctx.monthly if r["metric"] == "net_revenue" and r["dimensions"] == "currency=USD"]
     before = sum(r["as_reported"] for r in usd_net)
     after = sum(r["restated"] for r in usd_net)
-    total = next(t for t in ctx.totals or [] if t["metric"] == "net_revenue" and t["dimensions"] == "currency=USD")
+    total = next(
+        t for t in ctx.totals or [] if t["metric"] == "net_revenue" and t["dimensions"] == "currency=USD"
+    )
     assert (total["as_reported"], total["restated"], total["delta"]) == (before, after, after - before)
     msg = compose(ctx)
     line = next(x for x in msg.text.splitlines() if re.match(r"Net revenue +USD ", x))

@@ -128,9 +128,17 @@ def load_landing_into_emulator(settings: Settings, landing_dir: Path) -> int:
     import duckdb
 
     from restate.engines import connect
-    from restate.snowflake_landing import LANDING_COLUMNS, ensure_landing_table
+    from restate.landing import landing_of
+    from restate.project import project_contract
+    from restate.snowflake_landing import (
+        LINEAGE_COLUMNS,
+        ensure_landing_table,
+        landing_columns,
+        landing_table,
+    )
 
-    data_cols = [c for c in LANDING_COLUMNS if c not in ("source_file", "source_row_number")]
+    lc = landing_of(project_contract(settings))
+    data_cols = [c for c in landing_columns(lc) if c not in LINEAGE_COLUMNS]
     rows = (
         duckdb.connect()
         .execute(
@@ -150,9 +158,9 @@ def load_landing_into_emulator(settings: Settings, landing_dir: Path) -> int:
 
     with connect(settings) as engine:
         engine.execute(f"create database if not exists {settings.snowflake_database}")
-        ensure_landing_table(engine, settings)
+        ensure_landing_table(engine, lc)
         engine.execute(f"create schema if not exists {settings.prod_schema}")
         for i in range(0, len(rows), 1000):
             values = ", ".join("(" + ", ".join(literal(v) for v in r) + ")" for r in rows[i : i + 1000])
-            engine.execute(f"insert into {settings.snowflake_landing_table} values {values}")
+            engine.execute(f"insert into {landing_table(lc)} values {values}")
     return len(rows)

@@ -129,7 +129,7 @@ def test_read_contract_lists_why_other_models_are_not_restatable() -> None:
     assert "keys must contain date_column" in project.not_restatable["fct_broken"]
     assert "declares no meta.restate" in project.not_restatable["int_sales"]
     assert "view" in project.not_restatable["v_sales"]
-    with pytest.raises(ContractError, match="fct_broken: not restatable: .*keys must contain"):
+    with pytest.raises(ContractError, match=r"fct_broken: not restatable: .*keys must contain"):
         project.model("fct_broken")
     with pytest.raises(ContractError, match="fct_broken"):
         read_contract(manifest, strict=True)

@@ -65,7 +65,7 @@ def notices(s: Settings) -> dict[tuple[str, str], int]:
 def test_a_kill_at_every_step_boundary_converges_on_rerun(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     with connect(s) as e:
         reported = table_rows(e.con, DAILY.format("analytics.fct_revenue_daily", "true"))  # type: ignore[attr-defined]
     release_warehouse(s)  # the children need the file

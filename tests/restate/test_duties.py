@@ -332,7 +332,7 @@ def test_cli_promote_of_a_closed_period_refuses_the_requester_and_records_who_ra
 
     s = make_settings(tmp_path / "wh")
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
     monkeypatch.setenv("RESTATE_APPROVERS", json.dumps(APPROVERS))
     monkeypatch.setenv("RESTATE_CLOSE_DATE", "2026-10-01")

@@ -27,7 +27,7 @@ def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
 ) -> None:
     s = make_settings(tmp_path / "wh", approvers=["cfo", "controller"])
     land(s)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     # Finance's export for 2026-09-14 USD is 1% higher than what the data supports.
     csv = Path(s.finance) / "revenue_2026-09.csv"
     lines = csv.read_text().splitlines()

@@ -34,7 +34,7 @@ PERIOD = (date(2026, 9, 1), date(2026, 9, 30))
 def prod(tmp_path: Path) -> Settings:
     s = make_settings(tmp_path / "wh")
     land(s, None, datetime(2026, 10, 20))
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     return s
 
 

@@ -45,7 +45,7 @@ def recompute(s: Settings, rid: int) -> int:
 def buggy_prod(tmp_path: Path) -> Settings:
     s = make_settings(tmp_path / "wh")
     land(s, None, datetime(2026, 10, 20))
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     return s
 
 
@@ -133,7 +133,7 @@ def test_late_events_during_the_restatement_are_promoted_once(buggy_prod: Settin
     # Events land and are loaded (by the old code) while the restatement waits.
     landed = land(s, datetime(2026, 10, 20), None)
     assert landed > 0
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     with connect(s) as e:
         late = e.scalar(
             f"select count(*) from analytics.int_deduped_events where {IN_SCOPE} and ingested_at > '2026-10-20'"

@@ -44,7 +44,7 @@ def make_restated(tmp_path: Path, until: datetime | None) -> tuple[Settings, int
     recomputed and validated."""
     s = make_settings(tmp_path / "wh")
     land(s, None, until)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     rid = create_plan(
         s, PlanRequest("fct_revenue_daily+", *PERIOD, reason="refund bug", requested_by="ana")
     ).restatement_id
@@ -130,7 +130,7 @@ def test_a_correction_that_moves_an_event_out_of_a_restated_chunk_is_counted_onc
     # outside the period; a load (old logic) applies it to production.
     moved = move_an_invoice(s, date(2026, 9, 15), date(2026, 10, 12))
     finance_follows_the_move(s, date(2026, 9, 15), date(2026, 10, 12), moved)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     with connect(s) as e:
         out = promote(e, s, load_plan(e, s, rid))
         assert any(c.startswith("20260901") for c in out["refreshed_chunks"]), out["refreshed_chunks"]
@@ -149,7 +149,7 @@ def test_refreshed_chunks_that_fail_validation_are_not_promoted(restated: tuple[
     # A correction moves an invoice between two restated days; finance's exports do not
     # follow it, so the refreshed restatement disagrees with finance on both days.
     move_an_invoice(s, date(2026, 9, 15), date(2026, 9, 16))
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     with connect(s) as e:
         before = table_rows(e.con, "select * from analytics.fct_revenue_daily")
         with pytest.raises(GateError, match="failed validation"):
@@ -324,12 +324,12 @@ def test_a_refresh_whose_validation_never_finished_is_not_promoted_on_retry(
     s, rid = restated
     moved = move_an_invoice(s, date(2026, 9, 15), date(2026, 10, 12))
     finance_follows_the_move(s, date(2026, 9, 15), date(2026, 10, 12), moved)
-    load_once(s.model_copy(update={"revenue_logic": "v1"}))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     with connect(s) as e:
         before = table_rows(e.con, "select * from analytics.fct_revenue_daily")
         # Other logic than the plan's would mix two versions: refused before any refresh.
         with pytest.raises(GateError, match="code differs"):
-            promote(e, s.model_copy(update={"revenue_logic": "v1"}), load_plan(e, s, rid))
+            promote(e, s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}), load_plan(e, s, rid))
         # The re-validation of the refreshed chunks dies (Soda down, token expired, ...).
         real = validation.run_validation
         monkeypatch.setattr(

@@ -29,7 +29,6 @@ from restate.pipeline import load_once
 from restate.reference import ReferenceExportError, load_reference_exports
 from restate.settings import Settings, apply_process_env
 from restate.validation import (
-    CONTRACTS_DIR,
     DATASOURCES_DIR,
     ValidationResult,
     contract_variables,
@@ -117,7 +116,7 @@ def test_contracts_pass_on_the_loaded_pipeline(settings: Settings, engine: Engin
     assert datasets == {
         f"{PROD}.fct_revenue_daily",
         f"{PROD}.int_deduped_events",
-        f"{settings.meta_schema}.finance_exports",
+        f"{settings.meta_schema}.reference_finance_revenue",
     }
     # Soda measured the real tables.
     rows = engine.scalar(f"select count(*) from {PROD}.fct_revenue_daily where {in_period()}")
@@ -349,8 +348,7 @@ def test_dropped_event_partition_fails_row_accounting(settings: Settings, engine
     assert accounting.partitions == [day.isoformat()]
     row = accounting.details[0]
     raw = engine.scalar(
-        f"select count(*) from {engine.raw_events_relation(settings.landing)} "
-        "where cast(event_ts as date) = ?",
+        "select count(*) from raw.events where cast(event_ts as date) = ?",
         [day],
     )
     assert row["raw_rows"] == raw
@@ -456,7 +454,7 @@ def test_refund_rate_outside_the_bounds_warns_on_its_date(settings: Settings, en
     assert bounds.outcome == "warned" and bounds.passed
     assert bounds.name not in failed_names(result)
     assert bounds.partitions == [day.isoformat()]
-    assert bounds.details[0]["refund_rate"] > settings.refund_rate_max
+    assert bounds.details[0]["refund_rate"] > float(settings.soda_variables.get("refund_rate_max", 0.5))
 
 
 def test_refund_rate_bounds_come_from_the_settings(settings: Settings, engine: Engine) -> None:
@@ -468,7 +466,7 @@ def test_refund_rate_bounds_come_from_the_settings(settings: Settings, engine: E
     ceiling = (rates[2][1] + rates[3][1]) / 2  # about three days lie above it
     above = sorted(d.isoformat() for d, rate in rates if rate > ceiling)
     assert above
-    strict = settings.model_copy(update={"refund_rate_max": ceiling})
+    strict = settings.model_copy(update={"soda_variables": {"refund_rate_max": float(ceiling)}})
 
     result = validate(strict, engine)
 
@@ -535,7 +533,7 @@ def test_duckdb_data_source_file_opens_the_same_file_in_this_process(
     variables = contract_variables(engine, settings, PROD, SPEC.start_date, SPEC.end_date)
     session = ContractVerificationSession.execute(
         contract_yaml_sources=[
-            ContractYamlSource.from_file_path(str(CONTRACTS_DIR / "fct_revenue_daily.yml"))
+            ContractYamlSource.from_file_path(str(settings.soda_contracts_dir / "fct_revenue_daily.yml"))
         ],
         data_source_yaml_sources=[DataSourceYamlSource.from_file_path(str(DATASOURCES_DIR / "duckdb.yml"))],
         variables=dict(variables),
@@ -584,10 +582,10 @@ def test_finance_exports_load_every_csv_row(settings: Settings, engine: Engine) 
     for path in Path(settings.finance).glob("revenue_*.csv"):
         with path.open() as fh:
             lines += sum(1 for _ in csv.DictReader(fh))
-    assert load_reference_exports(engine, settings) == lines
-    assert engine.scalar(f"select count(*) from {settings.meta_schema}.finance_exports") == lines
+    assert load_reference_exports(engine, settings) == {"finance_revenue": lines}
+    assert engine.scalar(f"select count(*) from {settings.meta_schema}.reference_finance_revenue") == lines
     differing = engine.scalar(
-        f"""select count(*) from {settings.meta_schema}.finance_exports as f
+        f"""select count(*) from {settings.meta_schema}.reference_finance_revenue as f
             join read_csv('{settings.finance}/revenue_*.csv', header = true) as c
               on f.date = c.date and f.currency = c.currency
             where f.gross_revenue <> c.gross_revenue or f.refunds <> c.refunds
@@ -607,4 +605,6 @@ def test_malformed_finance_export_keeps_the_loaded_table(
 
     with pytest.raises(ReferenceExportError, match=r"revenue_2026-12\.csv"):
         load_reference_exports(engine, broken)
-    assert engine.scalar(f"select count(*) from {settings.meta_schema}.finance_exports") == before
+    assert engine.scalar(f"select count(*) from {settings.meta_schema}.reference_finance_revenue") == sum(
+        before.values()
+    )
