@@ -352,3 +352,24 @@ def contract_from_json(data: dict[str, Any]) -> ModelContract:
         ),
         quarantine=_quarantine(name, q) if q else None,
     )
+
+
+# Macros dbt resolves from the root project only, that a restatable project must route to
+# the restate package (dbt/restate/README.md): without the first, a restatement run would
+# build into the production schema.
+REQUIRED_SHIMS = {
+    "generate_schema_name": "restate.generate_schema_name",
+    "get_incremental_replace_partitions_sql": "restate.get_incremental_replace_partitions_sql",
+}
+
+
+def missing_shims(manifest: dict[str, Any]) -> list[str]:
+    """The root-project shims that are missing or do not call the restate package."""
+    root = manifest.get("metadata", {}).get("project_name")
+    macros = manifest.get("macros") or {}
+    missing = []
+    for name, target in REQUIRED_SHIMS.items():
+        macro = macros.get(f"macro.{root}.{name}") if root else None
+        if macro is None or target not in str(macro.get("macro_sql") or ""):
+            missing.append(name)
+    return missing

@@ -14,6 +14,7 @@ from restate.contract import (
     ModelContract,
     contract_from_json,
     contract_to_json,
+    missing_shims,
     read_contract,
 )
 from restate.cost import estimate_cost
@@ -359,6 +360,13 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
         project = read_contract(manifest)
     except ContractError as exc:
         raise PlanError(str(exc)) from exc
+    shims = missing_shims(manifest)
+    if shims:
+        raise PlanError(
+            f"the dbt project does not route {', '.join(shims)} to the restate package, so a "
+            "restatement could not build into its own schema; add macros/restate_shims.sql "
+            "(docs/your-project.md, step 1)"
+        )
     tables, views = [], []
     for uid in closure:
         node = nodes[uid]

@@ -173,3 +173,23 @@ def test_landing_declaration_needs_typed_columns_and_declared_processing_time() 
                 },
             }
         )
+
+
+def test_a_project_without_the_shims_is_named_before_anything_runs() -> None:
+    from restate.contract import missing_shims
+
+    shim = "{{ restate.generate_schema_name(custom_schema_name, node) }}"
+    strategy = "{{ return(restate.get_incremental_replace_partitions_sql(arg_dict)) }}"
+    ok = {
+        "metadata": {"project_name": "shop"},
+        "macros": {
+            "macro.shop.generate_schema_name": {"macro_sql": shim},
+            "macro.shop.get_incremental_replace_partitions_sql": {"macro_sql": strategy},
+        },
+    }
+    assert missing_shims(ok) == []
+    own = {**ok, "macros": {**ok["macros"], "macro.shop.generate_schema_name": {"macro_sql": "{{ 'x' }}"}}}
+    assert missing_shims(own) == ["generate_schema_name"]
+    assert missing_shims({"metadata": {"project_name": "shop"}, "macros": {}}) == list(
+        ("generate_schema_name", "get_incremental_replace_partitions_sql")
+    )
