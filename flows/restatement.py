@@ -137,7 +137,9 @@ def restatement(
     apply_process_env(settings)
     logger = get_run_logger()
     if restatement_id is None:
-        selector = selector or settings.default_selector
+        from restate.project import default_selector
+
+        selector = selector or default_selector(settings)
         if not (selector and start and end and reason and requested_by):
             raise ValueError(
                 "a new restatement needs selector (or RESTATE_DEFAULT_SELECTOR), start, end, "

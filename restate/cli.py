@@ -408,7 +408,7 @@ def plan(
         "--select",
         "-s",
         help="dbt selector of the models to restate, e.g. fct_sales_daily+ "
-        "(default RESTATE_DEFAULT_SELECTOR; `restate models` lists the restatable ones)",
+        "(default RESTATE_DEFAULT_SELECTOR, else every restatable model: `restate models`)",
     ),
     start: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="first partition date to restate"),
     end: datetime = typer.Option(..., formats=["%Y-%m-%d"], help="last partition date to restate"),
@@ -434,7 +434,10 @@ def plan(
     from restate.planning import PlanError, PlanRequest
 
     s = get_settings()
-    select = select or s.default_selector
+    if not select:
+        from restate.project import default_selector
+
+        select = default_selector(s)
     if not select:
         raise _fail("name the models to restate with --select (or set RESTATE_DEFAULT_SELECTOR)")
     request = PlanRequest(

@@ -187,9 +187,14 @@ def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
     cause = (rec.explanation or {}).get("verdict", ["unknown"])[0]
     exports = {e.name: e for e in reference.declared(settings)}
     drifted = sorted({exports[d["export"]].model for d in rec.drift_days if d.get("export") in exports})
-    selector = " ".join(f"{m}+" for m in drifted) or settings.default_selector
+    if drifted:
+        selector: str | None = " ".join(f"{m}+" for m in drifted)
+    else:  # drift from contract checks only (e.g. rows not conserved): every restatable model
+        from restate.project import default_selector
+
+        selector = default_selector(settings)
     if not selector:
-        rec.draft_error = "drift is in contract checks only and RESTATE_DEFAULT_SELECTOR is not set"
+        rec.draft_error = "the project has no restatable model to draft a restatement of"
         return rec
     metrics = sorted({str(d["metric"]) for d in rec.drift_days})
     request = PlanRequest(

@@ -271,6 +271,12 @@ def discover_datasets(
         schema, table = _dataset_parts(spec, variables)
         contract = models.get(table)
         partition = contract.date_column if contract else None
+        for c in models.values():  # an upstream or quarantine model has its mart's date column
+            if partition is None and table in (
+                c.upstream.model,
+                c.quarantine.model if c.quarantine else None,
+            ):
+                partition = c.date_column
         if table in references:
             partition = references[table].date_column
         relation = f"{schema}.{table}"
@@ -445,7 +451,13 @@ class _Contract:
         self.table = ds.table
         self.partition_column = ds.partition_column
         self.spec: dict[str, Any] = yaml.safe_load(_with_relation(ds.path.read_text(), ds))
-        self.variables = variables
+        # The contract's own defaults for variables restate does not set (as Soda applies them).
+        defaults = {
+            k: v["default"]
+            for k, v in (self.spec.get("variables") or {}).items()
+            if isinstance(v, dict) and v.get("default") is not None
+        }
+        self.variables = {**defaults, **variables}
 
     def check_spec(self, check: Any) -> dict[str, Any]:
         if check.column_name:
@@ -618,6 +630,41 @@ def _collect(
     return checks, errors
 
 
+def declared_key_checks(
+    engine: Engine, project: ProjectContract, schema: str, start: date, end: date
+) -> list[ValidationCheck]:
+    """restate's own check, whatever the project's Soda contracts say: in every restatable
+    model present in ``schema``, the declared keys (meta.restate.keys) are unique in the
+    period; the diff and the promotion match rows on them."""
+    out = []
+    for c in project.models.values():
+        if not engine.relation_exists(schema, c.model):
+            continue
+        keys = ", ".join(c.keys)
+        rows = engine.query(
+            f"select {c.date_column}, count(*) - 1 from {schema}.{c.model} "
+            f"where {c.date_column} between ? and ? group by {keys} having count(*) > 1 "
+            f"order by 1 limit {MAX_PARTITIONS}",
+            [start, end],
+        )
+        extra = sum(int(r[1]) for r in rows)
+        out.append(
+            ValidationCheck(
+                name=f"declared keys ({keys}) are unique",
+                dataset=f"{schema}.{c.model}",
+                check_type="declared_keys",
+                outcome="failed" if rows else "passed",
+                passed=not rows,
+                measured=float(extra),
+                threshold="must be 0 duplicate rows",
+                partitions=sorted({_partition_label(r[0], c.date_column) for r in rows}),
+                details=[{"problem": f"{extra} rows repeat a key of meta.restate.keys"}] if rows else [],
+                qualifier="declared_keys",
+            )
+        )
+    return out
+
+
 def run_validation(
     settings: Settings,
     engine: Engine,
@@ -652,6 +699,7 @@ def run_validation(
             missing.append(f"{schema_}.{table} does not exist")
     contract_results, session_errors = _verify(engine, settings, variables, datasets)
     checks, errors = _collect(engine, datasets, variables, contract_results)
+    checks += declared_key_checks(engine, project, schema, period_start, period_end)
     if not contract_results:
         errors += _short_errors(session_errors) or ["Soda verified no contract"]
     errors = missing + errors

@@ -156,6 +156,21 @@ def test_the_whole_lifecycle_on_the_orders_project(northstar: Cli) -> None:
     )  # fmt: skip
     out = cli("run", "3")
     assert "validation passed" in out.stdout, out.stdout[-2000:]
+    # A duplicated key in the restated table is refused before promotion, whatever the
+    # project's own contracts check (restate's declared-keys check).
+    con = duckdb.connect(str(cli.data / "warehouse.duckdb"))
+    con.execute("insert into restate_3.fct_orders_daily select * from restate_3.fct_orders_daily limit 1")
+    con.close()
+    dup = cli("validate", "3", ok=False)
+    assert dup.returncode == 1 and "declared keys (order_date, store_id) are unique" in dup.stdout, dup.stdout
+    assert "failed validation" in cli("promote", "3", "--approved-by", "bob", ok=False).stderr
+    con = duckdb.connect(str(cli.data / "warehouse.duckdb"))
+    con.execute(
+        "delete from restate_3.fct_orders_daily where rowid in (select max(rowid) from restate_3.fct_orders_daily "
+        "group by order_date, store_id having count(*) > 1)"
+    )
+    con.close()
+    cli("validate", "3")
     cli("promote", "3", "--approved-by", "bob")
     same(in_period(cli.prod()), in_period(v2))
     # The weekly view follows the daily partitions in the same instant.

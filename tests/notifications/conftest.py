@@ -258,14 +258,46 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+# Restatement #1's stored plan, as planning writes it (with its model's contract).
+SEEDED_PLAN: dict[str, Any] = {
+    "restatement_id": 1,
+    "selector": "fct_revenue_daily+",
+    "models": ["fct_revenue_daily"],
+    "follow_views": [],
+    "period_start": "2026-01-01",
+    "period_end": "2026-02-28",
+    "accounts": None,
+    "reason": "Refunds not netted",
+    "ticket": "FIN-1234",
+    "requested_by": "alice",
+    "requires_approval": True,
+    "chunks": [],
+    "exposures": [],
+    "source_watermark": None,
+    "code_version": {},
+    "contracts": {
+        "fct_revenue_daily": {
+            "model": "fct_revenue_daily",
+            "unique_id": "model.restate_billing.fct_revenue_daily",
+            "date_column": "event_date",
+            "entity_column": "account_id",
+            "keys": ["event_date", "account_id", "currency"],
+            "metrics": ["net_revenue"],
+            "dimensions": ["currency"],
+            "upstream": {"model": "int_deduped_events", "processed_at": "ingested_at"},
+        }
+    },
+}
+
+
 def seed_restatement(engine: DuckDBEngine) -> None:
     """Restatement #1: validated, needs approval, two chunks done, a monthly diff."""
     now = datetime(2026, 11, 1, 9, 0)
     engine.execute(
         "insert into restate_meta.restatements values (1, ?, 'validated', 'fct_revenue_daily', "
         "'fct_revenue_daily', '2026-01-01', '2026-02-28', null, 'Refunds not netted', "
-        "'FIN-1234', 'alice', null, null, true, null, '{}', '{}', 'restate_1', ?)",
-        [now, now],
+        "'FIN-1234', 'alice', null, null, true, null, '{}', ?, 'restate_1', ?)",
+        [now, json.dumps(SEEDED_PLAN), now],
     )
     for chunk, start, end in [("c1", "2026-01-01", "2026-01-31"), ("c2", "2026-02-01", "2026-02-28")]:
         engine.execute(

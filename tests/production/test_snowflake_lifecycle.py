@@ -249,6 +249,6 @@ def test_credentials_block_logs_in_the_tool_dbt_and_soda(
     assert result.checks and not result.errors
     ran = snowflake_emulator.statements()[seen:]
     soda = [st for st in ran if "datetime_precision" in (st["sql"] or "").lower()]
-    tool = [st for st in ran if "finance_exports" in (st["sql"] or "").lower()]
+    tool = [st for st in ran if "reference_finance_revenue" in (st["sql"] or "").lower()]
     assert soda and tool
     assert {st["user"] for st in ran} == {"from_block"}

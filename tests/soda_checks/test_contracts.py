@@ -416,7 +416,7 @@ def test_finance_total_off_by_a_tenth_of_a_percent_fails_its_date(
     assert daily.partitions == [day.isoformat()]
     gross = next(d for d in daily.details if d["metric"] == "gross_revenue")
     assert gross["currency"] == currency
-    expected_pct = abs(gross["diff"]) * 100 / gross["finance"]
+    expected_pct = abs(gross["diff"]) * 100 / gross["reference"]
     assert gross["diff_pct"] == pytest.approx(expected_pct)
     assert gross["diff_pct"] > settings.tolerance_pct
     assert day.isoformat() in format_report(result)
