@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from examples.billing.generate import GenerateSpec, generate
 from restate.settings import TELEMETRY_OFF, Settings
@@ -73,22 +69,3 @@ def expected_daily_sql(glob: str, net_logic: str = "v2") -> str:
 
 def table_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return sorted(con.execute(sql).fetchall(), key=lambda r: tuple(str(x) for x in r))
-
-
-@pytest.fixture(autouse=True)
-def _log_handlers_keep_a_live_stream() -> Iterator[None]:
-    """Prefect binds its console log handler to the stderr current when it first configures
-    logging. If that happened inside a CliRunner invocation (an in-process `restate demo`),
-    the stream is closed afterwards and every later flow in the same worker fails while
-    logging ("I/O operation on closed file", then a RecursionError). Point such handlers
-    back at the real stderr after each test."""
-    yield
-    loggers = [logging.getLogger(), *[logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            console = getattr(handler, "console", None)
-            if console is not None and getattr(console.file, "closed", False):
-                console.file = sys.__stderr__
-            stream = getattr(handler, "stream", None)
-            if stream is not None and getattr(stream, "closed", False) and hasattr(handler, "setStream"):
-                handler.setStream(sys.__stderr__)
