@@ -15,6 +15,13 @@ os.environ.update(TELEMETRY_OFF)
 # Prefect's temporary server can take long to start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+# Prefect builds its console log handler on the sys.stderr of its first logging setup
+# (importing prefect.main). Done here, that is the session's stream; done first inside a
+# test, it would be that test's CliRunner or capsys stream, closed when the test ends, and
+# every later flow run in the same worker would fail while logging (seen in CI: a
+# RecursionError in the paused approval flow after tests/restate/test_cli_errors.py).
+import prefect.main  # noqa: F401
+
 SMALL = {"end_date": date(2026, 10, 31), "months": 3, "accounts": 60, "events_per_day": 150, "seed": 7}
 
 
