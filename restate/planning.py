@@ -20,6 +20,7 @@ from restate.contract import (
 from restate.cost import estimate_cost
 from restate.engines.base import Engine
 from restate.entities import EntityIdError, check_entity_ids
+from restate.project import check_target
 from restate.settings import PROJECT_ROOT, Settings
 
 
@@ -367,6 +368,10 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
             "restatement could not build into its own schema; add macros/restate_shims.sql "
             "(docs/your-project.md, step 1)"
         )
+    try:
+        check_target(settings, manifest)
+    except ContractError as exc:
+        raise PlanError(str(exc)) from exc
     tables, views = [], []
     for uid in closure:
         node = nodes[uid]

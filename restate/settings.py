@@ -30,6 +30,21 @@ TELEMETRY_OFF = {
 SNOWFLAKE_MB_PER_S_XSMALL = 84.0
 
 
+# The examples shipped with restate: their project folder and what goes with it.
+BUNDLED_EXAMPLES: dict[Path, dict[str, Any]] = {
+    PROJECT_ROOT / "dbt" / "billing": {
+        "soda_contracts_dir": PROJECT_ROOT / "soda_checks" / "billing",
+        "reference_exports": PROJECT_ROOT / "examples" / "billing" / "reference_exports.yml",
+        "explainer": "examples.billing.explain:explain_period",
+        "demo": "examples.billing.demo:run_demo",
+    },
+    PROJECT_ROOT / "dbt" / "northstar": {
+        "soda_contracts_dir": PROJECT_ROOT / "soda_checks" / "northstar",
+        "reference_exports": PROJECT_ROOT / "examples" / "northstar" / "reference_exports.yml",
+    },
+}
+
+
 class Settings(BaseSettings):
     """Configuration of one restate installation (embedded default: DuckDB + local folder)."""
 
@@ -57,15 +72,16 @@ class Settings(BaseSettings):
     default_selector: str | None = None
     # The Soda contracts restate runs (every *.yml in it; see restate/validation.py), and
     # values for variables the contracts declare beyond the ones restate sets.
-    soda_contracts_dir: Path = PROJECT_ROOT / "soda_checks" / "billing"
+    # None: the bundled example's own when the project is one (see _bundled_defaults).
+    soda_contracts_dir: Path | None = None
     soda_variables: dict[str, str | float] = Field(default_factory=dict)
     # The reference exports finance sends (a YAML file; see restate/reference.py), read
     # from finance_uri. None: the project has none.
-    reference_exports: Path | None = PROJECT_ROOT / "examples" / "billing" / "reference_exports.yml"
+    reference_exports: Path | None = None
     # The project's root-cause explainer ("package.module:function"; restate/explainer.py)
     # and its demo ("package.module:function"; `restate demo`). None: it has none.
-    explainer: str | None = "examples.billing.explain:explain_period"
-    demo: str | None = "examples.billing.demo:run_demo"
+    explainer: str | None = None
+    demo: str | None = None
 
     # Crash tests only: SIGKILL the process at this step boundary (see restate/faults.py).
     crash_at: str | None = None
@@ -169,6 +185,17 @@ class Settings(BaseSettings):
         # The dbt profile's Snowflake output is `prod`; `dev` is DuckDB only.
         if self.engine == "snowflake" and self.dbt_target == "dev":
             self.dbt_target = "prod"
+        return self
+
+    @model_validator(mode="after")
+    def _bundled_defaults(self) -> Settings:
+        # A bundled example's contracts, reference exports, explainer and demo are the
+        # defaults only while the project is that example: a user's own project never
+        # runs an example's checks or explainer by accident. Set values always win.
+        example = BUNDLED_EXAMPLES.get(self.dbt_project_dir.resolve())
+        for key, value in (example or {}).items():
+            if key not in self.model_fields_set:
+                setattr(self, key, value)
         return self
 
     @property

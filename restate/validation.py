@@ -260,6 +260,8 @@ def discover_datasets(
 ) -> list[Dataset]:
     """Every contract in the contracts folder, with the table it checks (in file order)."""
     folder = settings.soda_contracts_dir
+    if folder is None:
+        raise ContractError("no Soda contracts folder is set: set RESTATE_SODA_CONTRACTS_DIR")
     if not folder.is_dir():
         raise ContractError(f"no Soda contracts folder at {folder} (RESTATE_SODA_CONTRACTS_DIR)")
     restatement = _restatement(engine, settings, restatement_id)

@@ -8,3 +8,15 @@
     and {{ column }} > cast({{ restate.restate_literal(var("ingested_since", "1900-01-01 00:00:00")) }} as timestamp)
     {%- endif %}
 {%- endmacro %}
+
+{#- The same window with both bounds always, for a model rebuilt whole on every load,
+    where is_incremental() is never true: e.g. the table of dates a load touched
+    (`meta.restate.touched_dates`). ingestion_window there would take every row ever
+    processed, and every load would recompute every partition. lower=false keeps only
+    the upper bound (every version processed up to this load). -#}
+{% macro load_window(column, lower=true) -%}
+    {{ column }} <= cast({{ restate.restate_literal(var("ingested_until", "9999-12-31 00:00:00")) }} as timestamp)
+    {%- if lower %}
+    and {{ column }} > cast({{ restate.restate_literal(var("ingested_since", "1900-01-01 00:00:00")) }} as timestamp)
+    {%- endif %}
+{%- endmacro %}

@@ -7,8 +7,7 @@ with window_orders as (
     select distinct order_id
     from {{ ref('stg_shop__orders') }}
     where rejection_reason is null
-        and ingested_at > cast('{{ var("ingested_since") }}' as timestamp)
-        and ingested_at <= cast('{{ var("ingested_until") }}' as timestamp)
+        and {{ restate.load_window('ingested_at') }}
 ),
 
 final as (
@@ -16,7 +15,7 @@ final as (
     from {{ ref('stg_shop__orders') }} as versions
     inner join window_orders on versions.order_id = window_orders.order_id
     where versions.rejection_reason is null
-        and versions.ingested_at <= cast('{{ var("ingested_until") }}' as timestamp)
+        and {{ restate.load_window('versions.ingested_at', lower=false) }}
 )
 
 select * from final
