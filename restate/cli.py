@@ -59,6 +59,9 @@ def emit_json(data: Any) -> None:
 
 
 def render_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    if not rows:
+        console.print(f"{title}: none")
+        return
     table = Table(title=title, show_lines=False)
     cols = columns or (list(rows[0]) if rows else [])
     for c in cols:

@@ -356,7 +356,8 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
     except DutyError as exc:
         raise PlanError(str(exc)) from exc
     nodes = _model_nodes(manifest)
-    closure = downstream_closure(manifest, select_models(manifest, req.selector))
+    selected = select_models(manifest, req.selector)
+    closure = downstream_closure(manifest, selected)
     try:
         project = read_contract(manifest)
     except ContractError as exc:
@@ -382,8 +383,9 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
             tables.append(node["name"])
         else:
             why = project.not_restatable.get(node["name"], "it declares no meta.restate")
+            where = "is selected" if uid in selected else f"is downstream of {req.selector}"
             raise PlanError(
-                f"{node['name']} ({materialized}) is downstream of {req.selector} but cannot be "
+                f"{node['name']} ({materialized}) {where} but cannot be "
                 f"restated by partition: {why}; narrow the selector or declare its contract"
             )
     if not tables:

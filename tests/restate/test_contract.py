@@ -193,3 +193,23 @@ def test_a_project_without_the_shims_is_named_before_anything_runs() -> None:
     assert missing_shims({"metadata": {"project_name": "shop"}, "macros": {}}) == list(
         ("generate_schema_name", "get_incremental_replace_partitions_sql")
     )
+
+
+def test_a_target_building_elsewhere_than_production_is_refused(tmp_path: Any) -> None:
+    from restate.project import check_target
+    from restate.settings import Settings
+
+    def manifest(schema: str, database: str) -> dict[str, Any]:
+        mart = node(schema=schema, database=database)
+        plain = node("stg_sales", decl=None, materialized="view", schema="elsewhere", database="x")
+        return {"nodes": {mart["unique_id"]: mart, plain["unique_id"]: plain}}
+
+    duck = Settings(data_dir=tmp_path, duckdb_path=tmp_path / "shop.duckdb", prod_schema="sales")
+    check_target(duck, manifest("sales", "shop"))  # only restatable models are checked
+    with pytest.raises(ContractError, match=r"fct_sales into schema 'marts'.*RESTATE_PROD_SCHEMA=marts"):
+        check_target(duck, manifest("marts", "shop"))
+    with pytest.raises(ContractError, match=r"DuckDB database 'other'.*RESTATE_DUCKDB_PATH"):
+        check_target(duck, manifest("sales", "other"))
+    # Snowflake folds unquoted names to upper case; the database is the account's.
+    snow = Settings(data_dir=tmp_path, engine="snowflake", prod_schema="sales")
+    check_target(snow, manifest("SALES", "ANALYTICS_DB"))
