@@ -44,22 +44,6 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     return {**result, "worker": actions.worker_identity()}
 
 
-@task(cache_policy=NO_CACHE)
-def finish_recompute(restatement_id: int) -> dict[str, Any]:
-    return lifecycle.finish_run(get_settings(), restatement_id)
-
-
-@task(cache_policy=NO_CACHE)
-def validate(restatement_id: int) -> dict[str, Any] | None:
-    return lifecycle.run_validation_step(get_settings(), restatement_id)
-
-
-@task(cache_policy=NO_CACHE)
-def diff(restatement_id: int) -> list[dict[str, Any]]:
-    lifecycle.run_diff(get_settings(), restatement_id)
-    return lifecycle.monthly_diff(get_settings(), restatement_id)
-
-
 class Approval(RunInput):
     """The form a paused restatement shows in the Prefect UI."""
 
@@ -109,12 +93,11 @@ def restatement(
     """Restate history without touching production.
 
     1. Plan (unless an existing plan id is given): closure, chunks, exposures, estimate.
-    2. Recompute every chunk into restate_<id>, concurrently per engine; results are
-       reused when the warehouse's own chunk row is done under the same key (plan,
-       chunk range and bucket, accounts, code hash, watermark), so a rerun resumes.
-    3. Build follow-on views; mark the run recomputed.
-    4. Validate with the Soda contracts and store the evidence.
-    5. Diff as-reported vs restated per partition and metric; publish a table artifact.
+    2-5. restate.lifecycle.run_restatement, with each chunk a task here: recompute every
+       chunk into restate_<id> (reused when the warehouse's own chunk row is done under
+       the same key: plan, chunk range and bucket, accounts, code hash, watermark, so a
+       rerun resumes), build follow-on views, validate with the Soda contracts, diff
+       as-reported vs restated; publish progress, chunk and diff artifacts.
     6. With await_approval, when the plan needs an approver: pause for the Approval
        form (approver, comment) and record it in restate_meta and the changelog.
     7. With promote_after_approval: promote through the gate, then notify the owners.
@@ -147,38 +130,47 @@ def restatement(
             )
         request = PlanRequest(selector, start, end, reason, requested_by, ticket, accounts)
         restatement_id = plan_restatement(request)
-    plan = lifecycle.start_run(settings, restatement_id)
     progress_id = create_progress_artifact(
         progress=0.0,
         key=f"restatement-{restatement_id}-progress",
         description=f"restatement {restatement_id}: chunks recomputed",
     )
-    # threads: the flow's task runner; task_workers: queued for `prefect task serve` processes.
-    submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
-    futures = [submit(restatement_id, c.chunk_id) for c in plan.chunks]
-    chunks = []
-    for future in futures:
-        chunks.append(future.result())
-        update_progress_artifact(progress_id, progress=100.0 * len(chunks) / len(futures))  # type: ignore[arg-type]
-    wait(futures)
-    done = len(chunks)
-    reused = sum(bool(c.get("reused")) for c in chunks)
+
+    def chunks_as_tasks(
+        rid: int, chunk_ids: list[str], on_chunk: lifecycle.Progress | None
+    ) -> list[dict[str, Any]]:
+        # threads: the flow's task runner; task_workers: queued for `prefect task serve`.
+        submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
+        futures = [submit(rid, chunk_id) for chunk_id in chunk_ids]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            update_progress_artifact(progress_id, progress=100.0 * len(results) / len(futures))  # type: ignore[arg-type]
+        wait(futures)
+        return results
+
+    ran = lifecycle.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
     create_table_artifact(
         key=f"restatement-{restatement_id}-chunks",
-        table=[{k: str(c.get(k)) for k in ("chunk_id", "rows_written", "reused", "worker")} for c in chunks],
+        table=[
+            {k: str(c.get(k)) for k in ("chunk_id", "rows_written", "reused", "worker")}
+            for c in ran["chunks"]
+        ],
         description=f"restatement {restatement_id}: chunks and the process that ran each",
     )
-    stats = finish_recompute(restatement_id)
-    validation = validate(restatement_id)
-    monthly = diff(restatement_id)
-    if monthly:
+    if ran["diff"]:
         create_table_artifact(
             key=f"restatement-{restatement_id}-diff",
-            table=[{k: str(v) for k, v in row.items()} for row in monthly],
+            table=[{k: str(v) for k, v in row.items()} for row in ran["diff"]],
             description=f"restatement {restatement_id}: as-reported vs restated per month",
         )
-    logger.info("restatement %s: %s chunks (%s reused)", restatement_id, done, reused)
-    out: dict[str, Any] = {"restatement_id": restatement_id, "recompute": stats, "validation": validation}
+    logger.info("restatement %s: %s chunks (%s reused)", restatement_id, len(ran["chunks"]), ran["reused"])
+    out: dict[str, Any] = {
+        "restatement_id": restatement_id,
+        "recompute": ran["recompute"],
+        "reused": ran["reused"],
+        "validation": ran["validation"],
+    }
     if await_approval and awaiting_approval(restatement_id):
         logger.info("restatement %s needs an approver: resume this run with the form", restatement_id)
         approval = pause_flow_run(

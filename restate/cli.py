@@ -498,20 +498,78 @@ def plan(
 @app.command()
 def run(
     restatement_id: int = typer.Argument(..., help="plan id from `restate plan`"),
+    use_prefect: bool = typer.Option(
+        False,
+        "--prefect",
+        help="run as a Prefect flow run (the default when PREFECT_API_URL is set; "
+        "otherwise restate runs in this process, no Prefect server needed)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recompute, validate and diff a planned restatement (resumes after a crash)."""
-    import threading
-    import time
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from flows.restatement import with_concurrency
     from restate.engines import connect
 
     s = get_settings()
     with connect(s) as engine:
-        _require_restatement(engine, s, restatement_id)  # before Prefect starts
+        _require_restatement(engine, s, restatement_id)  # before any work starts
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as progress:
+        bar = progress.add_task(f"restatement {restatement_id}", total=None)
+        try:
+            if use_prefect or s.prefect_api_url:
+                result = _run_as_flow(s, restatement_id, progress, bar, as_json)
+            else:
+                from restate.lifecycle import run_restatement
+
+                def on_chunk(done: int, total: int, chunk: dict[str, Any]) -> None:
+                    progress.update(bar, total=total, completed=done)
+                    if not as_json:
+                        how = "reused" if chunk.get("reused") else "done"
+                        progress.console.print(f"chunk {chunk.get('chunk_id')} {how}", markup=False)
+
+                def on_step(message: str) -> None:
+                    progress.update(bar, description=f"restatement {restatement_id}: {message}")
+
+                result = run_restatement(s, restatement_id, on_chunk=on_chunk, on_step=on_step)
+        except (typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise _fail(str(exc)) from exc
+    v = result.get("validation") or {}
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"[green]recomputed[/] {result['recompute']['done']} chunks "
+            f"({result.get('reused', 0)} reused from an earlier run), "
+            f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
+            f"validation {'passed' if v.get('passed') else '[red]FAILED[/]'}"
+        )
+        if v.get("report"):
+            console.print(v["report"], markup=False)
+    if not v.get("passed"):
+        # Scripts must see it: the gate would refuse this promotion anyway.
+        raise typer.Exit(code=1)
+    if not as_json:
+        console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
+
+
+def _run_as_flow(s: Any, restatement_id: int, progress: Any, bar: Any, as_json: bool) -> dict[str, Any]:
+    """The restatement flow run (Prefect), its progress read from the warehouse's chunk rows."""
+    import threading
+    import time
+
+    from flows.restatement import with_concurrency
+    from restate.engines import connect
+
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -523,52 +581,28 @@ def run(
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
     seen: set[str] = set()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json,
-    ) as progress:
-        bar = progress.add_task(f"restatement {restatement_id}", total=None)
-        while worker.is_alive():
-            worker.join(timeout=1.0)
-            try:
-                with connect(s) as engine:
-                    rows = engine.query(
-                        f"select chunk_id, status from {s.meta_schema}.restatement_partitions "
-                        "where restatement_id = ?",
-                        [restatement_id],
-                    )
-            except Exception:
-                continue
-            progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
-            for chunk_id, status in rows:
-                if status == "done" and chunk_id not in seen:
-                    seen.add(chunk_id)
-                    if not as_json:
-                        progress.console.print(f"chunk {chunk_id} done")
-            time.sleep(0.2)
+    while worker.is_alive():
+        worker.join(timeout=1.0)
+        try:
+            with connect(s) as engine:
+                rows = engine.query(
+                    f"select chunk_id, status from {s.meta_schema}.restatement_partitions "
+                    "where restatement_id = ?",
+                    [restatement_id],
+                )
+        except Exception:
+            continue
+        progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
+        for chunk_id, status in rows:
+            if status == "done" and chunk_id not in seen:
+                seen.add(chunk_id)
+                if not as_json:
+                    progress.console.print(f"chunk {chunk_id} done", markup=False)
+        time.sleep(0.2)
     if "error" in outcome:
-        raise _fail(str(outcome["error"]))
-    result = outcome["result"]
-    v = result.get("validation") or {}
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(
-            f"[green]recomputed[/] {result['recompute']['done']} chunks, "
-            f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
-            f"validation {'passed' if v.get('passed') else '[red]FAILED[/]'}"
-        )
-        if v.get("report"):
-            console.print(v["report"], markup=False)
-    if not v.get("passed"):
-        # Scripts must see it: the gate would refuse this promotion anyway.
-        raise typer.Exit(code=1)
-    if not as_json:
-        console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
+        raise RuntimeError(str(outcome["error"]))
+    result: dict[str, Any] = outcome["result"]
+    return result
 
 
 @app.command()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from restate.dbt_runner import DbtProject
@@ -10,7 +12,7 @@ from restate.engines import connect
 from restate.faults import crash_point
 from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
 from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
-from restate.settings import Settings
+from restate.settings import Settings, apply_process_env
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,69 @@ def run_chunk(settings: Settings, restatement_id: int, chunk_id: str) -> dict[st
         chunk = next(c for c in plan.chunks if c.chunk_id == chunk_id)
         result: ChunkResult = recompute_chunk(settings, engine, DbtProject(settings), plan, chunk)
         return {**result.__dict__, "reused": False}
+
+
+ChunkRunner = Callable[[int, list[str], "Progress | None"], list[dict[str, Any]]]
+Progress = Callable[[int, int, dict[str, Any]], None]  # (done, total, the chunk's result)
+
+
+def run_chunks_in_threads(
+    settings: Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Recompute chunks in this process, as many at a time as the engine takes (one
+    writer on DuckDB), in plan order; a failed chunk fails the run after the others."""
+    from restate.distributed import release_warehouse
+
+    def one(chunk_id: str) -> dict[str, Any]:
+        try:
+            return run_chunk(settings, restatement_id, chunk_id)
+        finally:
+            release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
+
+    results: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
+        futures = {pool.submit(one, chunk_id): chunk_id for chunk_id in chunk_ids}
+        for future in as_completed(futures):
+            results[futures[future]] = result = future.result()
+            if on_chunk:
+                on_chunk(len(results), len(chunk_ids), result)
+    return [results[chunk_id] for chunk_id in chunk_ids]
+
+
+def run_restatement(
+    settings: Settings,
+    restatement_id: int,
+    run_chunks: ChunkRunner | None = None,
+    on_chunk: Progress | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The restatement sequence the CLI, the flow and the demo share: recompute every chunk
+    (reusing the ones the warehouse holds as done under the same key), follow-on views,
+    validation, diff. `run_chunks` decides where chunks run (default: threads here; the
+    flow passes Prefect tasks). Promotion stays a separate, gated step."""
+    step = on_step or (lambda _: None)
+    apply_process_env(settings)
+    plan = start_run(settings, restatement_id)
+    chunk_ids = [c.chunk_id for c in plan.chunks]
+    step(f"recomputing {len(chunk_ids)} chunks")
+    if run_chunks is None:
+        chunks = run_chunks_in_threads(settings, restatement_id, chunk_ids, on_chunk)
+    else:
+        chunks = run_chunks(restatement_id, chunk_ids, on_chunk)
+    step("building follow-on views")
+    stats = finish_run(settings, restatement_id)
+    step("validating (Soda contracts)")
+    validation = run_validation_step(settings, restatement_id)
+    step("diffing against production")
+    run_diff(settings, restatement_id)
+    return {
+        "restatement_id": restatement_id,
+        "recompute": stats,
+        "chunks": chunks,
+        "reused": sum(bool(c.get("reused")) for c in chunks),
+        "validation": validation,
+        "diff": monthly_diff(settings, restatement_id),
+    }
 
 
 def finish_run(settings: Settings, restatement_id: int) -> dict[str, Any]:

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     explainer: str | None = None
     demo: str | None = None
 
+    # A Prefect API to run restatements on as flow runs (Prefect's own PREFECT_API_URL);
+    # unset: `restate run` works in its own process, no Prefect server needed.
+    prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
+
     # Crash tests only: SIGKILL the process at this step boundary (see restate/faults.py).
     crash_at: str | None = None
 

@@ -64,11 +64,14 @@ def test_restored_warehouse_recomputes_instead_of_trusting_a_cache(tmp_path: Pat
 
     first = restate("run", "1")
     assert first.returncode == 0, first.stdout + first.stderr
+    # In its own process: no Prefect server was started, none was needed.
+    assert "temporary server" not in first.stdout + first.stderr
+    assert not (s.state_dir / "prefect" / "prefect.db").exists()
     assert all(st == ("done", 1) for st in _attempts(s, 1).values())
 
     shutil.copy(copy, s.warehouse_path)  # the warehouse restored from the copy
     assert all(st == ("pending", 0) for st in _attempts(s, 1).values())
-    second = restate("run", "1")
+    second = restate("run", "1", "--prefect")  # as a flow run on a temporary Prefect server
     assert second.returncode == 0, second.stdout + second.stderr
     assert "chunks are not done" not in second.stdout + second.stderr
     after = _attempts(s, 1)
@@ -78,7 +81,7 @@ def test_restored_warehouse_recomputes_instead_of_trusting_a_cache(tmp_path: Pat
 
     # Prefect's home (its database, results) lives in the tool's state folder.
     assert not (home / ".prefect").exists()
-    assert (s.state_dir / "prefect").is_dir()
+    assert (s.state_dir / "prefect" / "prefect.db").is_file()
 
 
 def test_chunk_cache_key_covers_accounts_and_bucket() -> None:

@@ -1,4 +1,5 @@
-"""SIGKILL the restatement flow mid-recompute; the rerun recomputes only unfinished chunks."""
+"""SIGKILL `restate run` mid-recompute; the rerun (as a Prefect flow run) recomputes only
+unfinished chunks."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from tests.conftest import land, make_settings, table_rows
 pytestmark = pytest.mark.slow
 
 
-def _run(env: dict[str, str], rid: int) -> subprocess.Popen[str]:
+def _run(env: dict[str, str], rid: int, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "restate.cli", "run", str(rid)],
+        [sys.executable, "-m", "restate.cli", "run", str(rid), *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,7 +94,9 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     finished = sum(1 for status, _ in before.values() if status == "done")
     assert 3 <= finished < total
 
-    rerun = _run(env, plan.restatement_id)
+    # Killed in its own process (the default), resumed as a Prefect flow run: both paths
+    # run the same sequence and decide reuse from the warehouse's chunk rows.
+    rerun = _run(env, plan.restatement_id, "--prefect")
     out, _ = rerun.communicate(timeout=600)
     # run exits 1 when the validation it ran failed (partial landing: finance disagrees).
     assert "recomputed" in out and rerun.returncode == (0 if "validation passed" in out else 1), out

@@ -96,26 +96,27 @@ def test_unknown_id_is_one_line_on_stderr_and_exit_1(cli: tuple[CliRunner, Path]
 def test_run_exits_non_zero_when_validation_failed(
     cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The flow ran and its validation failed: the report is shown and the exit code says so."""
-    import flows.restatement
+    """The run finished and its validation failed: the report is shown and the exit code says so."""
+    import restate.lifecycle
 
     runner, _ = cli
 
     def outcome(passed: bool) -> Any:
-        def flow(**_: Any) -> dict[str, Any]:
+        def run_restatement(*_: Any, **__: Any) -> dict[str, Any]:
             return {
                 "restatement_id": 1,
                 "recompute": {"done": 2, "rows_written": 10},
+                "reused": 1,
                 "validation": {"passed": passed, "report": f"finance check {'ok' if passed else 'FAILED'}"},
             }
 
-        return lambda concurrency: flow
+        return run_restatement
 
-    monkeypatch.setattr(flows.restatement, "with_concurrency", outcome(False))
+    monkeypatch.setattr(restate.lifecycle, "run_restatement", outcome(False))
     failed = runner.invoke(app, ["run", "1"])
     assert failed.exit_code == 1, failed.output
     assert "finance check FAILED" in failed.output
 
-    monkeypatch.setattr(flows.restatement, "with_concurrency", outcome(True))
+    monkeypatch.setattr(restate.lifecycle, "run_restatement", outcome(True))
     passed = runner.invoke(app, ["run", "1"])
     assert passed.exit_code == 0, passed.output
