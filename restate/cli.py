@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,20 +17,77 @@ from rich.text import Text
 
 from restate.settings import get_settings
 
+# Whether the command being run was given --json: its errors are then also JSON on stdout.
+_json_errors = ContextVar("json_errors", default=False)
+
 
 class _Commands(typer.core.TyperGroup):
-    """Every command: a mistake the user can make (unknown id, impossible transition, gate
-    refusal) is one line on stderr and exit code 1, never a traceback."""
+    """Every command: a mistake the user can make (unknown id, bad date, impossible
+    transition, gate refusal, a bad setting) is one line on stderr and a non-zero exit
+    (1; 2 for a malformed command line), plus {"error": ...} on stdout under --json; never
+    a traceback. Anything unexpected is one line too, unless `restate --debug` asks for
+    the traceback."""
 
     def invoke(self, ctx: Any) -> Any:
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        token = _json_errors.set("--json" in rest)
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (ValueError, RuntimeError) as exc:
-            from restate.promotion import GateError
-
-            if isinstance(exc, ValueError | GateError):
-                raise _fail(str(exc)) from exc
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:  # click's own errors: a malformed command line
+            if debug or not hasattr(exc, "format_message"):
+                raise
+            name = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f" (see {name} --help)" if name else ""
+            raise _fail(f"{exc.format_message()}{hint}", code=getattr(exc, "exit_code", 2)) from exc
+        except Exception as exc:
+            if debug:
+                raise
+            raise _fail(_error_line(exc)) from exc
+        finally:
+            _json_errors.reset(token)
+
+
+def _error_line(exc: Exception) -> str:
+    """What the user is told about an error: its own message where it is one of restate's
+    or a setting's, else its type and message with the way to the traceback."""
+    from pydantic import ValidationError
+
+    from restate.promotion import GateError
+
+    if isinstance(exc, ValidationError):  # a RESTATE_* value (or option) that does not parse
+        return "; ".join(
+            f"RESTATE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+    if isinstance(exc, ValueError | GateError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    meta = _settings_or_none()
+    if meta is not None and f"{meta.meta_schema}" in text and "not exist" in text:
+        where = meta.warehouse_path if meta.engine == "duckdb" else meta.snowflake_database
+        return (
+            f"no restate state in the warehouse {where}: run `restate init` (or point "
+            "RESTATE_DATA_DIR / RESTATE_DUCKDB_PATH at the warehouse restate uses)"
+        )
+    return f"{type(exc).__name__}: {text} (`restate --debug ...` shows the traceback)"
+
+
+def _settings_or_none() -> Any:
+    try:
+        return get_settings()
+    except Exception:
+        return None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"restate {version('restate')}")
+        raise typer.Exit()
 
 
 app = typer.Typer(
@@ -43,7 +101,13 @@ err_console = Console(stderr=True)
 
 
 @app.callback()
-def _before_every_command(ctx: typer.Context) -> None:
+def _before_every_command(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an unexpected error"),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="print the version and exit"
+    ),
+) -> None:
     # Prefect's home, result storage and telemetry come from the tool's settings, set before
     # any command imports Prefect (default: <data_dir>/state/prefect, not ~/.prefect).
     # The demo sets its own (inside its folder).
@@ -304,10 +368,14 @@ def explain(
         console.print(text, markup=False, highlight=False)
 
 
-def _fail(message: str) -> typer.Exit:
-    """One line on stderr (the message is text, not markup); raise the returned Exit."""
-    err_console.print(f"[red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
-    return typer.Exit(code=1)
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    """One line on stderr (the message is text, not markup), and {"error": ...} on stdout
+    when the command was given --json; raise the returned Exit."""
+    line = " ".join(message.split())
+    err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+    if _json_errors.get():
+        typer.echo(json.dumps({"error": line, "exit_code": code}))
+    return typer.Exit(code=code)
 
 
 def _require_restatement(engine: Any, s: Any, restatement_id: int) -> None:
