@@ -924,6 +924,9 @@ def status(
     if as_json:
         emit_json(rows)
         return
+    if restatement_id is not None:
+        _status_detail(rows[0])
+        return
     render_table(
         "restatements",
         [
@@ -945,6 +948,47 @@ def status(
             f"last reconciliation {n['reconciliation_id']} at {n['checked_at']:%Y-%m-%d %H:%M} UTC: "
             f"{verdict} ({n['period_start']}..{n['period_end']})"
         )
+
+
+def _status_detail(r: dict[str, Any]) -> None:
+    """One restatement, a field per line: what `status ID` shows a person."""
+    v = r.get("validation") or {}
+    verdict = (
+        "not run"
+        if not v
+        else f"{'passed' if v.get('passed') else 'FAILED'} at {str(v.get('checked_at'))[:19]}"
+        + (f", forced by {v['forced_by']}" if v.get("forced_by") else "")
+    )
+    entities = r.get("accounts")
+    fields = {
+        "restatement": r["restatement_id"],
+        "phase": r["phase"],
+        "models": ", ".join(r["models"]),
+        "period": f"{r['period_start']}..{r['period_end']}",
+        "entities": entities if entities else "all",
+        "chunks": f"{r['chunks_done']}/{r['chunks_total']} done"
+        + (f", {r['chunks_running']} started and not finished" if r.get("chunks_running") else ""),
+        "validation": verdict,
+        "requested by": r["requested_by"],
+        "reason": r["reason"],
+        "ticket": r.get("ticket") or "",
+        "approval": (
+            f"approved by {r['approved_by']}"
+            if r.get("approved_by")
+            else ("needed: " + "; ".join(r["approval_reasons"]))
+            if r.get("approval_reasons")
+            else "not required"
+        ),
+        "schema": r.get("restate_schema") or "",
+        "created": str(r.get("created_at"))[:19],
+        "updated": str(r.get("updated_at"))[:19],
+    }
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in fields.items():
+        table.add_row(key, Text(str(value)))  # text, never markup: reasons are user input
+    console.print(table)
 
 
 @app.command("log")

@@ -120,3 +120,12 @@ def test_run_exits_non_zero_when_validation_failed(
     monkeypatch.setattr(restate.lifecycle, "run_restatement", outcome(True))
     passed = runner.invoke(app, ["run", "1"])
     assert passed.exit_code == 0, passed.output
+
+
+def test_status_of_one_restatement_is_a_detail_view(cli: tuple[CliRunner, Path]) -> None:
+    runner, _ = cli
+    result = runner.invoke(app, ["status", "1"])
+    assert result.exit_code == 0, result.output
+    fields = [line.split("  ")[0] for line in result.output.splitlines() if line and not line.startswith(" ")]
+    for field in ("restatement", "phase", "period", "entities", "chunks", "validation", "approval"):
+        assert field in fields, (field, result.output)
