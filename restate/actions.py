@@ -65,6 +65,51 @@ def rollback(
         )
 
 
+def cancel(settings: Settings, restatement_id: int, reason: str) -> dict[str, Any]:
+    """Withdraw a restatement that is not live: it can no longer be run, validated or
+    promoted. Under the production write lock (a promotion in flight finishes first) and
+    audited with who ran it. Its schema restate_<id> stays as evidence."""
+    from restate import changelog, locks
+    from restate.duties import run_by
+    from restate.recompute import set_status
+
+    if not reason.strip():
+        raise ValueError("a cancellation needs a reason (--reason)")
+    meta = settings.meta_schema
+    with connect(settings) as engine:
+        holder = locks.new_holder(f"cancel:{restatement_id}")
+        with locks.held(engine, meta, holder):
+            status = engine.scalar(
+                f"select status from {meta}.restatements where restatement_id = ?", [restatement_id]
+            )
+            if status is None:
+                raise ValueError(f"no restatement with id {restatement_id} (see `restate status`)")
+            if status == "promoted":
+                raise ValueError(
+                    f"restatement {restatement_id} is promoted (live in production): roll it back "
+                    f"with `restate rollback {restatement_id} --by NAME` first"
+                )
+            if status == "cancelled":
+                raise ValueError(f"restatement {restatement_id} is already cancelled")
+            with engine.transaction():
+                locks.assert_held(engine, meta, holder)
+                set_status(engine, settings, restatement_id, "cancelled")
+                version = changelog.append(
+                    engine,
+                    meta,
+                    "cancelled",
+                    {"reason": reason.strip(), "status_before": status},
+                    restatement_id=restatement_id,
+                    actor=run_by(settings),
+                )
+    return {
+        "restatement_id": restatement_id,
+        "status": "cancelled",
+        "was": status,
+        "changelog_version": version,
+    }
+
+
 def worker_identity() -> str:
     """host:pid of the process running a chunk (chunks may run on task workers)."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -950,6 +950,27 @@ def status(
         )
 
 
+@app.command()
+def cancel(
+    restatement_id: int = typer.Argument(..., help="a restatement that is not live"),
+    reason: str = typer.Option(..., help="why it is withdrawn (recorded in the changelog)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Withdraw a planned, running or validated restatement (or a rolled-back one): it can
+    no longer be run, validated or promoted. Audited; restate_<id> stays as evidence."""
+    from restate.actions import cancel as do_cancel
+
+    out = do_cancel(get_settings(), restatement_id, reason)
+    if as_json:
+        emit_json(out)
+        return
+    console.print(
+        f"restatement {restatement_id} cancelled (was {str(out['was']).replace('_', ' ')}); "
+        f"changelog v{out['changelog_version']}",
+        markup=False,
+    )
+
+
 def _status_detail(r: dict[str, Any]) -> None:
     """One restatement, a field per line: what `status ID` shows a person."""
     v = r.get("validation") or {}

@@ -84,6 +84,15 @@ def create_plan(settings: Settings, request: PlanRequest, notify: bool = True) -
     return plan
 
 
+def refuse_cancelled(engine: Any, settings: Settings, restatement_id: int) -> None:
+    """A cancelled restatement is never run, validated, forced or promoted again."""
+    status = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?", [restatement_id]
+    )
+    if status == "cancelled":
+        raise ValueError(f"restatement {restatement_id} is cancelled; plan a new one")
+
+
 def get_plan(settings: Settings, restatement_id: int) -> Plan:
     with connect(settings) as engine:
         return load_plan(engine, settings, restatement_id)
@@ -96,8 +105,8 @@ def start_run(settings: Settings, restatement_id: int) -> Plan:
             f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
             [restatement_id],
         )
-        if status in ("promoted", "rolled_back"):
-            raise ValueError(f"restatement {restatement_id} is {status}; plan a new one")
+        if status in ("promoted", "rolled_back", "cancelled"):
+            raise ValueError(f"restatement {restatement_id} is {status.replace('_', ' ')}; plan a new one")
         if status == "planned":
             set_status(engine, settings, restatement_id, "running")
     return plan
@@ -208,6 +217,7 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
 
     with connect(settings) as engine:
         plan = load_plan(engine, settings, restatement_id)
+        refuse_cancelled(engine, settings, restatement_id)
         result = run_validation(
             settings, engine, plan.restate_schema, plan.period_start, plan.period_end, restatement_id
         )
@@ -258,6 +268,7 @@ def force_validation(
     from restate import changelog, duties
 
     with connect(settings) as engine:
+        refuse_cancelled(engine, settings, restatement_id)
         who = duties.load(engine, settings, restatement_id)
         if who.validation_id is None:
             raise ValueError(f"restatement {restatement_id} has no validation to override")

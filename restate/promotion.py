@@ -176,6 +176,8 @@ def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str 
     from restate import duties
 
     meta = settings.meta_schema
+    if _status(engine, settings, plan.restatement_id) == "cancelled":
+        raise GateError(f"restatement {plan.restatement_id} is cancelled; plan a new one")
     rows = engine.query_dicts(
         f"select passed, forced_by, force_reason, validation_id from {meta}.validations "
         "where restatement_id = ? order by checked_at desc limit 1",
