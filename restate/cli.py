@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
@@ -54,6 +55,7 @@ def _error_line(exc: Exception) -> str:
     """What the user is told about an error: its own message where it is one of restate's
     or a setting's, else its type and message with the way to the traceback."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from restate.promotion import GateError
 
@@ -62,6 +64,11 @@ def _error_line(exc: Exception) -> str:
             f"RESTATE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
             for e in exc.errors()
         )
+    if isinstance(exc, SettingsError):  # a RESTATE_* value that should be JSON and is not
+        field = re.search(r'field "([a-z_]+)"', str(exc))
+        name = f"RESTATE_{field.group(1).upper()}" if field else "a RESTATE_* setting"
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        return f'{name} must be JSON (a list or an object, e.g. \'["bob"]\' or \'{{"k": "v"}}\'){cause}'
     if isinstance(exc, ValueError | GateError):
         return str(exc)
     text = " ".join(str(exc).split())
@@ -518,7 +525,7 @@ def plan(
         reason=reason,
         requested_by=requested_by,
         ticket=ticket,
-        accounts=[a.strip() for a in accounts.split(",")] if accounts else None,
+        accounts=[a.strip() for a in accounts.split(",")] if accounts is not None else None,
         allow_closed_period=allow_closed_period,
         allow_over_budget=allow_over_budget,
         require_approval=require_approval,
@@ -921,8 +928,8 @@ def status(
         nightly = latest(engine, s, limit=1) if restatement_id is None else []
     if restatement_id is not None and not rows:
         raise _fail(f"no restatement with id {restatement_id}")
-    if as_json:
-        emit_json(rows)
+    if as_json:  # one restatement: its object; the list: a list
+        emit_json(rows[0] if restatement_id is not None else rows)
         return
     if restatement_id is not None:
         _status_detail(rows[0])

@@ -17,7 +17,7 @@ def check_entity_ids(ids: Iterable[str], pattern: str) -> list[str]:
     for value in ids:
         if not isinstance(value, str) or not compiled.fullmatch(value):
             raise EntityIdError(
-                f"{value!r} is not a valid account id (allowed: {pattern}; "
+                f"{value!r} is not a valid entity id (allowed: {pattern}; "
                 "set RESTATE_ENTITY_ID_PATTERN if your ids differ)"
             )
         out.append(value)

@@ -6,6 +6,7 @@ import json
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from restate import changelog
@@ -228,11 +229,12 @@ def make_chunks(start: date, end: date, chunk_days: int, buckets: int) -> list[C
     return chunks
 
 
-def git_commit() -> str | None:
+def git_commit(folder: Path = PROJECT_ROOT) -> str | None:
+    """The commit checked out where `folder` lies, or None outside a git repository."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
+            cwd=folder,
             capture_output=True,
             text=True,
             timeout=5,
@@ -308,7 +310,7 @@ def check_accounts(
     engine: Engine, settings: Settings, accounts: list[str], contracts: list[ModelContract]
 ) -> None:
     """Every entity id matches the declared pattern and exists in each restated model's upstream."""
-    if not accounts:
+    if not any(accounts):  # `--entities ""` (an empty shell variable) must not mean all
         raise PlanError("--entities names no entity; leave it out to restate every entity")
     try:
         check_entity_ids(accounts, settings.entity_id_pattern)
@@ -422,7 +424,9 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
         exposures=affected_exposures(manifest, closure),
         source_watermark=last_watermark(engine, settings.meta_schema),
         code_version={
-            "git_commit": git_commit(),
+            # The user's dbt project's commit (the code restated), and restate's own.
+            "git_commit": git_commit(settings.dbt_project_dir),
+            "restate_commit": git_commit(PROJECT_ROOT),
             "dbt_vars": settings.dbt_vars(),
             "model_sha256": {name: hashes[name] for name in tables + views if name in hashes},
         },

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     close_date: date | None = Field(default=None, description="periods before it are closed")
     chunk_days: int = Field(default=31, ge=1, description="max partition-date span of one chunk")
     account_buckets: int = Field(default=1, ge=1, description="account buckets per date range")
-    # What a valid account id looks like: ids are checked against it (and against the
+    # What a valid entity id (account, store, ...) looks like: ids are checked against it (and against the
     # source) before they reach any SQL, in planning and again in the dbt macro.
     entity_id_pattern: str = Field(default=r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
     # None: required on the production engine (snowflake), not on duckdb; a value wins.

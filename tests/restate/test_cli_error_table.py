@@ -106,7 +106,12 @@ def test_a_warehouse_restate_never_initialised(
 
 @pytest.mark.parametrize(
     ("env", "said"),
-    [("RESTATE_CHUNK_DAYS", "RESTATE_CHUNK_DAYS"), ("RESTATE_PROD_SCHEMA", "RESTATE_PROD_SCHEMA")],
+    [
+        ("RESTATE_CHUNK_DAYS", "RESTATE_CHUNK_DAYS"),
+        ("RESTATE_PROD_SCHEMA", "RESTATE_PROD_SCHEMA"),
+        ("RESTATE_APPROVERS", "RESTATE_APPROVERS must be JSON"),
+        ("RESTATE_PROJECT_VARS", "RESTATE_PROJECT_VARS must be JSON"),
+    ],
 )
 def test_a_bad_setting_names_it(
     cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch, env: str, said: str

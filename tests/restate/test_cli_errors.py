@@ -129,3 +129,12 @@ def test_status_of_one_restatement_is_a_detail_view(cli: tuple[CliRunner, Path])
     fields = [line.split("  ")[0] for line in result.output.splitlines() if line and not line.startswith(" ")]
     for field in ("restatement", "phase", "period", "entities", "chunks", "validation", "approval"):
         assert field in fields, (field, result.output)
+
+
+def test_status_json_of_one_restatement_is_an_object(cli: tuple[CliRunner, Path]) -> None:
+    import json
+
+    runner, _ = cli
+    one = json.loads(runner.invoke(app, ["status", "1", "--json"]).stdout)
+    assert isinstance(one, dict) and one["restatement_id"] == 1
+    assert isinstance(json.loads(runner.invoke(app, ["status", "--json"]).stdout), list)

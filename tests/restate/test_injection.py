@@ -60,12 +60,16 @@ def test_plan_refuses_hostile_and_unknown_account_ids_through_the_cli(
     try:
         hostile = runner.invoke(app, [*args, f"{_an_account(prod)},{HOSTILE}"])
         unknown = runner.invoke(app, [*args, "acct_that_does_not_exist"])
+        # An empty shell variable must not turn a limited restatement into a full one.
+        empty = [runner.invoke(app, [*args, value]) for value in ("", " ", ",")]
     finally:
         get_settings.cache_clear()
     assert hostile.exit_code == 1, hostile.output
-    assert "not a valid account id" in hostile.output
+    assert "not a valid entity id" in hostile.output
     assert unknown.exit_code == 1, unknown.output
     assert "acct_that_does_not_exist" in unknown.output and "not in" in unknown.output
+    for refused in empty:
+        assert refused.exit_code == 1 and "names no entity" in refused.output, refused.output
     with connect(prod) as e:
         assert e.scalar("select count(*) from restate_meta.restatements") == 0
     assert _prod_rows(prod) == before
@@ -91,7 +95,7 @@ def test_a_hostile_id_that_reaches_dbt_is_refused_there_and_production_is_untouc
     except Exception as exc:
         refused = exc
     assert _prod_rows(prod) == before, "the hostile id ran its UPDATE on production"
-    assert "not a valid account id" in str(refused)
+    assert "not a valid entity id" in str(refused)
     # The dbt macro refuses it too, when handed the chunk directly.
     chunk = {"start": "2026-09-01", "end": "2026-09-30", "bucket": 0, "buckets": 1}
     dbt = DbtProject(prod)
