@@ -260,6 +260,20 @@ def _upstream_rows(engine: Engine, settings: Settings, c: ModelContract, req: Pl
     )
 
 
+def _rows_in_production(engine: Engine, settings: Settings, c: ModelContract, req: PlanRequest) -> int:
+    """Rows production holds in the period (and entities): what a restatement would replace."""
+    if not engine.relation_exists(settings.prod_schema, c.model):
+        return 0
+    where = f"{c.date_column} between ? and ?"
+    params: list[Any] = [req.start, req.end]
+    if req.accounts and c.entity_column:
+        where += f" and {c.entity_column} in ({', '.join('?' for _ in req.accounts)})"
+        params += list(req.accounts)
+    return int(
+        engine.scalar(f"select count(*) from {settings.prod_schema}.{c.model} where {where}", params) or 0
+    )
+
+
 def estimate(
     engine: Engine,
     settings: Settings,
@@ -399,6 +413,14 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
     buckets = settings.account_buckets if all(c.entity_column for c in contracts.values()) else 1
     chunks = make_chunks(req.start, req.end, settings.chunk_days, buckets)
     est = estimate(engine, settings, list(contracts.values()), req, chunks)
+    if est["source_rows"] == 0 and not any(
+        _rows_in_production(engine, settings, c, req) for c in contracts.values()
+    ):
+        scope = f" for {', '.join(req.accounts)}" if req.accounts else ""
+        raise PlanError(
+            f"nothing to restate: no row of {', '.join(contracts)} or its upstream falls in "
+            f"{req.start}..{req.end}{scope}; check the dates (and --entities)"
+        )
     if settings.engine == "snowflake" and est["usd"] > settings.budget_usd and not (req.allow_over_budget):
         raise PlanError(
             f"estimated ${est['usd']:,.0f} exceeds the budget of ${settings.budget_usd:,.0f}: "

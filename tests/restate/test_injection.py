@@ -62,12 +62,19 @@ def test_plan_refuses_hostile_and_unknown_account_ids_through_the_cli(
         unknown = runner.invoke(app, [*args, "acct_that_does_not_exist"])
         # An empty shell variable must not turn a limited restatement into a full one.
         empty = [runner.invoke(app, [*args, value]) for value in ("", " ", ",")]
+        # A period without a single row, in production or upstream, is a typo, not a plan.
+        no_rows = runner.invoke(
+            app,
+            ["plan", "-s", "fct_revenue_daily+", "--start", "2019-01-01", "--end", "2019-01-31"]
+            + ["--reason", "r", "--requested-by", "ana"],
+        )
     finally:
         get_settings.cache_clear()
     assert hostile.exit_code == 1, hostile.output
     assert "not a valid entity id" in hostile.output
     assert unknown.exit_code == 1, unknown.output
     assert "acct_that_does_not_exist" in unknown.output and "not in" in unknown.output
+    assert no_rows.exit_code == 1 and "nothing to restate" in no_rows.output, no_rows.output
     for refused in empty:
         assert refused.exit_code == 1 and "names no entity" in refused.output, refused.output
     with connect(prod) as e:
