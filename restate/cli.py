@@ -417,6 +417,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
             "entity": c.entity_column or "-",
             "keys": ", ".join(c.keys),
             "metrics": ", ".join(c.metrics),
+            "dimensions": ", ".join(c.dimensions),
+            "upstream": f"{c.upstream.model} (processed at {c.upstream.processed_at})",
+            "touched dates": c.touched_dates or "",
+            "quarantine": c.quarantine.model if c.quarantine else "",
             "why not": "",
         }
         for c in project.models.values()
@@ -428,6 +432,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
             "entity": "",
             "keys": "",
             "metrics": "",
+            "dimensions": "",
+            "upstream": "",
+            "touched dates": "",
+            "quarantine": "",
             "why not": why,
         }
         for name, why in project.not_restatable.items()
@@ -435,7 +443,26 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
     if as_json:
         emit_json(rows)
         return
-    render_table("models", rows)
+    # A contract per restatable model, a field per line (fits any terminal); then the rest.
+    for row in rows:
+        if row["restatable"] != "yes":
+            continue
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for key in ("model", "partition", "entity", "keys", "metrics", "dimensions", "upstream"):
+            grid.add_row(key, Text(str(row[key] or "-")))
+        for key in ("touched dates", "quarantine"):
+            if row[key]:
+                grid.add_row(key, Text(str(row[key])))
+        console.print(grid)
+        console.print()
+    if not project.models:
+        console.print("no model declares meta.restate (docs/your-project.md, step 3)")
+    others = [
+        {"model": r["model"], "why not restatable": r["why not"]} for r in rows if r["restatable"] == "no"
+    ]
+    render_table("other models", others)
     if project.landing:
         lc = project.landing
         where = f"<landing>/{lc.folder}/ ({len(lc.columns)} columns)"
