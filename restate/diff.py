@@ -89,7 +89,10 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
                 or 0
             )
         totals = diff_totals(engine, settings, rid)
-        changelog.append(engine, meta, "diffed", {"rows": written, "totals": totals}, restatement_id=rid)
+        from restate.duties import run_by
+
+        payload = {"rows": written, "totals": totals}
+        changelog.append(engine, meta, "diffed", payload, restatement_id=rid, actor=run_by(settings))
     crash_point(settings, "diffed")
     return written
 

@@ -212,6 +212,7 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
     import json
 
     from restate import changelog
+    from restate.duties import run_by
     from restate.recompute import set_status
     from restate.validation import format_report, run_validation, store_validation
 
@@ -238,6 +239,7 @@ def run_validation_step(settings: Settings, restatement_id: int) -> dict[str, An
                 "validated" if result.passed else "validation_failed",
                 {"validation_id": validation_id, "evidence": evidence},
                 restatement_id=restatement_id,
+                actor=run_by(settings),
             )
         crash_point(settings, "validated")
         report = format_report(result)

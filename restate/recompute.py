@@ -141,6 +141,8 @@ def recompute_chunk(
 
 def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
+    from restate.duties import run_by  # duties imports promotion, which imports this module
+
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="finish_recompute")
     if plan.follow_views:
         dbt.run_deferred(
@@ -165,6 +167,7 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
             "recomputed",
             {"schema": plan.restate_schema, **stats},
             restatement_id=plan.restatement_id,
+            actor=run_by(settings),
         )
     crash_point(settings, "recomputed")
     return stats

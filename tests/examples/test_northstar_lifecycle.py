@@ -202,3 +202,7 @@ def test_the_whole_lifecycle_on_the_orders_project(northstar: Cli) -> None:
     cli("audit", "verify")
     status = json.loads(cli("status", "--json").stdout)
     assert {r["restatement_id"]: r["status"] for r in status}[3] == "rolled_back"
+    # Every step records who ran it, the machine steps included.
+    log = json.loads(cli("log", "--id", "3", "--json").stdout)
+    steps = {e["event"]: e["actor"] for e in log if e["event"] in ("recomputed", "validated", "diffed")}
+    assert set(steps) == {"recomputed", "validated", "diffed"} and all(steps.values()), steps
