@@ -65,8 +65,10 @@ def test_plan_refuses_hostile_and_unknown_account_ids_through_the_cli(
         # A period without a single row, in production or upstream, is a typo, not a plan.
         no_rows = runner.invoke(
             app,
-            ["plan", "-s", "fct_revenue_daily+", "--start", "2019-01-01", "--end", "2019-01-31"]
-            + ["--reason", "r", "--requested-by", "ana"],
+            [
+                *["plan", "-s", "fct_revenue_daily+", "--start", "2019-01-01", "--end", "2019-01-31"],
+                *["--reason", "r", "--requested-by", "ana"],
+            ],
         )
     finally:
         get_settings.cache_clear()
