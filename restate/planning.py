@@ -245,33 +245,29 @@ def git_commit(folder: Path = PROJECT_ROOT) -> str | None:
     return out.stdout.strip() or None
 
 
-def _upstream_rows(engine: Engine, settings: Settings, c: ModelContract, req: PlanRequest) -> int | None:
-    """Rows of the model's upstream in the requested scope (None before the first load)."""
-    if not engine.relation_exists(settings.prod_schema, c.upstream.model):
-        return None
+def _rows_in_scope(engine: Engine, settings: Settings, c: ModelContract, table: str, req: PlanRequest) -> int:
+    """Rows of production's `table` in the requested period (and entities), by c's columns."""
     where = f"{c.date_column} between ? and ?"
     params: list[Any] = [req.start, req.end]
     if req.accounts and c.entity_column:
         where += f" and {c.entity_column} in ({', '.join('?' for _ in req.accounts)})"
         params += list(req.accounts)
-    return int(
-        engine.scalar(f"select count(*) from {settings.prod_schema}.{c.upstream.model} where {where}", params)
-        or 0
-    )
+    sql = f"select count(*) from {settings.prod_schema}.{table} where {where}"
+    return int(engine.scalar(sql, params) or 0)
+
+
+def _upstream_rows(engine: Engine, settings: Settings, c: ModelContract, req: PlanRequest) -> int | None:
+    """Rows of the model's upstream in the requested scope (None before the first load)."""
+    if not engine.relation_exists(settings.prod_schema, c.upstream.model):
+        return None
+    return _rows_in_scope(engine, settings, c, c.upstream.model, req)
 
 
 def _rows_in_production(engine: Engine, settings: Settings, c: ModelContract, req: PlanRequest) -> int:
     """Rows production holds in the period (and entities): what a restatement would replace."""
     if not engine.relation_exists(settings.prod_schema, c.model):
         return 0
-    where = f"{c.date_column} between ? and ?"
-    params: list[Any] = [req.start, req.end]
-    if req.accounts and c.entity_column:
-        where += f" and {c.entity_column} in ({', '.join('?' for _ in req.accounts)})"
-        params += list(req.accounts)
-    return int(
-        engine.scalar(f"select count(*) from {settings.prod_schema}.{c.model} where {where}", params) or 0
-    )
+    return _rows_in_scope(engine, settings, c, c.model, req)
 
 
 def estimate(

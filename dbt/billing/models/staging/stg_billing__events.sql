@@ -9,14 +9,14 @@ checked as (
     select
         *,
         case
-            when event_ts is not null and {{ landing_cast('event_ts', 'timestamp') }} is null
+            when event_ts is not null and {{ restate.landing_cast('event_ts', 'timestamp') }} is null
                 then 'bad_event_ts'
-            when amount is not null and {{ landing_cast('amount', 'decimal(18, 2)') }} is null
+            when amount is not null and {{ restate.landing_cast('amount', 'decimal(18, 2)') }} is null
                 then 'bad_amount'
-            when updated_at is not null and {{ landing_cast('updated_at', 'timestamp') }} is null
+            when updated_at is not null and {{ restate.landing_cast('updated_at', 'timestamp') }} is null
                 then 'bad_updated_at'
             when event_ingested_at is not null
-                and {{ landing_cast('event_ingested_at', 'timestamp') }} is null
+                and {{ restate.landing_cast('event_ingested_at', 'timestamp') }} is null
                 then 'bad_event_ingested_at'
         end as cast_failure
     from source
@@ -27,14 +27,14 @@ renamed as (
         cast(event_id as varchar) as event_id,
         cast(account_id as varchar) as account_id,
         cast(event_type as varchar) as event_type,
-        {{ landing_cast('amount', 'decimal(18, 2)') }} as amount,
+        {{ restate.landing_cast('amount', 'decimal(18, 2)') }} as amount,
         upper(cast(currency as varchar)) as currency,
-        {{ landing_cast('event_ts', 'timestamp') }} as event_ts,
-        {{ landing_cast('updated_at', 'timestamp') }} as updated_at,
-        {{ landing_cast('event_ingested_at', 'timestamp') }} as event_ingested_at,
+        {{ restate.landing_cast('event_ts', 'timestamp') }} as event_ts,
+        {{ restate.landing_cast('updated_at', 'timestamp') }} as updated_at,
+        {{ restate.landing_cast('event_ingested_at', 'timestamp') }} as event_ingested_at,
         -- a null arrival time means the row arrived on time (see macros/source_events.sql)
         cast(landing_processed_at as timestamp) as ingested_at,
-        cast({{ landing_cast('event_ts', 'timestamp') }} as date) as event_date,
+        cast({{ restate.landing_cast('event_ts', 'timestamp') }} as date) as event_date,
         -- PII never leaves staging: only a hash of the e-mail is kept
         {{ sha256_hex("lower(cast(customer_email as varchar))") }} as customer_email_hash,
         cast(source_file as varchar) as source_file,

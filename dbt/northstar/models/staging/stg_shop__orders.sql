@@ -9,15 +9,15 @@ checked as (
     select
         *,
         case
-            when order_ts is not null and {{ landing_cast('order_ts', 'timestamp') }} is null
+            when order_ts is not null and {{ restate.landing_cast('order_ts', 'timestamp') }} is null
                 then 'bad_order_ts'
-            when updated_at is not null and {{ landing_cast('updated_at', 'timestamp') }} is null
+            when updated_at is not null and {{ restate.landing_cast('updated_at', 'timestamp') }} is null
                 then 'bad_updated_at'
-            when gross_amount is not null and {{ landing_cast('gross_amount', 'decimal(18, 2)') }} is null
+            when gross_amount is not null and {{ restate.landing_cast('gross_amount', 'decimal(18, 2)') }} is null
                 then 'bad_amount'
-            when tax_amount is not null and {{ landing_cast('tax_amount', 'decimal(18, 2)') }} is null
+            when tax_amount is not null and {{ restate.landing_cast('tax_amount', 'decimal(18, 2)') }} is null
                 then 'bad_amount'
-            when refund_amount is not null and {{ landing_cast('refund_amount', 'decimal(18, 2)') }} is null
+            when refund_amount is not null and {{ restate.landing_cast('refund_amount', 'decimal(18, 2)') }} is null
                 then 'bad_amount'
         end as cast_failure
     from source
@@ -29,15 +29,15 @@ renamed as (
         cast(store_id as varchar) as store_id,
         lower(cast(channel as varchar)) as channel,
         lower(cast(status as varchar)) as status,
-        {{ landing_cast('order_ts', 'timestamp') }} as order_ts,
-        cast({{ landing_cast('order_ts', 'timestamp') }} as date) as order_date,
-        {{ landing_cast('updated_at', 'timestamp') }} as updated_at,
-        {{ landing_cast('order_ingested_at', 'timestamp') }} as order_ingested_at,
+        {{ restate.landing_cast('order_ts', 'timestamp') }} as order_ts,
+        cast({{ restate.landing_cast('order_ts', 'timestamp') }} as date) as order_date,
+        {{ restate.landing_cast('updated_at', 'timestamp') }} as updated_at,
+        {{ restate.landing_cast('order_ingested_at', 'timestamp') }} as order_ingested_at,
         -- processing time: a null arrival time means the row arrived on time
         cast(landing_processed_at as timestamp) as ingested_at,
-        {{ landing_cast('gross_amount', 'decimal(18, 2)') }} as gross_amount,
-        coalesce({{ landing_cast('tax_amount', 'decimal(18, 2)') }}, 0) as tax_amount,
-        coalesce({{ landing_cast('refund_amount', 'decimal(18, 2)') }}, 0) as refund_amount,
+        {{ restate.landing_cast('gross_amount', 'decimal(18, 2)') }} as gross_amount,
+        coalesce({{ restate.landing_cast('tax_amount', 'decimal(18, 2)') }}, 0) as tax_amount,
+        coalesce({{ restate.landing_cast('refund_amount', 'decimal(18, 2)') }}, 0) as refund_amount,
         cast(source_file as varchar) as source_file,
         cast(source_row_number as bigint) as source_row_number,
         cast_failure
