@@ -3,7 +3,7 @@
     from notifications import NoticeContext, NoticeEvent, notify
     report = notify(engine, settings, manifest, context)
 
-The Slack slash command app lives in `notifications.slack_app` (imported on demand).
+The Slack slash command app is an interface: `interfaces.slack`.
 """
 
 from notifications.composer import NoticeContext, as_reported_query, compose

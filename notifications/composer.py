@@ -12,7 +12,7 @@ from typing import Any
 
 from notifications.chart import render_chart
 from notifications.dimensions import dimensions_cell, dimensions_header
-from notifications.events import Message, NoticeEvent
+from notifications.events import Message, NoticeEvent, label
 from notifications.routing import AffectedExposure
 
 # Slack limits: 3000 characters per section text, 150 per header, 50 blocks per message.
@@ -284,7 +284,7 @@ def _facts(ctx: NoticeContext) -> list[tuple[str, str]]:
 
 def compose(ctx: NoticeContext, exposures: Sequence[AffectedExposure] = ()) -> Message:
     """Render the notice for every channel: same facts, same numbers everywhere."""
-    title = f"Restatement #{ctx.restatement_id}: {ctx.event.label}"
+    title = f"Restatement #{ctx.restatement_id}: {label(ctx.event)}"
     chart = render_chart(ctx.monthly, f"Restatement #{ctx.restatement_id}: as reported vs restated")
     lead = headline(ctx, exposures)
     return Message(

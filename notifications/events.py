@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from restate.events import Event
 
-class NoticeEvent(StrEnum):
-    """The moments in a restatement's life that people are told about."""
+# The core's lifecycle events are what notices are about (the core never imports this package).
+NoticeEvent = Event
 
-    RESTATEMENT_PLANNED = "restatement_planned"
-    VALIDATION_FAILED = "validation_failed"
-    APPROVAL_NEEDED = "approval_needed"
-    PROMOTED = "promoted"
-    ROLLED_BACK = "rolled_back"
-    DRIFT_DETECTED = "drift_detected"
-
-    @property
-    def label(self) -> str:
-        return _LABELS[self]
-
-
-_LABELS = {
-    NoticeEvent.RESTATEMENT_PLANNED: "Restatement planned",
-    NoticeEvent.VALIDATION_FAILED: "Restatement failed validation",
-    NoticeEvent.APPROVAL_NEEDED: "Restatement awaiting approval",
-    NoticeEvent.PROMOTED: "Restated numbers are live",
-    NoticeEvent.ROLLED_BACK: "Restatement rolled back",
-    NoticeEvent.DRIFT_DETECTED: "Reported numbers drifted",
+LABELS = {
+    Event.RESTATEMENT_PLANNED: "Restatement planned",
+    Event.VALIDATION_FAILED: "Restatement failed validation",
+    Event.APPROVAL_NEEDED: "Restatement awaiting approval",
+    Event.PROMOTED: "Restated numbers are live",
+    Event.ROLLED_BACK: "Restatement rolled back",
+    Event.DRIFT_DETECTED: "Reported numbers drifted",
 }
+
+
+def label(event: Event | str) -> str:
+    """The event as a notice's subject says it."""
+    return LABELS[Event(event)]
 
 
 @dataclass(frozen=True)

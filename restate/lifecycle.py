@@ -9,6 +9,7 @@ from typing import Any
 
 from restate.dbt_runner import DbtProject
 from restate.engines import connect
+from restate.events import publish
 from restate.faults import crash_point
 from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
 from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
@@ -25,38 +26,9 @@ def announce(
     detail: str | None = None,
     manifest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Tell the owners of the affected dashboards, exactly once per (restatement, event, recipient).
-
-    The lifecycle step it follows has already committed, so a delivery problem is
-    logged, not raised: the notice stays pending in the outbox and `restate notify`
-    (or the next call for the same event) sends it. Each occurrence of the event has its
-    own notice; an event the changelog does not record is never announced.
-    """
-    try:
-        from notifications.dispatch import NoticeNotOwed
-        from notifications.lifecycle import notify_restatement
-    except ImportError:  # notifications not installed: nothing to tell
-        return {}
-    if manifest is None:
-        try:
-            manifest = DbtProject(settings).last_manifest()
-        except OSError:
-            manifest = None
-    try:
-        report = notify_restatement(settings, restatement_id, event, detail=detail, manifest=manifest)
-    except NoticeNotOwed as exc:  # a caller's mistake, not a delivery problem: no retry hint
-        log.error("restatement %s: no %s notice sent: %s", restatement_id, event, exc)
-        return {"error": str(exc)}
-    except Exception as exc:  # the committed step must not fail because of a notice
-        log.warning(
-            "restatement %s: %s notices not sent yet (%s); retry: restate notify %s",
-            restatement_id,
-            event,
-            exc,
-            restatement_id,
-        )
-        return {"error": str(exc)}
-    return {"sent": len(report.sent), "failed": len(report.failed), "in_doubt": len(report.in_doubt)}
+    """Tell the owners of the affected dashboards (through the notifier in use, see
+    restate.events), after the step has committed; never raises."""
+    return publish(settings, restatement_id, event, detail=detail, manifest=manifest)
 
 
 def rolled_back_ids(result: dict[str, Any]) -> list[int]:

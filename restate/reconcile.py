@@ -297,10 +297,9 @@ def reconcile_once(
     with connect(settings) as engine:
         store_reconciliation(engine, settings, rec)
     if notify and not rec.passed and rec.draft_restatement_id is not None:
-        from notifications.lifecycle import notify_restatement
+        from restate.events import Event, publish
 
-        report = notify_restatement(
-            settings, rec.draft_restatement_id, "drift_detected", detail=alert_text(rec)
+        rec.notices = publish(
+            settings, rec.draft_restatement_id, Event.DRIFT_DETECTED, detail=alert_text(rec)
         )
-        rec.notices = {"sent": len(report.sent), "failed": len(report.failed)}
     return rec

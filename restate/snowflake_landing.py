@@ -15,6 +15,7 @@ import re
 from restate.contract import LandingContract
 from restate.engines.base import Engine
 from restate.settings import Settings
+from restate.sql import Native
 
 LINEAGE_COLUMNS = {"source_file": "varchar", "source_row_number": "bigint"}
 
@@ -39,18 +40,20 @@ def landing_table(lc: LandingContract) -> str:
 def landing_table_ddl(lc: LandingContract) -> str:
     """The landing table (DDL: run outside transactions)."""
     cols = ",\n    ".join(f"{name} {kind}" for name, kind in landing_columns(lc).items())
-    return f"create table if not exists {landing_table(lc)} (\n    {cols}\n)"
+    return Native(f"create table if not exists {landing_table(lc)} (\n    {cols}\n)")
 
 
 def stage_ddl(settings: Settings, storage_integration: str) -> list[str]:
     """Parquet file format and the external stage over the S3 landing (run once, by an admin)."""
     schema = settings.snowflake_stage.rpartition(".")[0] or "public"
     return [
-        f"create schema if not exists {schema}",
-        f"create file format if not exists {schema}.parquet_landing type = parquet",
-        f"create stage if not exists {settings.snowflake_stage} "
-        f"url = '{settings.landing.rstrip('/')}/' storage_integration = {storage_integration} "
-        f"file_format = {schema}.parquet_landing",
+        Native(f"create schema if not exists {schema}"),
+        Native(f"create file format if not exists {schema}.parquet_landing type = parquet"),
+        Native(
+            f"create stage if not exists {settings.snowflake_stage} "
+            f"url = '{settings.landing.rstrip('/')}/' storage_integration = {storage_integration} "
+            f"file_format = {schema}.parquet_landing"
+        ),
     ]
 
 
@@ -59,7 +62,7 @@ def copy_landing_sql(settings: Settings, lc: LandingContract) -> str:
     columns = landing_columns(lc)
     data_cols = [c for c in columns if c not in LINEAGE_COLUMNS]
     selects = ", ".join(f"$1:{c}::{columns[c]}" for c in data_cols)
-    return (
+    return Native(
         f"copy into {landing_table(lc)} ({', '.join(columns)}) "
         f"from (select {selects}, metadata$filename, metadata$file_row_number "
         f"from @{settings.snowflake_stage}/{lc.folder}/) "

@@ -1,7 +1,8 @@
 """Snowflake engine: the production warehouse, reached with the Snowflake connector.
 
-Statements use qmark binding (`?`), the same placeholders as the DuckDB engine, so the
-tool's SQL is written once. Every statement runs under a session query tag (JSON with
+Statements use qmark binding (`?`), the same placeholders as the DuckDB engine, and the
+tool's SQL (written once, in DuckDB's dialect) is rendered for Snowflake by sqlglot
+(restate.sql) before it is sent. Every statement runs under a session query tag (JSON with
 the restatement id, chunk and step) so warehouse cost can be attributed from
 QUERY_HISTORY. Transactions hold DML only: Snowflake commits DDL implicitly, so callers
 create tables and views before `transaction()`, never inside it.
@@ -16,6 +17,7 @@ from typing import Any
 import snowflake.connector
 
 from restate.engines.base import Engine
+from restate.sql import render
 
 # Snowflake folds unquoted identifiers to upper case; the tool names them in lower case.
 _FOLD = "upper"
@@ -65,7 +67,7 @@ class SnowflakeEngine(Engine):
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> Any:
         cur = self.con.cursor()
-        cur.execute(sql, list(params) if params is not None else None)
+        cur.execute(render(sql, "snowflake"), list(params) if params is not None else None)
         return cur
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:

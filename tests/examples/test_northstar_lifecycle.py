@@ -49,7 +49,7 @@ class Cli:
 
     def __call__(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
-            [sys.executable, "-m", "restate.cli", *args],
+            [sys.executable, "-m", "interfaces.cli", *args],
             env={**self.env, **env},
             capture_output=True,
             text=True,

@@ -32,7 +32,7 @@ northstar:
 
 def _restate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "restate.cli", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "interfaces.cli", *args], env=env, capture_output=True, text=True, timeout=300
     )
 
 

@@ -46,7 +46,7 @@ def test_restored_warehouse_recomputes_instead_of_trusting_a_cache(tmp_path: Pat
             "COLUMNS": "200",
         }
     )
-    cli = [sys.executable, "-m", "restate.cli"]
+    cli = [sys.executable, "-m", "interfaces.cli"]
 
     def restate(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

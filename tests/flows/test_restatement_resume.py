@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _run(env: dict[str, str], rid: int, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "restate.cli", "run", str(rid), *options],
+        [sys.executable, "-m", "interfaces.cli", "run", str(rid), *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -54,7 +54,7 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     (tmp_path / "prefect").mkdir()
     # Setup runs in subprocesses too: dbt keeps the DuckDB file open in the process
     # that ran it, and DuckDB allows one writing process per file.
-    cli = [sys.executable, "-m", "restate.cli"]
+    cli = [sys.executable, "-m", "interfaces.cli"]
     subprocess.run([*cli, "load"], env={**env, "RESTATE_PROJECT_VARS": '{"revenue_logic": "v1"}'}, check=True)
     subprocess.run(
         [

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from notifications import build_context, notify
 from notifications.dispatch import build_targets
 from restate import changelog
-from restate.cli import app
 from restate.engines import connect
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
 from restate.pipeline import load_once

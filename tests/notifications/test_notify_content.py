@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from notifications import NoticeContext, NoticeEvent, compose, downstream_exposures, recipients
 from notifications.composer import as_reported_query
 from notifications.email import EmailTarget
-from notifications.events import DeliveryError
+from notifications.events import DeliveryError, label
 from notifications.routing import RoutingError
 from tests.notifications.conftest import Mailbox, free_port, make_settings
 
@@ -76,7 +76,7 @@ def check_block_kit_limits(blocks: list[dict[str, Any]]) -> None:
 def test_every_event_renders_within_slack_limits(event):
     msg = compose(context(event))
     assert msg.key == f"restatement-12-{event.value}"
-    assert event.label in msg.subject and "#12" in msg.subject
+    assert label(event) in msg.subject and "#12" in msg.subject
     check_block_kit_limits(msg.blocks)
     assert "Refunds <b>&</b> credits" in msg.text
     assert "Refunds &lt;b&gt;&amp;&lt;/b&gt; credits" in msg.html  # escaped, not markup

@@ -18,7 +18,7 @@ from urllib.request import Request, urlopen
 import pytest
 import uvicorn
 
-from notifications.slack_app import create_app
+from interfaces.slack import create_app
 from restate import changelog, status
 from restate.engines.duckdb import DuckDBEngine
 from tests.notifications.conftest import (

@@ -7,6 +7,7 @@ with the tool's own SQL through the Snowflake connector and every statement tagg
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -55,7 +56,27 @@ def expected(landing: Path) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def buggy_prod(snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def rendered() -> Iterator[list[tuple[str, str]]]:
+    """Every statement the tool sent through the Snowflake engine: (as written, as sent)."""
+    from restate.engines import snowflake as engine_module
+    from restate.sql import render
+
+    seen: list[tuple[str, str]] = []
+
+    def recording(sql: str, dialect: str) -> str:
+        out = render(sql, dialect)
+        seen.append((str(sql), out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine_module, "render", recording)
+        yield seen
+
+
+@pytest.fixture(scope="module")
+def buggy_prod(
+    snowflake_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, rendered: list[tuple[str, str]]
+) -> Settings:
     data_dir = tmp_path_factory.mktemp("sf")
     s = snowflake_settings(data_dir, snowflake_emulator, approvers=["controller"])
     # Everything has landed, so the restated period must match the finance exports.
@@ -174,7 +195,7 @@ def test_plan_cli_estimate_and_budget_guard(buggy_prod: Settings, monkeypatch: p
     """`restate plan --json` on Snowflake settings gives the cost estimate; over budget is refused."""
     from typer.testing import CliRunner
 
-    from restate.cli import app
+    from interfaces.cli import app
     from restate.settings import get_settings
 
     s = buggy_prod
@@ -252,3 +273,62 @@ def test_credentials_block_logs_in_the_tool_dbt_and_soda(
     tool = [st for st in ran if "reference_finance_revenue" in (st["sql"] or "").lower()]
     assert soda and tool
     assert {st["user"] for st in ran} == {"from_block"}
+
+
+# Functions Snowflake has that sqlglot's Snowflake dialect parses as "anonymous".
+SNOWFLAKE_ONLY_FUNCTIONS: set[str] = set()
+
+
+def test_every_statement_the_core_issues_renders_for_snowflake(
+    buggy_prod: Settings, rendered: list[tuple[str, str]]
+) -> None:
+    """The core writes DuckDB SQL; what reaches Snowflake must be Snowflake SQL. The emulator
+    runs on DuckDB underneath and would accept DuckDB-only syntax, so each statement sent is
+    parsed with sqlglot's Snowflake dialect: no parse error, no aggregate FILTER clause
+    (Snowflake has none), no function Snowflake does not know."""
+    from restate.project import project_contract
+    from restate.reports import metric_report, quarantine_summary
+    from restate.status import list_restatements, restatement_status
+
+    s = buggy_prod
+    rid = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, reason="render", requested_by="ana")
+    ).restatement_id
+    project = project_contract(s)
+    with connect(s) as e:  # the read paths the CLI and Slack use
+        assert restatement_status(e, s, rid)["status"] == "planned"
+        assert any(r["restatement_id"] == rid for r in list_restatements(e, s))
+        assert metric_report(e, s.prod_schema, project.model("fct_revenue_daily"))
+        quarantine_summary(e, s.prod_schema, project, by="month")
+        assert changelog.verify(e, s.meta_schema) is None
+    assert len(rendered) > 100
+    problems = [f"{problem}: {sent[:300]}" for _, sent in rendered for problem in snowflake_problems(sent)]
+    assert not problems, "\n".join(sorted(set(problems)))
+    # The DuckDB-only forms the core writes (status's FILTER, the quarantine report's
+    # strftime) were issued, would have been refused as written, and were rendered.
+    duckdb_only = [written for written, _ in rendered if snowflake_problems(written)]
+    assert any("filter (where" in w.lower() for w in duckdb_only)
+    assert any("strftime(" in w.lower() for w in duckdb_only)
+
+
+def snowflake_problems(sql: str) -> list[str]:
+    """What Snowflake would refuse in `sql`, as far as sqlglot's Snowflake dialect can tell."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statements = sqlglot.parse(sql, read="snowflake")
+    except sqlglot.errors.ParseError as exc:
+        return [f"does not parse as Snowflake ({str(exc)[:120]})"]
+    found = []
+    for statement in statements:
+        if statement is None or isinstance(statement, exp.Command):
+            continue
+        if any(statement.find_all(exp.Filter)):
+            found.append("aggregate FILTER clause")
+        found += [
+            f"unknown function {fn.name}"
+            for fn in statement.find_all(exp.Anonymous)
+            if fn.name.upper() not in SNOWFLAKE_ONLY_FUNCTIONS
+        ]
+    return found

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import changelog
-from restate.cli import app
 from restate.engines.duckdb import DuckDBEngine
 from restate.meta import init_meta
 from restate.settings import get_settings

@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import changelog
-from restate.cli import app
 from restate.engines import connect
 from restate.engines.duckdb import DuckDBEngine
 from restate.meta import init_meta

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from restate.cli import app
+from interfaces.cli import app
 from restate.engines.duckdb import DuckDBEngine
 from restate.meta import init_meta
 from restate.settings import get_settings
@@ -43,7 +43,7 @@ MISSING_DATA: list[list[str]] = [["status"], ["status", "1"], ["log"], ["diff", 
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, Path]]:
     monkeypatch.setenv("RESTATE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("RESTATE_DUCKDB_PATH", raising=False)
-    monkeypatch.setattr("restate.cli.console", Console(width=200))
+    monkeypatch.setattr("interfaces.cli.commands.console", Console(width=200))
     (tmp_path / "data").mkdir()
     get_settings.cache_clear()
     try:

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import changelog
-from restate.cli import app
 from restate.engines.duckdb import DuckDBEngine
 from restate.meta import init_meta
 from restate.settings import get_settings
@@ -37,7 +37,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRu
     engine.close()
     monkeypatch.setenv("RESTATE_DATA_DIR", str(data))
     # The CLI's console is made at import (width read then); give it a wide one here.
-    monkeypatch.setattr("restate.cli.console", Console(width=250))
+    monkeypatch.setattr("interfaces.cli.commands.console", Console(width=250))
     monkeypatch.delenv("RESTATE_DUCKDB_PATH", raising=False)
     get_settings.cache_clear()
     try:
@@ -61,7 +61,7 @@ def test_narrow_terminal_folds_values_instead_of_cutting_them(
     cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner, _ = cli
-    monkeypatch.setattr("restate.cli.console", Console(width=60))
+    monkeypatch.setattr("interfaces.cli.commands.console", Console(width=60))
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 0, result.output
     assert "…" not in result.output, result.output

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from examples.billing.demo import run_demo
 from examples.billing.generate import GenerateSpec
-from restate.cli import app
+from interfaces.cli import app
 from restate.settings import Settings, get_settings
 from tests.conftest import SMALL
 

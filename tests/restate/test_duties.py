@@ -261,7 +261,7 @@ def test_production_engine_requires_approval_by_default(
 
 
 def test_slack_approve_by_the_requesters_slack_id_is_refused_and_audited(tmp_path: Path) -> None:
-    from notifications.slack_app import handle_command
+    from interfaces.slack import handle_command
 
     s = make_settings(tmp_path / "wh", approvers=["cfo"], slack_approvers=["UANA", "UCFO"])
     seed(s, requested_by="slack:UANA", requires_approval=True)
@@ -282,7 +282,7 @@ def test_slack_approve_by_the_requesters_slack_id_is_refused_and_audited(tmp_pat
 
 
 def test_slack_forcer_cannot_approve(tmp_path: Path) -> None:
-    from notifications.slack_app import handle_command
+    from interfaces.slack import handle_command
     from restate.lifecycle import force_validation
 
     s = make_settings(tmp_path / "wh", slack_approvers=["UCFO", "UCTRL"])
@@ -326,7 +326,7 @@ def test_prefect_approval_form_goes_through_the_same_gate(
 def test_cli_promote_of_a_closed_period_refuses_the_requester_and_records_who_ran_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from restate.cli import app
+    from interfaces.cli import app
     from restate.lifecycle import finish_run, run_chunk, run_validation_step, start_run
     from restate.pipeline import load_once
 

@@ -131,7 +131,7 @@ def test_late_rows_duplicates_and_quarantine_are_attributed_and_add_up(tmp_path:
 def test_cli_explain_without_an_explainer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from restate.cli import app
+    from interfaces.cli import app
     from restate.settings import get_settings
 
     monkeypatch.setenv("RESTATE_DATA_DIR", str(tmp_path / "data"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import changelog
-from restate.cli import app
 from restate.engines import connect
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_validation_step, start_run
 from restate.pipeline import load_once

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from restate.cli import app
+from interfaces.cli import app
 from restate.dbt_runner import DbtError, DbtProject
 from restate.engines import connect
 from restate.lifecycle import create_plan, finish_run, run_chunk, start_run

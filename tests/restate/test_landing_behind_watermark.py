@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from restate.cli import app
+from interfaces.cli import app
 from restate.engines import connect
 from restate.settings import Settings, get_settings
 from restate.validation import run_validation

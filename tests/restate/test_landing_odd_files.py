@@ -16,8 +16,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import landing
-from restate.cli import app
 from restate.engines import connect
 from restate.meta import init_meta
 from restate.project import project_contract

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from examples.billing.explain import explain
-from restate.cli import app
+from interfaces.cli import app
 from restate.engines import connect
 from restate.settings import Settings, get_settings
 from restate.validation import run_validation

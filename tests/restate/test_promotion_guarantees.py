@@ -12,8 +12,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import changelog, locks
-from restate.cli import app
 from restate.distributed import release_warehouse
 from restate.engines import connect
 from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from interfaces.cli import app
 from restate import reference
-from restate.cli import app
 from restate.contract import ContractError, ModelContract, ProjectContract, Upstream
 from restate.engines.duckdb import DuckDBEngine
 from restate.reference import ReferenceExportError, load_reference_exports

@@ -1124,7 +1124,7 @@ app.add_typer(slack, name="slack")
 @slack.command("serve")
 def slack_serve(host: str = "127.0.0.1", port: int = 3000) -> None:
     """Serve /restatement (status, list, diff, approve) over HTTP for Slack."""
-    from notifications.slack_app import serve
+    from interfaces.slack import serve
 
     serve(get_settings(), host, port)
 

@@ -1,0 +1,5 @@
+"""The `restate` command line (typer + rich)."""
+
+from interfaces.cli.commands import app
+
+__all__ = ["app"]

@@ -1,0 +1,3 @@
+from interfaces.cli.commands import app
+
+app()
