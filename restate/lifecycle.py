@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from restate.dbt_runner import DbtProject
-from restate.engines import connect
+from restate.engines import connect, release_sessions
 from restate.events import publish
 from restate.faults import crash_point
 from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
@@ -113,6 +113,9 @@ def run_chunks_in_threads(
         finally:
             release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
 
+    # The chunks run on their own threads' sessions; hand this thread's back meanwhile so
+    # another process (a 15-minute load) can write between chunks on DuckDB.
+    release_sessions()
     results: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
         futures = {pool.submit(one, chunk_id): chunk_id for chunk_id in chunk_ids}

@@ -30,11 +30,14 @@ class _Commands(typer.core.TyperGroup):
     the traceback."""
 
     def invoke(self, ctx: Any) -> Any:
+        from restate.engines import session_scope
+
         rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
         token = _json_errors.set("--json" in rest)
         debug = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            with session_scope():  # one warehouse session for the whole command
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
         except typer.TyperException as exc:  # click's own errors: a malformed command line

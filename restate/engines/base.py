@@ -20,6 +20,8 @@ class Engine(ABC):
     settings: Settings | None = None
     # Callbacks of the open `transaction()`, run once it has committed; None outside one.
     _after_commit: list[Callable[[], None]] | None = None
+    # Owned by a session scope (restate.engines.session_scope): `with` blocks only borrow it.
+    _shared: bool = False
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
@@ -119,4 +121,5 @@ class Engine(ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self._shared:  # a scope's session stays open until the scope ends
+            self.close()

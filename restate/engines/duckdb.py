@@ -50,6 +50,7 @@ class DuckDBEngine(Engine):
         other.__dict__.update(self.__dict__)
         other.con = self.con.cursor()
         other._after_commit = None  # the sibling starts outside any transaction
+        other._shared = False  # and is its owner's to close
         return other
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
