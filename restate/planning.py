@@ -21,6 +21,7 @@ from restate.contract import (
 from restate.cost import estimate_cost
 from restate.engines.base import Engine
 from restate.entities import EntityIdError, check_entity_ids
+from restate.exposures import Exposure, downstream_exposures
 from restate.project import check_target
 from restate.settings import PROJECT_ROOT, Settings
 
@@ -49,16 +50,6 @@ class Chunk:
             "entities": entities or [],
             "entity_pattern": entity_pattern,
         }
-
-
-@dataclass(frozen=True)
-class Exposure:
-    name: str
-    label: str
-    owner_name: str | None
-    owner_email: str | None
-    slack_channel: str | None
-    url: str | None
 
 
 @dataclass
@@ -188,25 +179,6 @@ def downstream_closure(manifest: dict[str, Any], roots: list[str]) -> list[str]:
     for uid in sorted(seen):
         visit(uid)
     return order
-
-
-def affected_exposures(manifest: dict[str, Any], model_ids: list[str]) -> list[Exposure]:
-    ids = set(model_ids)
-    found = []
-    for exp in manifest.get("exposures", {}).values():
-        if ids.intersection(exp["depends_on"]["nodes"]):
-            owner = exp.get("owner") or {}
-            found.append(
-                Exposure(
-                    name=exp["name"],
-                    label=exp.get("label") or exp["name"],
-                    owner_name=owner.get("name"),
-                    owner_email=owner.get("email"),
-                    slack_channel=(exp.get("meta") or {}).get("slack_channel"),
-                    url=exp.get("url"),
-                )
-            )
-    return sorted(found, key=lambda e: e.name)
 
 
 def make_chunks(start: date, end: date, chunk_days: int, buckets: int) -> list[Chunk]:
@@ -439,7 +411,7 @@ def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req
         requested_by=req.requested_by,
         requires_approval=requires_approval,
         chunks=chunks,
-        exposures=affected_exposures(manifest, closure),
+        exposures=downstream_exposures(manifest, closure),
         source_watermark=last_watermark(engine, settings.meta_schema),
         code_version={
             # The user's dbt project's commit (the code restated), and restate's own.

@@ -1,0 +1,49 @@
+"""Which process runs a piece of work, and whether it still does.
+
+A chunk being recomputed records its runner ("host:pid:start"), so `restate status`
+can tell a chunk that is running from one whose process died (a crash, a kill, a reboot):
+the first says "running", the second "interrupted", with the way to resume. The process
+start time (Linux: /proc/<pid>/stat) guards against a recycled pid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Field 22 (starttime), after the command name, which may itself hold spaces.
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+@cache
+def this_process() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def is_alive(runner: str | None) -> bool | None:
+    """True/False for a runner on this host; None when it cannot be told from here
+    (another host, or no runner recorded)."""
+    if not runner:
+        return None
+    parts = runner.rsplit(":", 2)
+    if len(parts) != 3:
+        return None
+    host, pid_text, ticks = parts
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return ticks == "?" or _start_ticks(pid) == ticks
