@@ -71,7 +71,10 @@ def get_plan(settings: Settings, restatement_id: int) -> Plan:
 
 
 def start_run(settings: Settings, restatement_id: int) -> Plan:
+    from restate.meta import init_meta
+
     with connect(settings) as engine:
+        init_meta(engine, settings.meta_schema)  # a warehouse from an earlier version gains new columns
         plan = load_plan(engine, settings, restatement_id)
         status = engine.scalar(
             f"select status from {settings.meta_schema}.restatements where restatement_id = ?",

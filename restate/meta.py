@@ -74,6 +74,7 @@ META_TABLES: dict[str, str] = {
         duration_s double,
         attempts integer not null default 0,
         cache_key varchar,
+        runner varchar,
         primary key (restatement_id, chunk_id)
     """,
     # Per model x partition date x diff dimensions x metric: as-reported vs restated.
@@ -207,12 +208,23 @@ def _carry_over_earlier_layouts(engine: Engine, schema: str) -> None:
             engine.execute(f"drop table {schema}.{old}")
 
 
+# Columns added to a table after its first release: (table, column, type).
+_ADDED_COLUMNS = [("restatement_partitions", "runner", "varchar")]
+
+
+def _add_new_columns(engine: Engine, schema: str) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {c.lower() for c in engine.columns(schema, table)}:
+            engine.execute(f"alter table {schema}.{table} add column {column} {kind}")
+
+
 def init_meta(engine: Engine, schema: str) -> list[str]:
     """Create the meta schema and its tables if missing; return the table names."""
     engine.execute(f"create schema if not exists {schema}")
     _carry_over_earlier_layouts(engine, schema)
     for table, columns in META_TABLES.items():
         engine.execute(f"create table if not exists {schema}.{table} ({columns})")
+    _add_new_columns(engine, schema)
     from restate.changelog import seed_head
 
     seed_head(engine, schema)

@@ -15,6 +15,7 @@ from restate.dbt_runner import DbtProject
 from restate.engines.base import Engine
 from restate.faults import crash_point
 from restate.planning import Chunk, Plan
+from restate.runner import this_process
 from restate.settings import Settings
 
 
@@ -104,14 +105,19 @@ def recompute_chunk(
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=chunk.chunk_id, step="recompute")
     engine.execute(
         f"update {settings.meta_schema}.restatement_partitions set status = 'running', "
-        "started_at = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
-        [_now(), plan.restatement_id, chunk.chunk_id],
+        "started_at = ?, runner = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
+        [_now(), this_process(), plan.restatement_id, chunk.chunk_id],
     )
-    result = dbt.run_deferred(
-        plan.models,
-        vars=chunk_vars(settings, plan, chunk),
-        query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
-    )
+    try:
+        result = dbt.run_deferred(
+            plan.models,
+            vars=chunk_vars(settings, plan, chunk),
+            query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
+        )
+    except Exception:
+        # Said as it is: `restate status` shows the chunk failed, not forever running.
+        mark_chunk(engine, settings, plan, chunk.chunk_id, "failed", finished_at=_now())
+        raise
     rows = 0
     for model in plan.models:
         contract = plan.contract(model)

@@ -24,7 +24,8 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
             r.source_watermark, r.restate_schema, r.created_at, r.updated_at,
             count(p.chunk_id) as chunks_total,
             count(p.chunk_id) filter (where p.status = 'done') as chunks_done,
-            count(p.chunk_id) filter (where p.status = 'running') as chunks_running
+            count(p.chunk_id) filter (where p.status = 'running') as chunks_running,
+            count(p.chunk_id) filter (where p.status = 'failed') as chunks_failed
         from {meta}.restatements r
         left join {meta}.restatement_partitions p using (restatement_id)
         where r.restatement_id = ?
@@ -46,17 +47,45 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
         [restatement_id],
     )
     row["validation"] = validation[0] if validation else None
+    row.update(_running_chunks(engine, meta, restatement_id) if row["chunks_running"] else {})
     row["approval_reasons"] = approval_reasons(settings, load_duties(engine, settings, restatement_id))
     row["phase"] = _phase(row)
     return row
+
+
+def _running_chunks(engine: Engine, meta: str, restatement_id: int) -> dict[str, Any]:
+    """Chunks marked running whose process is gone (crashed, killed) are interrupted."""
+    from restate.runner import is_alive
+
+    runners = [
+        r[0]
+        for r in engine.query(
+            f"select runner from {meta}.restatement_partitions "
+            "where restatement_id = ? and status = 'running'",
+            [restatement_id],
+        )
+    ]
+    alive = [is_alive(r) for r in runners]
+    return {
+        "chunks_running": sum(a is not False for a in alive),
+        "chunks_interrupted": sum(a is False for a in alive),
+        "runners": sorted({r for r, a in zip(runners, alive, strict=True) if r and a is not False}),
+    }
 
 
 def _phase(row: dict[str, Any]) -> str:
     """Human-readable phase, e.g. 'running 3/14 chunks' or 'awaiting approval'."""
     status = row["status"]
     if status in ("planned", "running") and row["chunks_done"] < row["chunks_total"]:
-        if row["chunks_done"] or row["chunks_running"]:
-            return f"running {row['chunks_done']}/{row['chunks_total']} chunks"
+        progress = f"{row['chunks_done']}/{row['chunks_total']} chunks"
+        rid = row["restatement_id"]
+        if row["chunks_running"]:
+            return f"running {progress}"
+        if row.get("chunks_interrupted") or row.get("chunks_failed"):
+            what = "interrupted" if row.get("chunks_interrupted") else "failed"
+            return f"{what} at {progress} (resume: restate run {rid})"
+        if row["chunks_done"]:
+            return f"stopped at {progress} (resume: restate run {rid})"
         return "planned"
     v = row["validation"]
     if status in ("recomputed", "validated", "validation_failed") and v is not None:

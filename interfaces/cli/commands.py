@@ -1025,7 +1025,10 @@ def _status_detail(r: dict[str, Any]) -> None:
         "period": f"{r['period_start']}..{r['period_end']}",
         "entities": entities if entities else "all",
         "chunks": f"{r['chunks_done']}/{r['chunks_total']} done"
-        + (f", {r['chunks_running']} started and not finished" if r.get("chunks_running") else ""),
+        + (f", {r['chunks_running']} running" if r.get("chunks_running") else "")
+        + (f" ({', '.join(r['runners'])})" if r.get("runners") else "")
+        + (f", {r['chunks_interrupted']} interrupted" if r.get("chunks_interrupted") else "")
+        + (f", {r['chunks_failed']} failed" if r.get("chunks_failed") else ""),
         "validation": verdict,
         "requested by": r["requested_by"],
         "reason": r["reason"],

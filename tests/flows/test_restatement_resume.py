@@ -93,6 +93,17 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     before = _attempts(s, plan.restatement_id)
     finished = sum(1 for status, _ in before.values() if status == "done")
     assert 3 <= finished < total
+    # The killed process is gone: status says so and how to resume, never "running".
+    import json
+
+    shown = subprocess.run(
+        [*cli, "status", "1", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    state = json.loads(shown.stdout)
+    left_running = sum(1 for status, _ in before.values() if status == "running")
+    assert state["chunks_running"] == 0 and state.get("chunks_interrupted", 0) == left_running, state
+    assert not state["phase"].startswith("running"), state["phase"]
+    assert state["phase"].endswith(f"(resume: restate run {plan.restatement_id})"), state["phase"]
 
     # Killed in its own process (the default), resumed as a Prefect flow run: both paths
     # run the same sequence and decide reuse from the warehouse's chunk rows.
