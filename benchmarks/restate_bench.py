@@ -27,7 +27,9 @@ from common import emit_progress, emit_result
 
 IMPORT_STARTED = time.perf_counter()
 
-import restate.lifecycle as lifecycle  # noqa: E402  (import time is measured)
+import restate.actions as actions  # noqa: E402  (import time is measured)
+import restate.actions.recompute as recompute_step  # noqa: E402
+import restate.actions.run as run_sequence  # noqa: E402
 from flows.restatement import with_concurrency  # noqa: E402
 from restate.dbt_runner import DbtProject, DbtResult  # noqa: E402
 from restate.engines import connect  # noqa: E402
@@ -70,9 +72,10 @@ def _instrument() -> None:
         return result
 
     DbtProject.invoke = invoke  # type: ignore[method-assign]
-    lifecycle.run_validation_step = _timed("checks", lifecycle.run_validation_step)
-    lifecycle.run_diff = _timed("diff_sql", lifecycle.run_diff)
-    original_chunk = lifecycle.run_chunk
+    # The sequence (restate.actions.run) looks its steps up in its own module.
+    run_sequence.run_validation_step = _timed("checks", run_sequence.run_validation_step)
+    run_sequence.run_diff = _timed("diff_sql", run_sequence.run_diff)
+    original_chunk = recompute_step.run_chunk
 
     def run_chunk(settings: Any, restatement_id: int, chunk_id: str) -> dict[str, Any]:
         out = original_chunk(settings, restatement_id, chunk_id)
@@ -80,7 +83,8 @@ def _instrument() -> None:
         emit_progress("chunk_done", chunk_id=chunk_id, reused=bool(out.get("reused")))
         return out
 
-    lifecycle.run_chunk = run_chunk
+    recompute_step.run_chunk = run_chunk  # type: ignore[assignment]
+    actions.run_chunk = run_chunk  # type: ignore[assignment]  # the flow's chunk task calls it here
 
 
 def request_for(scope: str, start: date, end: date, day: date, account: str) -> PlanRequest:
@@ -108,7 +112,7 @@ def run_to_promotion(restatement_id: int, force_validation: bool) -> dict[str, A
             raise SystemExit(f"validation failed:\n{validation.get('report')}")
         # Segregation of duties: not the requester ("bench") forces, and another approver approves.
         settings = settings.model_copy(update={"approvers": ["bench-forcer", "bench-approver"]})
-        lifecycle.force_validation(
+        actions.force_validation(
             settings,
             restatement_id,
             "bench-forcer",
@@ -163,7 +167,7 @@ def main() -> None:
     started = time.perf_counter()
     if args.mode == "run":
         plan_started = time.perf_counter()
-        plan = lifecycle.create_plan(
+        plan = actions.create_plan(
             get_settings(), request_for(args.scope, args.start, args.end, args.day, args.account)
         )
         PARTS["plan_wall"] = time.perf_counter() - plan_started

@@ -13,14 +13,14 @@ from prefect.futures import wait
 from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from restate import actions, distributed, lifecycle
+from restate import actions, distributed
 from restate.planning import PlanRequest
 from restate.settings import apply_process_env, get_settings
 
 
 @task(cache_policy=NO_CACHE)
 def plan_restatement(request: PlanRequest) -> int:
-    return lifecycle.create_plan(get_settings(), request).restatement_id
+    return actions.create_plan(get_settings(), request).restatement_id
 
 
 @task(
@@ -33,12 +33,12 @@ def plan_restatement(request: PlanRequest) -> int:
 def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     # No Prefect result cache: reuse is decided by the chunk's own row in the warehouse
     # (status done under the same restate.recompute.chunk_cache_key), so a restored or
-    # copied warehouse never trusts a result it does not hold (lifecycle.run_chunk).
+    # copied warehouse never trusts a result it does not hold (actions.run_chunk).
     # With RESTATE_CHUNK_EXECUTION=task_workers this runs in a `prefect task serve` process.
     settings = get_settings()
     apply_process_env(settings)
     try:
-        result = lifecycle.run_chunk(settings, restatement_id, chunk_id)
+        result = actions.run_chunk(settings, restatement_id, chunk_id)
     finally:
         distributed.release_warehouse(settings)  # let the next writer process in
     return {**result, "worker": actions.worker_identity()}
@@ -70,13 +70,6 @@ def promote(restatement_id: int) -> dict[str, Any]:
     return actions.promote(get_settings(), restatement_id)
 
 
-@task(cache_policy=NO_CACHE)
-def notify(restatement_id: int, event: str) -> None:
-    from notifications.lifecycle import notify_restatement
-
-    notify_restatement(get_settings(), restatement_id, event)
-
-
 @flow(name="restatement", log_prints=True)
 def restatement(
     restatement_id: int | None = None,
@@ -93,14 +86,14 @@ def restatement(
     """Restate history without touching production.
 
     1. Plan (unless an existing plan id is given): closure, chunks, exposures, estimate.
-    2-5. restate.lifecycle.run_restatement, with each chunk a task here: recompute every
+    2-5. restate.actions.run_restatement, with each chunk a task here: recompute every
        chunk into restate_<id> (reused when the warehouse's own chunk row is done under
        the same key: plan, chunk range and bucket, accounts, code hash, watermark, so a
        rerun resumes), build follow-on views, validate with the Soda contracts, diff
        as-reported vs restated; publish progress, chunk and diff artifacts.
     6. With await_approval, when the plan needs an approver: pause for the Approval
        form (approver, comment) and record it in restate_meta and the changelog.
-    7. With promote_after_approval: promote through the gate, then notify the owners.
+    7. With promote_after_approval: promote through the gate (which tells the owners).
     Otherwise promotion stays a separate step (`restate promote ID --approved-by NAME`).
 
     Args:
@@ -137,7 +130,7 @@ def restatement(
     )
 
     def chunks_as_tasks(
-        rid: int, chunk_ids: list[str], on_chunk: lifecycle.Progress | None
+        rid: int, chunk_ids: list[str], on_chunk: actions.Progress | None
     ) -> list[dict[str, Any]]:
         # threads: the flow's task runner; task_workers: queued for `prefect task serve`.
         submit = recompute_chunk.submit if settings.chunk_execution == "threads" else recompute_chunk.delay
@@ -149,7 +142,7 @@ def restatement(
         wait(futures)
         return results
 
-    ran = lifecycle.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
+    ran = actions.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
     create_table_artifact(
         key=f"restatement-{restatement_id}-chunks",
         table=[
@@ -181,9 +174,8 @@ def restatement(
         record_approval(restatement_id, approval.approver, approval.comment)
         out["approved_by"] = approval.approver
     if promote_after_approval:
+        # Promotion announces itself (only when the switch happened now).
         out["promotion"] = promote(restatement_id)
-        if out["promotion"]["status"] == "promoted":  # not when it was promoted already
-            notify(restatement_id, "promoted")
     return out
 
 

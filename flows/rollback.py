@@ -16,13 +16,6 @@ def roll_back(restatement_id: int, by: str, reason: str | None, cascade: bool) -
     return actions.rollback(get_settings(), restatement_id, by, reason, cascade)
 
 
-@task(cache_policy=NO_CACHE)
-def notify(restatement_id: int, event: str) -> None:
-    from notifications.lifecycle import notify_restatement
-
-    notify_restatement(get_settings(), restatement_id, event)
-
-
 @flow(name="rollback", log_prints=True)
 def rollback(
     restatement_id: int, by: str, reason: str | None = None, cascade: bool = False
@@ -35,11 +28,7 @@ def rollback(
        is not promoted is refused (promotion.TransitionError) and nobody is notified.
     2. Notify the owners of the affected dashboards of every restatement rolled back.
     """
-    from restate.lifecycle import rolled_back_ids
-
     apply_process_env(get_settings())
-    result = roll_back(restatement_id, by, reason, cascade)
-    for rid in rolled_back_ids(result):
-        notify(rid, "rolled_back")
+    result = roll_back(restatement_id, by, reason, cascade)  # announces every one rolled back
     print(f"restatement {restatement_id}: {result['status']}")
     return result

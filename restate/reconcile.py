@@ -27,6 +27,7 @@ from typing import Any
 
 from restate import changelog, reference
 from restate.clock import utc_now
+from restate.context import Context
 from restate.engines.base import Engine
 from restate.settings import Settings
 
@@ -162,12 +163,13 @@ def check_production(
     )
 
 
-def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
+def draft_plan(ctx: Context | Settings, rec: Reconciliation) -> Reconciliation:
     """Explain the drifted months and draft (or reuse) a restatement plan; never runs it."""
-    from restate.engines import connect
-    from restate.lifecycle import create_plan
+    from restate.actions.plan import create_plan
     from restate.planning import PlanError, PlanRequest
 
+    ctx = Context.of(ctx)
+    settings = ctx.settings
     days = [
         d["day"] if isinstance(d["day"], date) else date.fromisoformat(str(d["day"])) for d in rec.drift_days
     ]
@@ -178,7 +180,7 @@ def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
         return rec
     start, end = drafted_span(days, rec.period_end)
     rec.draft_start, rec.draft_end = start, end
-    with connect(settings) as engine:
+    with ctx.session() as engine:
         rec = explain_drift(engine, settings, rec)
         existing = _existing_draft(engine, settings, start, end)
     if existing is not None:
@@ -211,7 +213,7 @@ def draft_plan(settings: Settings, rec: Reconciliation) -> Reconciliation:
     )
     try:
         # The drift alert announces the draft; no separate "planned" notice.
-        rec.draft_restatement_id = create_plan(settings, request, notify=False).restatement_id
+        rec.draft_restatement_id = create_plan(ctx, request, notify=False).restatement_id
     except PlanError as exc:
         rec.draft_error = str(exc)
     return rec
@@ -282,24 +284,3 @@ def alert_text(rec: Reconciliation) -> str:
     if rec.explanation_text:
         lines.append(rec.explanation_text)
     return "\n".join(lines)
-
-
-def reconcile_once(
-    settings: Settings, days: int | None = None, today: date | None = None, notify: bool = True
-) -> Reconciliation:
-    """check -> (on failure) draft plan + explain -> record -> alert. One nightly run."""
-    from restate.engines import connect
-
-    with connect(settings) as engine:
-        rec = check_production(engine, settings, days, today)
-    if not rec.passed:
-        rec = draft_plan(settings, rec)
-    with connect(settings) as engine:
-        store_reconciliation(engine, settings, rec)
-    if notify and not rec.passed and rec.draft_restatement_id is not None:
-        from restate.events import Event, publish
-
-        rec.notices = publish(
-            settings, rec.draft_restatement_id, Event.DRIFT_DETECTED, detail=alert_text(rec)
-        )
-    return rec

@@ -66,7 +66,7 @@ def _imports(path: Path, module: str, top_level_only: bool) -> set[str]:
 def test_every_module_found() -> None:
     # Guard against the walk silently finding nothing (the checks below would then pass).
     assert {
-        "restate.lifecycle",
+        "restate.actions",
         "restate.events",
         "notifications.notifier",
         "interfaces.cli.commands",
@@ -84,7 +84,7 @@ def test_each_package_root_imports_first_in_a_fresh_interpreter() -> None:
     # first imports a user's code, a flow run or the CLI makes.
     for first in (
         "restate.settings",
-        "restate.lifecycle",
+        "restate.actions",
         "restate.actions",
         "notifications",
         "flows",

@@ -131,11 +131,9 @@ def monthly_summary(diff: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
     from flows.restatement import with_concurrency
     from notifications.dispatch import outbox_rows
-    from restate.lifecycle import announce, monthly_diff
-    from restate.pipeline import load_once
+    from restate import actions
+    from restate.actions import load_once, monthly_diff, reconcile_once
     from restate.planning import load_plan
-    from restate.promotion import promote
-    from restate.reconcile import reconcile_once
 
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
@@ -175,9 +173,8 @@ def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
         f"5. recomputed {result['recompute']['rows_written']:,} rows into {plan.restate_schema}; "
         f"validation {'passed' if validation.get('passed') else 'FAILED'}"
     )
-    with connect(settings) as engine:
-        promoted = promote(engine, settings, load_plan(engine, settings, rid))
-    notices = announce(settings, rid, "promoted")
+    promoted = actions.promote(settings, rid)  # announces itself
+    notices = promoted.get("notices") or {}
     say(
         f"6. promoted atomically (changelog v{promoted['changelog_version']}); "
         f"{notices.get('sent', 0)} notices to the dashboard owners"

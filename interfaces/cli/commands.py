@@ -191,7 +191,7 @@ def load(
 
         result = incremental_load()
     else:
-        from restate.pipeline import load_once
+        from restate.actions import load_once
 
         with console.status("incremental load") as status:
             result = load_once(s, on_step=lambda msg: status.update(msg))
@@ -293,7 +293,8 @@ def reconcile(
     On drift it drafts a restatement plan for the drifted months, attaches the root
     cause (`restate explain`) and alerts the owners. Exit code 2 when drift was found.
     """
-    from restate.reconcile import alert_text, reconcile_once
+    from restate.actions import reconcile_once
+    from restate.reconcile import alert_text
 
     s = get_settings()
     try:
@@ -538,7 +539,7 @@ def plan(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Plan a restatement: models, partition chunks, affected dashboards, estimate."""
-    from restate.lifecycle import create_plan
+    from restate.actions import create_plan
     from restate.planning import PlanError, PlanRequest
 
     s = get_settings()
@@ -632,7 +633,7 @@ def run(
             if use_prefect or s.prefect_api_url:
                 result = _run_as_flow(s, restatement_id, progress, bar, as_json)
             else:
-                from restate.lifecycle import run_restatement
+                from restate.actions import run_restatement
 
                 def on_chunk(done: int, total: int, chunk: dict[str, Any]) -> None:
                     progress.update(bar, total=total, completed=done)
@@ -721,7 +722,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the Soda contracts on the restatement schema; the promotion gate reads the result."""
-    from restate.lifecycle import force_validation, run_validation_step
+    from restate.actions import force_validation, run_validation_step
 
     s = get_settings()
     if force:
@@ -752,7 +753,7 @@ def diff(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """As-reported vs restated per month and metric (computes the diff if missing)."""
-    from restate.lifecycle import monthly_diff, run_diff
+    from restate.actions import monthly_diff, run_diff
 
     s = get_settings()
     rows = monthly_diff(s, restatement_id)
@@ -774,19 +775,16 @@ def promote(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Switch the restated partitions into production atomically (archiving the old ones)."""
-    from restate.engines import connect
-    from restate.planning import load_plan
+    from restate import actions
     from restate.promotion import GateError
-    from restate.promotion import promote as do_promote
 
     s = get_settings()
-    with connect(s) as engine:
-        try:
-            out = do_promote(engine, s, load_plan(engine, s, restatement_id), approved_by)
-        except GateError as exc:
-            raise _fail(str(exc)) from exc
+    try:
+        out = actions.promote(s, restatement_id, approved_by)
+    except GateError as exc:
+        raise _fail(str(exc)) from exc
     if out["status"] == "promoted":  # announced only when the switch happened now
-        _notify(s, restatement_id, "promoted")
+        _say_notices(out.get("notices") or {}, restatement_id, "promoted", as_json)
     elif not as_json:
         console.print(
             f"restatement {restatement_id} was already promoted; nothing switched, nothing "
@@ -820,44 +818,34 @@ def rollback(
     Refuses (naming them) when loads since the promotion changed some of its partitions,
     since restoring those would drop their events; --keep-later-loads keeps them.
     """
-    from restate.engines import connect
-    from restate.planning import load_plan
+    from restate import actions
     from restate.promotion import GateError
-    from restate.promotion import rollback as do_rollback
 
     s = get_settings()
-    with connect(s) as engine:
-        try:
-            out = do_rollback(
-                engine,
-                s,
-                load_plan(engine, s, restatement_id),
-                actor,
-                reason,
-                cascade,
-                keep_later_loads=keep_later_loads,
-            )
-        except GateError as exc:
-            raise _fail(str(exc)) from exc
-    from restate.lifecycle import rolled_back_ids
-
+    try:
+        out = actions.rollback(s, restatement_id, actor, reason, cascade, keep_later_loads=keep_later_loads)
+    except GateError as exc:
+        raise _fail(str(exc)) from exc
     if out["status"] != "rolled_back":  # nothing was restored: nobody may be told otherwise
         raise _fail(f"restatement {restatement_id} was not rolled back: {out['status']}")
-    for rid in rolled_back_ids(out):  # this one and every restatement it cascaded to
-        _notify(s, rid, "rolled_back")
+    for rid, notices in (out.get("notices") or {}).items():
+        _say_notices(notices, rid, "rolled_back", as_json)
     if as_json:
         emit_json(out)
     else:
         console.print(f"[yellow]{out['status']}[/] restatement {restatement_id}")
 
 
-def _notify(s: Any, restatement_id: int, event: str) -> None:
-    """Send notices for a lifecycle event when the notifications package is installed."""
-    try:
-        from notifications.lifecycle import notify_restatement
-    except ImportError:
-        return
-    notify_restatement(s, restatement_id, event)
+def _say_notices(notices: dict[str, Any], restatement_id: int, event: str, as_json: bool) -> None:
+    """Notices that could not go out are owed, not lost: say how to send them (stderr)."""
+    if notices.get("error") or notices.get("failed") or notices.get("in_doubt"):
+        err_console.print(
+            f"warning: {event} notices for restatement {restatement_id} not all delivered "
+            f"({notices.get('error') or notices}); retry: restate notify {restatement_id} --event {event}",
+            markup=False,
+        )
+    elif not as_json and notices.get("sent"):
+        console.print(f"{notices['sent']} notices sent ({event})")
 
 
 @app.command()

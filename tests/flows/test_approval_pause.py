@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from restate.actions import load_once
 from restate.engines import connect
-from restate.pipeline import load_once
 from restate.settings import get_settings
 from tests.conftest import land, make_settings
 

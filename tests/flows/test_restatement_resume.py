@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from restate.actions import create_plan
 from restate.engines import connect
-from restate.lifecycle import create_plan
 from restate.planning import PlanRequest
 from tests.conftest import land, make_settings, table_rows
 
@@ -120,7 +120,7 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
     clean = create_plan(
         s, PlanRequest("fct_revenue_daily+", date(2026, 8, 1), date(2026, 10, 31), "bug", "ana")
     )
-    from restate.lifecycle import finish_run, run_chunk, start_run
+    from restate.actions import finish_run, run_chunk, start_run
 
     start_run(s, clean.restatement_id)
     for c in clean.chunks:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from restate.actions import create_plan, finish_run, load_once, run_chunk, run_validation_step, start_run
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_validation_step, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanRequest
 from restate.settings import Settings
 from tests.conftest import land, make_settings

@@ -21,9 +21,8 @@ from interfaces.cli import app
 from notifications import build_context, notify
 from notifications.dispatch import build_targets
 from restate import changelog
+from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanRequest
 from restate.settings import Settings, get_settings
 from tests.conftest import land

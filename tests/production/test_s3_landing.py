@@ -11,9 +11,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from examples.billing.generate import GenerateSpec, generate
+from restate.actions import load_once
 from restate.engines import connect
 from restate.object_store import landing_filesystem, s3_filesystem
-from restate.pipeline import load_once
 from restate.settings import Settings
 from tests.conftest import expected_daily_sql, table_rows
 from tests.production.conftest import free_port

@@ -17,9 +17,16 @@ import pytest
 
 from examples.billing.generate import GenerateSpec, generate
 from restate import changelog
+from restate.actions import (
+    create_plan,
+    finish_run,
+    load_once,
+    run_chunk,
+    run_diff,
+    run_validation_step,
+    start_run,
+)
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
-from restate.pipeline import load_once
 from restate.planning import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
 from restate.promotion import GateError, promote, rollback
 from restate.settings import Settings

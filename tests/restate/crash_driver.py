@@ -12,8 +12,8 @@ import sys
 from datetime import date
 
 from notifications.lifecycle import notify_restatement
+from restate.actions import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.meta import init_meta
 from restate.planning import PlanRequest, load_plan
 from restate.promotion import promote, rollback

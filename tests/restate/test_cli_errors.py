@@ -97,7 +97,7 @@ def test_run_exits_non_zero_when_validation_failed(
     cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run finished and its validation failed: the report is shown and the exit code says so."""
-    import restate.lifecycle
+    import restate.actions
 
     runner, _ = cli
 
@@ -112,12 +112,12 @@ def test_run_exits_non_zero_when_validation_failed(
 
         return run_restatement
 
-    monkeypatch.setattr(restate.lifecycle, "run_restatement", outcome(False))
+    monkeypatch.setattr(restate.actions, "run_restatement", outcome(False))
     failed = runner.invoke(app, ["run", "1"])
     assert failed.exit_code == 1, failed.output
     assert "finance check FAILED" in failed.output
 
-    monkeypatch.setattr(restate.lifecycle, "run_restatement", outcome(True))
+    monkeypatch.setattr(restate.actions, "run_restatement", outcome(True))
     passed = runner.invoke(app, ["run", "1"])
     assert passed.exit_code == 0, passed.output
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from restate import changelog, locks, promotion
+from restate.actions import load_once
 from restate.engines import connect
 from restate.engines.base import Engine
-from restate.pipeline import load_once
 from restate.planning import load_plan
 from restate.settings import Settings
 from tests.conftest import expected_daily_sql, land, raw_glob, table_rows

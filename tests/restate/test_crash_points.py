@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from restate import changelog, locks
+from restate.actions import load_once
 from restate.distributed import release_warehouse
 from restate.engines import connect
 from restate.faults import CRASH_POINTS
-from restate.pipeline import load_once
 from restate.settings import TELEMETRY_OFF, Settings
 from tests.conftest import expected_daily_sql, land, make_settings, raw_glob, table_rows
 from tests.restate.crash_driver import PERIOD

@@ -154,7 +154,7 @@ def test_no_approvers_configured_is_said_plainly(tmp_path: Path) -> None:
 
 
 def test_requester_cannot_force_a_failed_validation(s: Settings) -> None:
-    from restate.lifecycle import force_validation
+    from restate.actions import force_validation
 
     seed(s, passed=False)
     with pytest.raises(
@@ -170,7 +170,7 @@ def test_requester_cannot_force_a_failed_validation(s: Settings) -> None:
 
 
 def test_forced_validation_needs_a_second_approver_and_the_forcer_cannot_approve(s: Settings) -> None:
-    from restate.lifecycle import force_validation
+    from restate.actions import force_validation
 
     plan = seed(s, passed=False, requires_approval=False)
     with connect(s) as e, pytest.raises(GateError, match="failed validation"):
@@ -200,7 +200,7 @@ def test_forced_validation_needs_a_second_approver_and_the_forcer_cannot_approve
 
 
 def test_the_approver_cannot_later_force_a_failed_revalidation(s: Settings) -> None:
-    from restate.lifecycle import force_validation
+    from restate.actions import force_validation
 
     plan = seed(s, passed=True, requires_approval=True)
     with connect(s) as e:
@@ -283,7 +283,7 @@ def test_slack_approve_by_the_requesters_slack_id_is_refused_and_audited(tmp_pat
 
 def test_slack_forcer_cannot_approve(tmp_path: Path) -> None:
     from interfaces.slack import handle_command
-    from restate.lifecycle import force_validation
+    from restate.actions import force_validation
 
     s = make_settings(tmp_path / "wh", slack_approvers=["UCFO", "UCTRL"])
     seed(s, passed=False)
@@ -327,8 +327,7 @@ def test_cli_promote_of_a_closed_period_refuses_the_requester_and_records_who_ra
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from interfaces.cli import app
-    from restate.lifecycle import finish_run, run_chunk, run_validation_step, start_run
-    from restate.pipeline import load_once
+    from restate.actions import finish_run, load_once, run_chunk, run_validation_step, start_run
 
     s = make_settings(tmp_path / "wh")
     land(s)

@@ -17,8 +17,8 @@ import duckdb
 import pytest
 
 from examples.billing.explain import explain, explain_period, format_explanation
+from restate.actions import load_once
 from restate.engines import connect
-from restate.pipeline import load_once
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.duckdb

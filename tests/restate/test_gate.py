@@ -11,9 +11,8 @@ from typer.testing import CliRunner
 
 from interfaces.cli import app
 from restate import changelog
+from restate.actions import create_plan, finish_run, load_once, run_chunk, run_validation_step, start_run
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_validation_step, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanRequest, load_plan
 from restate.promotion import GateError, promote
 from restate.settings import get_settings

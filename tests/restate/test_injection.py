@@ -10,10 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from restate.actions import create_plan, finish_run, load_once, run_chunk, start_run
 from restate.dbt_runner import DbtError, DbtProject
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanError, PlanRequest
 from restate.settings import Settings, get_settings
 from tests.conftest import land, make_settings, table_rows

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from restate import changelog
+from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanRequest, load_plan
 from restate.promotion import GateError, promote, rollback
 from restate.settings import Settings

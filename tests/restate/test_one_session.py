@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
+from restate.actions import load_once
 from restate.engines.duckdb import DuckDBEngine
-from restate.pipeline import load_once
 from restate.settings import get_settings
 from tests.conftest import land, make_settings
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from restate.actions import load_once
 from restate.dbt_runner import DbtProject, ProductionGuardError
 from restate.engines import connect
 from restate.loads import plan_window
-from restate.pipeline import load_once
 from restate.project import project_contract
 from restate.settings import Settings
 from tests.conftest import VALID_RAW, expected_daily_sql, land, make_settings, raw_glob, table_rows
@@ -130,7 +130,7 @@ def test_full_refresh_of_production_is_refused(incremental: Settings) -> None:
 
 def test_a_retried_load_window_is_reprocessed_not_refused(tmp_path: Path) -> None:
     """A task retry runs the same window (same load_id) again: it must succeed, once."""
-    from restate.pipeline import execute_window, prepare_window
+    from restate.actions import execute_window, prepare_window
 
     s = make_settings(tmp_path / "retry")
     land(s, None, CUTS[0])

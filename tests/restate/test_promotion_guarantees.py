@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 
 from interfaces.cli import app
 from restate import changelog, locks
+from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
 from restate.distributed import release_warehouse
 from restate.engines import connect
-from restate.lifecycle import create_plan, finish_run, run_chunk, run_diff, start_run
-from restate.pipeline import load_once
 from restate.planning import PlanRequest, load_plan
 from restate.promotion import GateError, TransitionError, promote, rollback
 from restate.settings import Settings, get_settings
@@ -319,7 +318,7 @@ def test_a_refresh_whose_validation_never_finished_is_not_promoted_on_retry(
     restated: tuple[Settings, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from restate import validation
-    from restate.lifecycle import run_validation_step
+    from restate.actions import run_validation_step
 
     s, rid = restated
     moved = move_an_invoice(s, date(2026, 9, 15), date(2026, 10, 12))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from restate.actions import load_once, reconcile_once
 from restate.engines import connect
-from restate.pipeline import load_once
-from restate.reconcile import DRAFT_REQUESTER, reconcile_once
+from restate.reconcile import DRAFT_REQUESTER
 from restate.settings import Settings
 from tests.conftest import land, make_settings
 

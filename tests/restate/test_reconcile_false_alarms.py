@@ -10,9 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from restate.actions import load_once, reconcile_once
 from restate.engines import connect
-from restate.pipeline import load_once
-from restate.reconcile import reconcile_once
 from restate.settings import Settings
 from tests.conftest import land, make_settings
 

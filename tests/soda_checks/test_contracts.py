@@ -23,9 +23,9 @@ import duckdb
 import pytest
 
 from examples.billing.generate import GenerateSpec, generate
+from restate.actions import load_once
 from restate.engines import connect
 from restate.engines.base import Engine
-from restate.pipeline import load_once
 from restate.reference import ReferenceExportError, load_reference_exports
 from restate.settings import Settings, apply_process_env
 from restate.validation import (

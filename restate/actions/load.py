@@ -1,4 +1,5 @@
-"""The incremental load end to end, for the CLI and the flow's tasks alike."""
+"""The incremental load: everything landed since the watermark, under the production
+write lock (dedupe, quarantine, every touched partition date recomputed), recorded."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from datetime import UTC, datetime
 
 from restate import locks
 from restate.code_version import record_load_build
+from restate.context import Context
 from restate.contract import read_contract
-from restate.dbt_runner import DbtProject
-from restate.engines import connect
 from restate.loads import (
     LoadResult,
     LoadWindow,
@@ -21,32 +21,34 @@ from restate.loads import (
     summarize_load,
 )
 from restate.meta import init_meta
-from restate.project import project_contract
 from restate.settings import Settings
 
 Step = Callable[[str], None]
 
 
-def prepare_window(settings: Settings) -> LoadWindow:
+def prepare_window(ctx: Context | Settings) -> LoadWindow:
     """Step 1: the ingestion window of the next load."""
-    project = project_contract(settings)
-    with connect(settings) as engine:
-        init_meta(engine, settings.meta_schema)
-        return plan_window(engine, settings, project)
+    ctx = Context.of(ctx)
+    project = ctx.project()
+    with ctx.session() as engine:
+        init_meta(engine, ctx.settings.meta_schema)
+        return plan_window(engine, ctx.settings, project)
 
 
-def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None = None) -> LoadResult:
+def execute_window(ctx: Context | Settings, window: LoadWindow, on_step: Step | None = None) -> LoadResult:
     """Steps 2-3: run dbt for the window under the production write lock, then record it."""
     if not window.has_data:
         return skipped_load(window)
+    ctx = Context.of(ctx)
+    settings = ctx.settings
     started = datetime.now(UTC).replace(tzinfo=None)
-    with connect(settings) as engine:
+    with ctx.session() as engine:
         with locks.held(engine, settings.meta_schema, holder=locks.new_holder(f"load:{window.load_id}")):
             start_load(engine, settings.meta_schema, window)
             try:
                 if on_step:
                     on_step("running dbt models")
-                dbt = DbtProject(settings)
+                dbt = ctx.dbt
                 run_models(dbt, window)
                 if on_step:
                     on_step("recording watermark")
@@ -59,9 +61,10 @@ def execute_window(settings: Settings, window: LoadWindow, on_step: Step | None 
                 raise
 
 
-def load_once(settings: Settings, on_step: Step | None = None) -> LoadResult:
+def load_once(ctx: Context | Settings, on_step: Step | None = None) -> LoadResult:
     """Process everything landed since the last watermark."""
     if on_step:
         on_step("planning ingestion window")
-    window = prepare_window(settings)
-    return execute_window(settings, window, on_step)
+    ctx = Context.of(ctx)
+    window = prepare_window(ctx)
+    return execute_window(ctx, window, on_step)

@@ -1,0 +1,43 @@
+"""Plan a restatement: closure, chunks, dashboards, estimate; stored and announced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restate.context import Context
+from restate.events import Event
+from restate.faults import crash_point
+from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
+from restate.settings import Settings
+
+
+def create_plan(ctx: Context | Settings, request: PlanRequest, notify: bool = True) -> Plan:
+    """Plan and store a restatement (the production manifest is refreshed first); announce it."""
+    from restate.meta import init_meta
+
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    manifest = ctx.manifest()
+    with ctx.session() as engine:
+        init_meta(engine, settings.meta_schema)
+        plan = build_plan(engine, settings, manifest, request)
+        store_plan(engine, settings, plan)
+    crash_point(settings, "plan_stored")
+    if notify:
+        ctx.publish(plan.restatement_id, Event.RESTATEMENT_PLANNED)
+    return plan
+
+
+def get_plan(ctx: Context | Settings, restatement_id: int) -> Plan:
+    ctx = Context.of(ctx)
+    with ctx.session() as engine:
+        return load_plan(engine, ctx.settings, restatement_id)
+
+
+def refuse_cancelled(engine: Any, settings: Settings, restatement_id: int) -> None:
+    """A cancelled restatement is never run, validated, forced or promoted again."""
+    status = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?", [restatement_id]
+    )
+    if status == "cancelled":
+        raise ValueError(f"restatement {restatement_id} is cancelled; plan a new one")

@@ -1,0 +1,98 @@
+"""Recompute a planned restatement into its isolated schema, chunk by chunk.
+
+The steps are separate so a flow can run each chunk as its own task (or on a task
+worker); `restate.actions.run.run_restatement` calls them in order.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from restate.context import Context
+from restate.engines import release_sessions
+from restate.planning import Plan, load_plan
+from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
+from restate.settings import Settings
+
+Progress = Callable[[int, int, dict[str, Any]], None]  # (done, total, the chunk's result)
+ChunkRunner = Callable[[int, list[str], "Progress | None"], list[dict[str, Any]]]
+
+
+def start_run(ctx: Context | Settings, restatement_id: int) -> Plan:
+    """Mark a planned restatement running; refuse one that is live, rolled back or cancelled."""
+    from restate.meta import init_meta
+
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    with ctx.session() as engine:
+        init_meta(engine, settings.meta_schema)  # a warehouse from an earlier version gains new columns
+        plan = load_plan(engine, settings, restatement_id)
+        status = engine.scalar(
+            f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+            [restatement_id],
+        )
+        if status in ("promoted", "rolled_back", "cancelled"):
+            raise ValueError(f"restatement {restatement_id} is {status.replace('_', ' ')}; plan a new one")
+        if status == "planned":
+            set_status(engine, settings, restatement_id, "running")
+    return plan
+
+
+def run_chunk(ctx: Context | Settings, restatement_id: int, chunk_id: str) -> dict[str, Any]:
+    """Recompute one chunk unless it is already done under the same cache key."""
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    with ctx.session() as engine:
+        plan = load_plan(engine, settings, restatement_id)
+        done = finished_chunk(engine, settings, plan, chunk_id)
+        if done is not None:
+            return {**done.__dict__, "reused": True}
+        chunk = next(c for c in plan.chunks if c.chunk_id == chunk_id)
+        result: ChunkResult = recompute_chunk(settings, engine, ctx.dbt, plan, chunk)
+        return {**result.__dict__, "reused": False}
+
+
+def run_chunks_in_threads(
+    ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Recompute chunks in this process, as many at a time as the engine takes (one
+    writer on DuckDB), in plan order; a failed chunk fails the run after the others."""
+    from restate.distributed import release_warehouse
+
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+
+    def one(chunk_id: str) -> dict[str, Any]:
+        try:
+            return run_chunk(settings, restatement_id, chunk_id)
+        finally:
+            release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
+
+    # The chunks run on their own threads' sessions; hand this thread's back meanwhile so
+    # another process (a 15-minute load) can write between chunks on DuckDB.
+    release_sessions()
+    results: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
+        futures = {pool.submit(one, chunk_id): chunk_id for chunk_id in chunk_ids}
+        for future in as_completed(futures):
+            results[futures[future]] = result = future.result()
+            if on_chunk:
+                on_chunk(len(results), len(chunk_ids), result)
+    return [results[chunk_id] for chunk_id in chunk_ids]
+
+
+def finish_run(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:
+    """After every chunk: the follow-on views in the isolated schema; the run recorded."""
+    ctx = Context.of(ctx)
+    with ctx.session() as engine:
+        plan = load_plan(engine, ctx.settings, restatement_id)
+        return finish_recompute(ctx.settings, engine, ctx.dbt, plan)
+
+
+def worker_identity() -> str:
+    """host:pid of the process running a chunk (chunks may run on task workers)."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,28 @@
+"""The nightly reconciliation: production against the finance reference exports; on
+drift, a drafted (never run) restatement plan with the root-cause split, and one alert."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from restate.context import Context
+from restate.events import Event
+from restate.reconcile import Reconciliation, alert_text, check_production, draft_plan, store_reconciliation
+from restate.settings import Settings
+
+
+def reconcile_once(
+    ctx: Context | Settings, days: int | None = None, today: date | None = None, notify: bool = True
+) -> Reconciliation:
+    """check -> (on failure) draft plan + explain -> record -> alert. One nightly run."""
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    with ctx.session() as engine:
+        rec = check_production(engine, settings, days, today)
+    if not rec.passed:
+        rec = draft_plan(ctx, rec)
+    with ctx.session() as engine:
+        store_reconciliation(engine, settings, rec)
+    if notify and not rec.passed and rec.draft_restatement_id is not None:
+        rec.notices = ctx.publish(rec.draft_restatement_id, Event.DRIFT_DETECTED, detail=alert_text(rec))
+    return rec

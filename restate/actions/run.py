@@ -1,0 +1,49 @@
+"""The restatement sequence the CLI, the flow and the demo share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from restate.actions.diff import monthly_diff, run_diff
+from restate.actions.recompute import ChunkRunner, Progress, finish_run, run_chunks_in_threads, start_run
+from restate.actions.validate import run_validation_step
+from restate.context import Context
+from restate.settings import Settings, apply_process_env
+
+
+def run_restatement(
+    ctx: Context | Settings,
+    restatement_id: int,
+    run_chunks: ChunkRunner | None = None,
+    on_chunk: Progress | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The restatement sequence the CLI, the flow and the demo share: recompute every chunk
+    (reusing the ones the warehouse holds as done under the same key), follow-on views,
+    validation, diff. `run_chunks` decides where chunks run (default: threads here; the
+    flow passes Prefect tasks). Promotion stays a separate, gated step."""
+    ctx = Context.of(ctx)
+    step = on_step or (lambda _: None)
+    apply_process_env(ctx.settings)
+    plan = start_run(ctx, restatement_id)
+    chunk_ids = [c.chunk_id for c in plan.chunks]
+    step(f"recomputing {len(chunk_ids)} chunks")
+    if run_chunks is None:
+        chunks = run_chunks_in_threads(ctx, restatement_id, chunk_ids, on_chunk)
+    else:
+        chunks = run_chunks(restatement_id, chunk_ids, on_chunk)
+    step("building follow-on views")
+    stats = finish_run(ctx, restatement_id)
+    step("validating (Soda contracts)")
+    validation = run_validation_step(ctx, restatement_id)
+    step("diffing against production")
+    run_diff(ctx, restatement_id)
+    return {
+        "restatement_id": restatement_id,
+        "recompute": stats,
+        "chunks": chunks,
+        "reused": sum(bool(c.get("reused")) for c in chunks),
+        "validation": validation,
+        "diff": monthly_diff(ctx, restatement_id),
+    }
