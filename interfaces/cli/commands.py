@@ -127,6 +127,12 @@ def _before_every_command(
         prepare_prefect(get_settings())
 
 
+def working(message: str) -> Any:
+    """A spinner on stderr while a long step runs (stdout stays clean for --json; nothing
+    is drawn when stderr is not a terminal). `.update(text)` names the current step."""
+    return err_console.status(message)
+
+
 def emit_json(data: Any) -> None:
     """Print machine-readable output for scripts (--json)."""
     typer.echo(json.dumps(data, indent=2, default=str))
@@ -193,8 +199,8 @@ def load(
     else:
         from restate.actions import load_once
 
-        with console.status("incremental load") as status:
-            result = load_once(s, on_step=lambda msg: status.update(msg))
+        with working("incremental load") as status:
+            result = load_once(s, on_step=status.update)
     if as_json:
         emit_json(result.as_dict())
         return
@@ -303,7 +309,9 @@ def reconcile(
 
             out = nightly_reconciliation(days=days, today=_date(today))
         else:
-            out = reconcile_once(s, days, _date(today), notify).as_dict()
+            with working("reconciling production against the reference exports") as status:
+                rec = reconcile_once(s, days, _date(today), notify, on_step=status.update)
+            out = rec.as_dict()
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -368,7 +376,7 @@ def explain(
     from restate.explainer import run_explainer
 
     s = get_settings()
-    with connect(s) as engine:
+    with connect(s) as engine, working(f"explaining {start.date()}..{end.date()}"):
         found = run_explainer(engine, s, start.date(), end.date())
     if found is None:
         raise _fail("this project declares no explainer (RESTATE_EXPLAINER)")
@@ -563,7 +571,8 @@ def plan(
     )
     try:
         with console.status("planning (parsing the dbt project)"):
-            p = create_plan(s, request)
+            with working("planning (parsing the dbt project)") as status:
+                p = create_plan(s, request, on_step=status.update)
     except PlanError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -893,7 +902,8 @@ def notify(
             occurrence = resolve_restatement(
                 s, restatement_id, event, resolve, delivered=delivered, actor=by, occurrence=occurrence
             )
-        report = notify_restatement(s, restatement_id, event, occurrence=occurrence)
+        with working(f"sending {event} notices"):
+            report = notify_restatement(s, restatement_id, event, occurrence=occurrence)
     except ValueError as exc:  # never happened, unknown id, not in doubt
         raise _fail(str(exc)) from exc
     out = {
@@ -927,9 +937,12 @@ def notify(
 @app.command()
 def status(
     restatement_id: int | None = typer.Argument(None),
+    wide: bool = typer.Option(
+        False, "--wide", help="the list with reason, requester, approver and ticket (wider than 80 columns)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Lifecycle state of one restatement, or of the latest ones."""
+    """Lifecycle state of one restatement (with ID: every detail), or of the latest ones."""
     from restate.engines import connect
     from restate.reconcile import latest
     from restate.status import list_restatements, restatement_status
@@ -952,21 +965,27 @@ def status(
     if restatement_id is not None:
         _status_detail(rows[0])
         return
-    render_table(
-        "restatements",
-        [
-            {
-                "id": r["restatement_id"],
-                "phase": r["phase"],
-                "models": ",".join(r["models"]),
-                "period": f"{r['period_start']}..{r['period_end']}",
-                "chunks": f"{r['chunks_done']}/{r['chunks_total']}",
-                "reason": r["reason"],
-                "approved_by": r["approved_by"],
-            }
-            for r in rows
-        ],
-    )
+    table = [
+        {
+            "id": r["restatement_id"],
+            "phase": r["phase"],
+            "models": ",".join(r["models"]),
+            "period": f"{r['period_start']}..{r['period_end']}",
+            "chunks": f"{r['chunks_done']}/{r['chunks_total']}",
+            **(
+                {
+                    "requested_by": r["requested_by"],
+                    "approved_by": r["approved_by"],
+                    "ticket": r.get("ticket"),
+                    "reason": r["reason"],
+                }
+                if wide
+                else {}
+            ),
+        }
+        for r in rows
+    ]
+    render_table("restatements" + ("" if wide else " (restate status ID for one, --wide for more)"), table)
     for n in nightly:
         verdict = "[green]passed[/]" if n["passed"] else "[red]drift found[/]"
         console.print(

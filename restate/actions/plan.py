@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from restate.context import Context
@@ -11,19 +12,28 @@ from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_pla
 from restate.settings import Settings
 
 
-def create_plan(ctx: Context | Settings, request: PlanRequest, notify: bool = True) -> Plan:
+def create_plan(
+    ctx: Context | Settings,
+    request: PlanRequest,
+    notify: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> Plan:
     """Plan and store a restatement (the production manifest is refreshed first); announce it."""
     from restate.meta import init_meta
 
+    step = on_step or (lambda _: None)
     ctx = Context.of(ctx)
     settings = ctx.settings
+    step("parsing the dbt project")
     manifest = ctx.manifest()
     with ctx.session() as engine:
         init_meta(engine, settings.meta_schema)
+        step("closure, chunks, dashboards and cost estimate")
         plan = build_plan(engine, settings, manifest, request)
         store_plan(engine, settings, plan)
     crash_point(settings, "plan_stored")
     if notify:
+        step("announcing the plan")
         ctx.publish(plan.restatement_id, Event.RESTATEMENT_PLANNED)
     return plan
 

@@ -48,7 +48,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRu
 
 def test_markup_in_user_text_is_printed_literally(cli: tuple[CliRunner, Path]) -> None:
     runner, _ = cli
-    for args in (["status"], ["status", "1"], ["log"], ["log", "--id", "1"]):
+    for args in (["status", "--wide"], ["status", "1"], ["log"], ["log", "--id", "1"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output, result.exception)
         # Printed literally (tables may wrap between words, never inside a token).
@@ -62,11 +62,28 @@ def test_narrow_terminal_folds_values_instead_of_cutting_them(
 ) -> None:
     runner, _ = cli
     monkeypatch.setattr("interfaces.cli.commands.console", Console(width=60))
-    result = runner.invoke(app, ["status"])
+    result = runner.invoke(app, ["status", "--wide"])  # the reason is in the wide list
     assert result.exit_code == 0, result.output
     assert "…" not in result.output, result.output
     flat = "".join(ch for ch in result.output if ch not in " \n│┃")
     assert "netted" in flat, result.output
+
+
+def test_the_status_list_fits_80_columns_and_wide_adds_the_rest(
+    cli: tuple[CliRunner, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, _ = cli
+    monkeypatch.setattr("interfaces.cli.commands.console", Console(width=80))
+    narrow = runner.invoke(app, ["status"])
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # One row per restatement, each on few lines: the columns chosen fit, nothing is folded away.
+    assert "awaiting approval" in narrow.output and "netted" not in narrow.output
+    assert len(lines) <= 12, narrow.output
+    monkeypatch.setattr("interfaces.cli.commands.console", Console(width=200))
+    wide = runner.invoke(app, ["status", "--wide"])
+    assert wide.exit_code == 0 and "requested_by" in wide.output and "netted" in wide.output, wide.output
 
 
 @pytest.mark.parametrize(
