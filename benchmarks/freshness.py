@@ -17,7 +17,7 @@ from common import emit_progress, emit_result
 
 IMPORT_STARTED = time.perf_counter()
 from flows.incremental import incremental_load  # noqa: E402
-from restate.loads import LoadResult  # noqa: E402
+from restate.ingest.loads import LoadResult  # noqa: E402
 from restate.settings import apply_process_env, get_settings  # noqa: E402
 
 IMPORT_S = time.perf_counter() - IMPORT_STARTED

@@ -12,7 +12,7 @@ from typing import Any
 
 from common import emit_result
 
-from restate.dbt_runner import DbtProject
+from restate.dbt.runner import DbtProject
 from restate.settings import apply_process_env, get_settings
 
 

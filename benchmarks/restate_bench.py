@@ -31,10 +31,10 @@ import restate.actions as actions  # noqa: E402  (import time is measured)
 import restate.actions.recompute as recompute_step  # noqa: E402
 import restate.actions.run as run_sequence  # noqa: E402
 from flows.restatement import with_concurrency  # noqa: E402
-from restate.dbt_runner import DbtProject, DbtResult  # noqa: E402
+from restate.dbt.runner import DbtProject, DbtResult  # noqa: E402
 from restate.engines import connect  # noqa: E402
-from restate.planning import PlanRequest, load_plan  # noqa: E402
-from restate.promotion import promote  # noqa: E402
+from restate.partitions.promotion import promote  # noqa: E402
+from restate.plan.plans import PlanRequest, load_plan  # noqa: E402
 from restate.settings import apply_process_env, get_settings  # noqa: E402
 
 IMPORT_S = time.perf_counter() - IMPORT_STARTED

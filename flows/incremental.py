@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from restate.actions import execute_window, prepare_window
-from restate.loads import LoadResult, LoadWindow
+from restate.ingest.loads import LoadResult, LoadWindow
 from restate.settings import apply_process_env, get_settings
 
 

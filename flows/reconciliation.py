@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from restate import reconcile
 from restate.engines import connect
 from restate.settings import apply_process_env, get_settings
+from restate.validation import reconcile
 
 
 @task(cache_policy=NO_CACHE)

@@ -13,8 +13,9 @@ from prefect.futures import wait
 from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from restate import actions, distributed
-from restate.planning import PlanRequest
+from restate import actions
+from restate.dbt import distributed
+from restate.plan.plans import PlanRequest
 from restate.settings import apply_process_env, get_settings
 
 
@@ -32,7 +33,7 @@ def plan_restatement(request: PlanRequest) -> int:
 )
 def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     # No Prefect result cache: reuse is decided by the chunk's own row in the warehouse
-    # (status done under the same restate.recompute.chunk_cache_key), so a restored or
+    # (status done under the same restate.partitions.recompute.chunk_cache_key), so a restored or
     # copied warehouse never trusts a result it does not hold (actions.run_chunk).
     # With RESTATE_CHUNK_EXECUTION=task_workers this runs in a `prefect task serve` process.
     settings = get_settings()
@@ -113,7 +114,7 @@ def restatement(
     apply_process_env(settings)
     logger = get_run_logger()
     if restatement_id is None:
-        from restate.project import default_selector
+        from restate.contract.project import default_selector
 
         selector = selector or default_selector(settings)
         if not (selector and start and end and reason and requested_by):

@@ -28,7 +28,7 @@ class NoticeContext:
 
     monthly: rows {month 'YYYY-MM', metric, dimensions (optional, "name=value, ..."),
     as_reported, restated, delta, pct (percent of as_reported)}, as
-    `restate.status.diff_by_month` returns them.
+    `restate.state.status.diff_by_month` returns them.
     totals: the same per metric (and dimensions) for the whole period; summed from the
     monthly rows when not given.
     """

@@ -47,10 +47,10 @@ from notifications.events import DeliveryError, Message, NoticeEvent, Target, sp
 from notifications.outbox import OutboxTarget
 from notifications.routing import downstream_exposures, recipients_for
 from notifications.slack import SlackTarget
-from restate import changelog
 from restate.engines.base import Engine
-from restate.faults import crash_point
 from restate.settings import Settings
+from restate.state import changelog
+from restate.state.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,7 @@ def build_context(
     latest changelog version. For a promotion, the as-reported query defaults to the
     models' `<model>_as_of` views. The notice is for the latest occurrence of the event
     unless `occurrence` says which; NoticeNotOwed if the event never happened."""
-    from restate import status
+    from restate.state import status
 
     st = status.restatement_status(engine, settings, restatement_id)
     if st is None:
@@ -418,7 +418,7 @@ def build_context(
     models = list(st["models"])
     start, end = _as_date(st["period_start"]), _as_date(st["period_end"])
     if as_reported_sql is None and event is NoticeEvent.PROMOTED:
-        from restate.planning import PlanError, load_plan
+        from restate.plan.plans import PlanError, load_plan
 
         try:
             plan = load_plan(engine, settings, restatement_id)

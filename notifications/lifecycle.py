@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def load_manifest(settings: Settings) -> dict[str, Any]:
     """The dbt manifest for routing: freshly parsed, or else the last one dbt wrote."""
-    from restate.dbt_runner import DbtProject
+    from restate.dbt.runner import DbtProject
 
     project = DbtProject(settings)
     try:

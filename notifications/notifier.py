@@ -30,7 +30,7 @@ class OutboxNotifier:
         manifest: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if manifest is None:
-            from restate.dbt_runner import DbtProject
+            from restate.dbt.runner import DbtProject
 
             try:
                 manifest = DbtProject(settings).last_manifest()

@@ -1,7 +1,7 @@
 """Who hears about a restatement: the dbt exposures downstream of it, and the platform team.
 
 Recipients are derived from lineage only: the exposures (dashboards) downstream of the
-restated models, found by the same walk the plan lists them with (restate.exposures);
+restated models, found by the same walk the plan lists them with (restate.contract.exposures);
 each exposure contributes its owner's email and its `meta.slack_channel`.
 The platform channel from the settings is always added. Nobody else is told.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from restate.exposures import Exposure, LineageError, downstream_exposures
+from restate.contract.exposures import Exposure, LineageError, downstream_exposures
 from restate.settings import Settings
 
 # The lineage walk is the core's, shared with the plan's list of affected dashboards.

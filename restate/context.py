@@ -20,8 +20,8 @@ from restate.events import Event, Notifier, publish, use_notifier
 from restate.settings import Settings
 
 if TYPE_CHECKING:
-    from restate.contract import ProjectContract
-    from restate.dbt_runner import DbtProject
+    from restate.contract.spec import ProjectContract
+    from restate.dbt.runner import DbtProject
 
 
 class Context:
@@ -58,7 +58,7 @@ class Context:
     @property
     def dbt(self) -> DbtProject:
         if self._dbt is None:
-            from restate.dbt_runner import DbtProject
+            from restate.dbt.runner import DbtProject
 
             self._dbt = DbtProject(self.settings)
         return self._dbt
@@ -80,7 +80,7 @@ class Context:
 
     def project(self) -> ProjectContract:
         if self._project is None:
-            from restate.project import project_contract
+            from restate.contract.project import project_contract
 
             self._project = project_contract(self.settings, self.dbt)
         return self._project

@@ -70,15 +70,15 @@ class Settings(BaseSettings):
     project_vars: dict[str, Any] = Field(default_factory=dict)
     # The dbt selector `restate plan` uses when none is given (RESTATE_DEFAULT_SELECTOR).
     default_selector: str | None = None
-    # The Soda contracts restate runs (every *.yml in it; see restate/validation.py), and
+    # The Soda contracts restate runs (every *.yml in it; see restate/validation/contracts.py), and
     # values for variables the contracts declare beyond the ones restate sets.
     # None: the bundled example's own when the project is one (see _bundled_defaults).
     soda_contracts_dir: Path | None = None
     soda_variables: dict[str, str | float] = Field(default_factory=dict)
-    # The reference exports finance sends (a YAML file; see restate/reference.py), read
+    # The reference exports finance sends (a YAML file; see restate/validation/reference.py), read
     # from finance_uri. None: the project has none.
     reference_exports: Path | None = None
-    # The project's root-cause explainer ("package.module:function"; restate/explainer.py)
+    # The project's root-cause explainer ("package.module:function"; restate/validation/explainer.py)
     # and its demo ("package.module:function"; `restate demo`). None: it has none.
     explainer: str | None = None
     demo: str | None = None
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # unset: `restate run` works in its own process, no Prefect server needed.
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
 
-    # Crash tests only: SIGKILL the process at this step boundary (see restate/faults.py).
+    # Crash tests only: SIGKILL the process at this step boundary (see restate/state/faults.py).
     crash_at: str | None = None
 
     # Incremental loads
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # None: required on the production engine (snowflake), not on duckdb; a value wins.
     require_approval: bool | None = None
     # Who may approve restatements and force failed validations (RESTATE_APPROVERS, a JSON
-    # list); Slack ids in slack_approvers count as `slack:<id>`. See restate/duties.py.
+    # list); Slack ids in slack_approvers count as `slack:<id>`. See restate/state/duties.py.
     approvers: list[str] = Field(default_factory=list)
     # Who runs the commands of this process (recorded apart from the named approver);
     # default: the OS user.
@@ -303,7 +303,7 @@ class Settings(BaseSettings):
         if self.engine == "snowflake":
             # Account, user, secret and role: from the credentials block when one is named,
             # so dbt and Soda log in as the tool's own SQL does.
-            from restate.credentials import snowflake_connect_kwargs
+            from restate.engines.credentials import snowflake_connect_kwargs
 
             login = snowflake_connect_kwargs(self)
             env.update(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from restate.contract import KNOWN_KEYS
+from restate.contract.spec import KNOWN_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [ROOT / "dbt" / "billing", ROOT / "dbt" / "northstar"]
@@ -39,7 +39,7 @@ PLAIN_WORDS = frozenset(
     }
 )
 # The meta schema's earlier layout named two of its own columns like the first example's;
-# the upgrade that carries old rows over names them (restate/meta.py, _EARLIER_LAYOUTS).
+# the upgrade that carries old rows over names them (restate/state/meta.py, _EARLIER_LAYOUTS).
 EARLIER_LAYOUT = re.compile(
     r"^\s*(\"currency\",|\"select restatement_id, model, event_date|\"load_partitions\": \(\"event_date\")"
 )

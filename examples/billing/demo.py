@@ -133,7 +133,7 @@ def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
     from notifications.dispatch import outbox_rows
     from restate import actions
     from restate.actions import load_once, monthly_diff, reconcile_once
-    from restate.planning import load_plan
+    from restate.plan.plans import load_plan
 
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")

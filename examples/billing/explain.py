@@ -1,7 +1,7 @@
 """Root-cause evidence for the billing example: why production differs from finance for a period.
 
 This is the billing project's explainer (``RESTATE_EXPLAINER`` =
-``examples.billing.explain:explain_period``; restate/explainer.py): the core only calls
+``examples.billing.explain:explain_period``; restate/validation/explainer.py): the core only calls
 :func:`explain_period` and shows what it returns.
 
 The difference ``prod - finance`` in net revenue (per currency) is split into parts
@@ -34,14 +34,15 @@ from typing import Any
 
 import yaml
 
-from restate import landing, reference
-from restate.code_version import ProdBuild, current_versions, last_prod_build
-from restate.contract import ContractError, LandingContract, read_contract
-from restate.dbt_runner import DbtProject
+from restate.contract.project import project_contract
+from restate.contract.spec import ContractError, LandingContract, read_contract
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
-from restate.loads import EPOCH, last_watermark
-from restate.project import project_contract
+from restate.ingest import landing
+from restate.ingest.loads import EPOCH, last_watermark
+from restate.plan.code_version import ProdBuild, current_versions, last_prod_build
 from restate.settings import Settings
+from restate.validation import reference
 
 MODEL = "fct_revenue_daily"
 # The declared reference export (examples/billing/reference_exports.yml) this explains.
@@ -493,6 +494,6 @@ def format_explanation(e: Explanation) -> str:
 
 
 def explain_period(engine: Engine, settings: Settings, start: date, end: date) -> tuple[dict[str, Any], str]:
-    """The project's explainer hook (restate/explainer.py): the evidence and its text."""
+    """The project's explainer hook (restate/validation/explainer.py): the evidence and its text."""
     found = explain(engine, settings, start, end)
     return found.as_dict(), format_explanation(found)

@@ -317,7 +317,7 @@ def _timestamp(value: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     """Generate into the landing and finance folders the settings name; print what was written."""
-    from restate.object_store import landing_filesystem
+    from restate.engines.object_store import landing_filesystem
     from restate.settings import get_settings
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])

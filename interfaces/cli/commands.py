@@ -60,7 +60,7 @@ def _error_line(exc: Exception) -> str:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from restate.promotion import GateError
+    from restate.partitions.promotion import GateError
 
     if isinstance(exc, ValidationError):  # a RESTATE_* value (or option) that does not parse
         return "; ".join(
@@ -172,7 +172,7 @@ def _fmt(v: Any) -> str:
 def init(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Create the state schema (restate_meta) and its tables; safe to run again."""
     from restate.engines import connect
-    from restate.meta import init_meta
+    from restate.state.meta import init_meta
 
     s = get_settings()
     with connect(s) as engine:
@@ -227,9 +227,9 @@ def report(
 ) -> None:
     """Production's declared metrics of MODEL per month (or day) and declared dimension
     (what dashboards read)."""
+    from restate.contract.project import project_contract
     from restate.engines import connect
-    from restate.project import project_contract
-    from restate.reports import metric_report
+    from restate.ingest.reports import metric_report
 
     if by not in ("month", "day"):
         raise _fail("--by must be 'month' or 'day'")
@@ -258,9 +258,9 @@ def quarantine(
     Valid rows of the same load always continue downstream; nothing is dropped, and
     no landing file is moved or deleted.
     """
+    from restate.contract.project import project_contract
     from restate.engines import connect
-    from restate.project import project_contract
-    from restate.reports import quarantine_rows, quarantine_summary, quarantined_files
+    from restate.ingest.reports import quarantine_rows, quarantine_summary, quarantined_files
 
     s = get_settings()
     project = project_contract(s)
@@ -300,7 +300,7 @@ def reconcile(
     cause (`restate explain`) and alerts the owners. Exit code 2 when drift was found.
     """
     from restate.actions import reconcile_once
-    from restate.reconcile import alert_text
+    from restate.validation.reconcile import alert_text
 
     s = get_settings()
     try:
@@ -325,7 +325,7 @@ def reconcile(
             where = ", ".join(warning.get("partitions") or []) or "-"
             console.print(f"[yellow]warning[/] (no drift): {escape(warning['check'])}: {where}")
     else:
-        from restate.reconcile import Reconciliation
+        from restate.validation.reconcile import Reconciliation
 
         render_table("drift by month", _drift_by_month(out["drift_days"]))
         fields = set(Reconciliation.__dataclass_fields__)
@@ -373,7 +373,7 @@ def explain(
     """Why production differs from the reference exports for a period, as the project's
     explainer (RESTATE_EXPLAINER) measures it."""
     from restate.engines import connect
-    from restate.explainer import run_explainer
+    from restate.validation.explainer import run_explainer
 
     s = get_settings()
     with connect(s) as engine, working(f"explaining {start.date()}..{end.date()}"):
@@ -413,8 +413,8 @@ def _date(value: datetime | None) -> date | None:
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List the models restate can restate (their contract) and why the others cannot."""
-    from restate.contract import ContractError
-    from restate.project import project_contract
+    from restate.contract.project import project_contract
+    from restate.contract.spec import ContractError
 
     try:
         with console.status("reading the dbt project's manifest"):
@@ -489,9 +489,9 @@ def entities(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List the entity ids (accounts, stores, ...) of a model's upstream, for --entities."""
-    from restate.contract import ContractError
+    from restate.contract.project import project_contract
+    from restate.contract.spec import ContractError
     from restate.engines import connect
-    from restate.project import project_contract
 
     s = get_settings()
     try:
@@ -548,11 +548,11 @@ def plan(
 ) -> None:
     """Plan a restatement: models, partition chunks, affected dashboards, estimate."""
     from restate.actions import create_plan
-    from restate.planning import PlanError, PlanRequest
+    from restate.plan.plans import PlanError, PlanRequest
 
     s = get_settings()
     if not select:
-        from restate.project import default_selector
+        from restate.contract.project import default_selector
 
         select = default_selector(s)
     if not select:
@@ -785,7 +785,7 @@ def promote(
 ) -> None:
     """Switch the restated partitions into production atomically (archiving the old ones)."""
     from restate import actions
-    from restate.promotion import GateError
+    from restate.partitions.promotion import GateError
 
     s = get_settings()
     try:
@@ -828,7 +828,7 @@ def rollback(
     since restoring those would drop their events; --keep-later-loads keeps them.
     """
     from restate import actions
-    from restate.promotion import GateError
+    from restate.partitions.promotion import GateError
 
     s = get_settings()
     try:
@@ -944,8 +944,8 @@ def status(
 ) -> None:
     """Lifecycle state of one restatement (with ID: every detail), or of the latest ones."""
     from restate.engines import connect
-    from restate.reconcile import latest
-    from restate.status import list_restatements, restatement_status
+    from restate.state.status import list_restatements, restatement_status
+    from restate.validation.reconcile import latest
 
     s = get_settings()
     with connect(s) as engine:
@@ -1065,8 +1065,8 @@ def log_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The changelog: what changed, when, why, who, with which code."""
-    from restate import changelog
     from restate.engines import connect
+    from restate.state import changelog
 
     s = get_settings()
     with connect(s) as engine:
@@ -1154,8 +1154,8 @@ def unlock(
     A lock whose holder died on this machine, or whose lease ran out, is taken over by the
     next load or promotion anyway; this is for a holder on a lost host.
     """
-    from restate import locks
     from restate.engines import connect
+    from restate.state import locks
 
     s = get_settings()
     with connect(s) as engine:
@@ -1178,8 +1178,8 @@ app.add_typer(audit, name="audit")
 @audit.command("verify")
 def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
     """Check the changelog's keyed MAC chain and its checkpoints; name the first bad entry."""
-    from restate import changelog
     from restate.engines import connect
+    from restate.state import changelog
 
     s = get_settings()
     with connect(s) as engine:

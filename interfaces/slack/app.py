@@ -3,7 +3,7 @@
     /restatement status [ID]      one restatement (the latest without ID)
     /restatement list             the most recent restatements
     /restatement diff ID          as reported vs restated, per month
-    /restatement approve ID [comment]   listed approvers only (restate.duties)
+    /restatement approve ID [comment]   listed approvers only (restate.state.duties)
 
 Every request must carry a valid Slack signature (X-Slack-Signature over the raw body
 with the signing secret) and a timestamp at most 5 minutes old; anything else, and a
@@ -37,9 +37,9 @@ from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from notifications.composer import month_table, text_table, totals_from_monthly, totals_table
-from restate import changelog
 from restate.engines.base import Engine
 from restate.settings import Settings
+from restate.state import changelog
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def handle_command(
     text: str,
 ) -> Reply:
     """Answer one `/restatement ...` command (runs after the ack, off the request path)."""
-    from restate import status as api
+    from restate.state import status as api
 
     words = text.split()
     sub = words[0].lower() if words else "help"
@@ -178,8 +178,8 @@ def handle_command(
             months = text_table(month_table(monthly))
             body = f"*Restatement #{rid}: as reported vs restated*\n```{totals}```\n```{months}```"
             return Reply(body[:3900])
-        # approve: the one segregation-of-duties gate (restate.duties), as the CLI and the form
-        from restate.duties import DutyError, require_listed
+        # approve: the one segregation-of-duties gate (restate.state.duties), as the CLI and the form
+        from restate.state.duties import DutyError, require_listed
 
         comment = " ".join(words[2:]) or None
         st = api.restatement_status(engine, settings, rid)

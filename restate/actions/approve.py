@@ -8,11 +8,11 @@ from restate.settings import Settings
 
 def awaiting_approval(ctx: Context | Settings, restatement_id: int) -> bool:
     """Approval is required (the plan, a forced validation or a closed period: see
-    restate.duties), none is recorded, and validation passed (or was forced).
+    restate.state.duties), none is recorded, and validation passed (or was forced).
 
     A failed validation is not put in front of an approver: it must be fixed or forced first.
     """
-    from restate.status import restatement_status
+    from restate.state.status import restatement_status
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -34,7 +34,7 @@ def approve(
 ) -> None:
     """Record the approver and comment (restatements row + changelog entry) through the
     segregation-of-duties gate; raises duties.DutyError when a rule refuses it."""
-    from restate.status import approve as record
+    from restate.state.status import approve as record
 
     if not approver.strip():
         raise ValueError("an approval needs the approver's name")

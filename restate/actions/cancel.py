@@ -12,9 +12,9 @@ def cancel(ctx: Context | Settings, restatement_id: int, reason: str) -> dict[st
     """Withdraw a restatement that is not live: it can no longer be run, validated or
     promoted. Under the production write lock (a promotion in flight finishes first) and
     audited with who ran it. Its schema restate_<id> stays as evidence."""
-    from restate import changelog, locks
-    from restate.duties import run_by
-    from restate.recompute import set_status
+    from restate.partitions.recompute import set_status
+    from restate.state import changelog, locks
+    from restate.state.duties import run_by
 
     if not reason.strip():
         raise ValueError("a cancellation needs a reason (--reason)")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from restate.context import Context
-from restate.planning import load_plan
+from restate.plan.plans import load_plan
 from restate.settings import Settings
 
 
 def run_diff(ctx: Context | Settings, restatement_id: int) -> int:
     """Store as-reported vs restated for every metric and dimension; returns the rows stored."""
-    from restate.diff import compute_diff
+    from restate.validation.diff import compute_diff
 
     ctx = Context.of(ctx)
     with ctx.session() as engine:
@@ -19,7 +19,7 @@ def run_diff(ctx: Context | Settings, restatement_id: int) -> int:
 
 
 def monthly_diff(ctx: Context | Settings, restatement_id: int) -> list[dict[str, Any]]:
-    from restate.diff import diff_by_month
+    from restate.validation.diff import diff_by_month
 
     ctx = Context.of(ctx)
     with ctx.session() as engine:

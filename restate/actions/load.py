@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from restate import locks
-from restate.code_version import record_load_build
 from restate.context import Context
-from restate.contract import read_contract
-from restate.loads import (
+from restate.contract.spec import read_contract
+from restate.ingest.loads import (
     LoadResult,
     LoadWindow,
     fail_load,
@@ -20,8 +18,10 @@ from restate.loads import (
     start_load,
     summarize_load,
 )
-from restate.meta import init_meta
+from restate.plan.code_version import record_load_build
 from restate.settings import Settings
+from restate.state import locks
+from restate.state.meta import init_meta
 
 Step = Callable[[str], None]
 

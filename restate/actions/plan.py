@@ -7,9 +7,9 @@ from typing import Any
 
 from restate.context import Context
 from restate.events import Event
-from restate.faults import crash_point
-from restate.planning import Plan, PlanRequest, build_plan, load_plan, store_plan
+from restate.plan.plans import Plan, PlanRequest, build_plan, load_plan, store_plan
 from restate.settings import Settings
+from restate.state.faults import crash_point
 
 
 def create_plan(
@@ -19,7 +19,7 @@ def create_plan(
     on_step: Callable[[str], None] | None = None,
 ) -> Plan:
     """Plan and store a restatement (the production manifest is refreshed first); announce it."""
-    from restate.meta import init_meta
+    from restate.state.meta import init_meta
 
     step = on_step or (lambda _: None)
     ctx = Context.of(ctx)

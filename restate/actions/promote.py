@@ -6,7 +6,7 @@ from typing import Any
 
 from restate.context import Context
 from restate.events import Event
-from restate.planning import load_plan
+from restate.plan.plans import load_plan
 from restate.settings import Settings
 
 
@@ -14,7 +14,7 @@ def promote(ctx: Context | Settings, restatement_id: int, approved_by: str | Non
     """Promote through the gate (validation, approval): raises promotion.GateError if
     refused. When the switch happened now (not for one promoted already), the owners of
     the affected dashboards are told; `notices` in the result says how that went."""
-    from restate.promotion import promote as do_promote
+    from restate.partitions.promotion import promote as do_promote
 
     ctx = Context.of(ctx)
     settings = ctx.settings

@@ -14,8 +14,14 @@ from typing import Any
 
 from restate.context import Context
 from restate.engines import release_sessions
-from restate.planning import Plan, load_plan
-from restate.recompute import ChunkResult, finish_recompute, finished_chunk, recompute_chunk, set_status
+from restate.partitions.recompute import (
+    ChunkResult,
+    finish_recompute,
+    finished_chunk,
+    recompute_chunk,
+    set_status,
+)
+from restate.plan.plans import Plan, load_plan
 from restate.settings import Settings
 
 Progress = Callable[[int, int, dict[str, Any]], None]  # (done, total, the chunk's result)
@@ -24,7 +30,7 @@ ChunkRunner = Callable[[int, list[str], "Progress | None"], list[dict[str, Any]]
 
 def start_run(ctx: Context | Settings, restatement_id: int) -> Plan:
     """Mark a planned restatement running; refuse one that is live, rolled back or cancelled."""
-    from restate.meta import init_meta
+    from restate.state.meta import init_meta
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -61,7 +67,7 @@ def run_chunks_in_threads(
 ) -> list[dict[str, Any]]:
     """Recompute chunks in this process, as many at a time as the engine takes (one
     writer on DuckDB), in plan order; a failed chunk fails the run after the others."""
-    from restate.distributed import release_warehouse
+    from restate.dbt.distributed import release_warehouse
 
     ctx = Context.of(ctx)
     settings = ctx.settings

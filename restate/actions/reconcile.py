@@ -8,8 +8,14 @@ from datetime import date
 
 from restate.context import Context
 from restate.events import Event
-from restate.reconcile import Reconciliation, alert_text, check_production, draft_plan, store_reconciliation
 from restate.settings import Settings
+from restate.validation.reconcile import (
+    Reconciliation,
+    alert_text,
+    check_production,
+    draft_plan,
+    store_reconciliation,
+)
 
 
 def reconcile_once(

@@ -6,7 +6,7 @@ from typing import Any
 
 from restate.context import Context
 from restate.events import Event
-from restate.planning import load_plan
+from restate.plan.plans import load_plan
 from restate.settings import Settings
 
 
@@ -20,7 +20,7 @@ def rollback(
 ) -> dict[str, Any]:
     """Restore what the last promotion replaced, in one transaction; audited. Every
     restatement rolled back (this one, and each one it cascaded to) is announced."""
-    from restate.promotion import rollback as do_rollback
+    from restate.partitions.promotion import rollback as do_rollback
 
     ctx = Context.of(ctx)
     settings = ctx.settings

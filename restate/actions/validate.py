@@ -8,19 +8,19 @@ from typing import Any
 from restate.actions.plan import refuse_cancelled
 from restate.context import Context
 from restate.events import Event
-from restate.faults import crash_point
-from restate.planning import load_plan
+from restate.plan.plans import load_plan
 from restate.settings import Settings
+from restate.state.faults import crash_point
 
 
 def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:
     """Run the Soda contracts on restate_<id> for the plan's period and store the evidence."""
     import json
 
-    from restate import changelog
-    from restate.duties import run_by
-    from restate.recompute import set_status
-    from restate.validation import format_report, run_validation, store_validation
+    from restate.partitions.recompute import set_status
+    from restate.state import changelog
+    from restate.state.duties import run_by
+    from restate.validation.contracts import format_report, run_validation, store_validation
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -74,7 +74,7 @@ def force_validation(
 ) -> None:
     """Override a failed validation: needs a listed approver who is not the requester, and a
     reason; audited with who ran it. Approval by another approver is then required."""
-    from restate import changelog, duties
+    from restate.state import changelog, duties
 
     ctx = Context.of(ctx)
     settings = ctx.settings

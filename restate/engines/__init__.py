@@ -26,11 +26,11 @@ def open_engine(settings: Settings, **query_tag: Any) -> Engine:
     engine: Engine
     if settings.engine == "duckdb":
         from restate.engines.duckdb import DuckDBEngine
-        from restate.object_store import landing_filesystem
+        from restate.engines.object_store import landing_filesystem
 
         engine = DuckDBEngine(settings.warehouse_path, filesystem=landing_filesystem(settings))
     else:
-        from restate.credentials import snowflake_connect_kwargs
+        from restate.engines.credentials import snowflake_connect_kwargs
         from restate.engines.snowflake import SnowflakeEngine
 
         engine = SnowflakeEngine(

@@ -332,8 +332,8 @@ def test_contracts_pass_on_the_correct_build_and_catch_the_legacy_logic(built: d
 def test_the_tool_reads_the_projects_declarations(built: dict[str, Any]) -> None:
     import yaml
 
-    from restate import reference
-    from restate.contract import read_contract
+    from restate.contract.spec import read_contract
+    from restate.validation import reference
 
     manifest = json.loads((built["tmp"] / "target" / "manifest.json").read_text())
     contract = read_contract(manifest, strict=True)

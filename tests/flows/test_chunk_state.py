@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from restate.engines import connect
-from restate.planning import Plan
-from restate.recompute import chunk_cache_key
+from restate.partitions.recompute import chunk_cache_key
+from restate.plan.plans import Plan
 from tests.conftest import land, make_settings
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_restored_warehouse_recomputes_instead_of_trusting_a_cache(tmp_path: Pat
 
 def test_chunk_cache_key_covers_accounts_and_bucket() -> None:
     def plan(accounts: list[str] | None) -> Plan:
-        from restate.planning import Chunk
+        from restate.plan.plans import Chunk
 
         return Plan(
             restatement_id=1,

@@ -14,7 +14,7 @@ import pytest
 
 from restate.actions import create_plan
 from restate.engines import connect
-from restate.planning import PlanRequest
+from restate.plan.plans import PlanRequest
 from tests.conftest import land, make_settings, table_rows
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_kill_and_rerun_recomputes_only_unfinished_chunks(tmp_path: Path) -> Non
         check=True,
     )
     with connect(s) as e:
-        from restate.planning import load_plan
+        from restate.plan.plans import load_plan
 
         plan = load_plan(e, s, 1)
     total = len(plan.chunks)

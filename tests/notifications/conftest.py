@@ -23,8 +23,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from restate.engines.duckdb import DuckDBEngine
-from restate.meta import init_meta
 from restate.settings import TELEMETRY_OFF, Settings
+from restate.state.meta import init_meta
 
 SLACK_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
@@ -230,7 +230,7 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import os
 
-    from restate.dbt_runner import DbtProject
+    from restate.dbt.runner import DbtProject
 
     os.environ.update(TELEMETRY_OFF)
     return DbtProject(Settings(data_dir=tmp_path_factory.mktemp("dbt"))).manifest()

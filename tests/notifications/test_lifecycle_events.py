@@ -14,7 +14,7 @@ import pytest
 
 from restate.actions import create_plan, finish_run, load_once, run_chunk, run_validation_step, start_run
 from restate.engines import connect
-from restate.planning import PlanRequest
+from restate.plan.plans import PlanRequest
 from restate.settings import Settings
 from tests.conftest import land, make_settings
 

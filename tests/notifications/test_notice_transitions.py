@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 from interfaces.cli import app
 from notifications import build_context, notify
 from notifications.dispatch import build_targets
-from restate import changelog
 from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
 from restate.engines import connect
-from restate.planning import PlanRequest
+from restate.plan.plans import PlanRequest
 from restate.settings import Settings, get_settings
+from restate.state import changelog
 from tests.conftest import land
 from tests.conftest import make_settings as make_wh_settings
 from tests.notifications.conftest import SLACK_TOKEN, make_settings, seed_restatement

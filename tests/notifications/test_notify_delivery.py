@@ -13,7 +13,7 @@ import pytest
 from notifications import NoticeContext, NoticeEvent, Target, notify, resolve_in_doubt
 from notifications.dispatch import build_targets
 from notifications.events import Message
-from restate import changelog
+from restate.state import changelog
 from tests.notifications.conftest import SLACK_TOKEN, channel_id, make_settings, seed_restatement
 
 pytestmark = pytest.mark.slow
@@ -273,7 +273,7 @@ def test_slack_send_killed_before_delivery_is_released_and_sent_once(
 
 def test_notify_restatement_builds_the_notice_from_the_stored_restatement(tmp_path, engine, manifest):
     from notifications.lifecycle import notify_restatement
-    from restate import status
+    from restate.state import status
 
     seed_restatement(engine)
     settings = make_settings(tmp_path)  # embedded default: local outbox

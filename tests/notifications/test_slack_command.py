@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 
 from interfaces.slack import create_app
-from restate import changelog, status
 from restate.engines.duckdb import DuckDBEngine
+from restate.state import changelog, status
 from tests.notifications.conftest import (
     SIGNING_SECRET,
     SLACK_TOKEN,

@@ -119,7 +119,7 @@ def load_landing_into_emulator(settings: Settings, landing_dir: Path) -> int:
     """Fill the emulated landing table from local landing files; returns the rows loaded.
 
     Shim: production fills it with COPY INTO from the external S3 stage
-    (restate.snowflake_landing.copy_landing_sql). The emulator cannot run that COPY: it
+    (restate.engines.snowflake_landing.copy_landing_sql). The emulator cannot run that COPY: it
     has no access to the stage's bucket, its COPY transformations read CSV only and do
     not know METADATA$FILENAME / METADATA$FILE_ROW_NUMBER, and its array binding
     (executemany) rejects decimal and timestamp values. So the same rows, with the same
@@ -127,15 +127,15 @@ def load_landing_into_emulator(settings: Settings, landing_dir: Path) -> int:
     """
     import duckdb
 
+    from restate.contract.project import project_contract
     from restate.engines import connect
-    from restate.landing import landing_of
-    from restate.project import project_contract
-    from restate.snowflake_landing import (
+    from restate.engines.snowflake_landing import (
         LINEAGE_COLUMNS,
         ensure_landing_table,
         landing_columns,
         landing_table,
     )
+    from restate.ingest.landing import landing_of
 
     lc = landing_of(project_contract(settings))
     data_cols = [c for c in landing_columns(lc) if c not in LINEAGE_COLUMNS]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from restate.cost import estimate_cost
+from restate.plan.cost import estimate_cost
 from restate.settings import Settings
 
 SEED = {"source_rows": 3_200_000_000, "bytes_per_row": 28e12 / 3.2e9, "chunks": 224, "chunk_overhead_s": 0.6}

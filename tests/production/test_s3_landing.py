@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 from examples.billing.generate import GenerateSpec, generate
 from restate.actions import load_once
 from restate.engines import connect
-from restate.object_store import landing_filesystem, s3_filesystem
+from restate.engines.object_store import landing_filesystem, s3_filesystem
 from restate.settings import Settings
 from tests.conftest import expected_daily_sql, table_rows
 from tests.production.conftest import free_port
@@ -75,7 +75,7 @@ def test_prefect_aws_credentials_block_reaches_the_landing(s3_endpoint: str) -> 
     from prefect_aws import AwsCredentials
     from prefect_aws.client_parameters import AwsClientParameters
 
-    from restate.credentials import aws_credentials_storage_options
+    from restate.engines.credentials import aws_credentials_storage_options
 
     block = AwsCredentials(
         aws_access_key_id="testing",

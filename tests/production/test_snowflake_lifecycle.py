@@ -16,7 +16,6 @@ import duckdb
 import pytest
 
 from examples.billing.generate import GenerateSpec, generate
-from restate import changelog
 from restate.actions import (
     create_plan,
     finish_run,
@@ -27,10 +26,11 @@ from restate.actions import (
     start_run,
 )
 from restate.engines import connect
-from restate.planning import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
-from restate.promotion import GateError, promote, rollback
+from restate.partitions.promotion import GateError, promote, rollback
+from restate.plan.plans import DEFAULT_BYTES_PER_ROW, PlanRequest, load_plan
 from restate.settings import Settings
-from restate.validation import run_validation
+from restate.state import changelog
+from restate.validation.contracts import run_validation
 from tests.conftest import expected_daily_sql
 from tests.production.conftest import Emulator, load_landing_into_emulator, snowflake_settings
 
@@ -293,9 +293,9 @@ def test_every_statement_the_core_issues_renders_for_snowflake(
     runs on DuckDB underneath and would accept DuckDB-only syntax, so each statement sent is
     parsed with sqlglot's Snowflake dialect: no parse error, no aggregate FILTER clause
     (Snowflake has none), no function Snowflake does not know."""
-    from restate.project import project_contract
-    from restate.reports import metric_report, quarantine_summary
-    from restate.status import list_restatements, restatement_status
+    from restate.contract.project import project_contract
+    from restate.ingest.reports import metric_report, quarantine_summary
+    from restate.state.status import list_restatements, restatement_status
 
     s = buggy_prod
     rid = create_plan(

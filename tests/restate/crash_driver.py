@@ -14,10 +14,10 @@ from datetime import date
 from notifications.lifecycle import notify_restatement
 from restate.actions import create_plan, finish_run, run_chunk, run_diff, run_validation_step, start_run
 from restate.engines import connect
-from restate.meta import init_meta
-from restate.planning import PlanRequest, load_plan
-from restate.promotion import promote, rollback
+from restate.partitions.promotion import promote, rollback
+from restate.plan.plans import PlanRequest, load_plan
 from restate.settings import Settings
+from restate.state.meta import init_meta
 
 PERIOD = (date(2026, 8, 10), date(2026, 9, 30))
 

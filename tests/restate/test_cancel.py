@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import changelog
 from restate.engines.duckdb import DuckDBEngine
-from restate.meta import init_meta
 from restate.settings import get_settings
+from restate.state import changelog
+from restate.state.meta import init_meta
 from tests.notifications.conftest import seed_restatement
 
 

@@ -15,11 +15,11 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import changelog
 from restate.engines import connect
 from restate.engines.duckdb import DuckDBEngine
-from restate.meta import init_meta
 from restate.settings import Settings, get_settings
+from restate.state import changelog
+from restate.state.meta import init_meta
 from tests.conftest import make_settings
 
 META = "restate_meta"
@@ -303,10 +303,10 @@ def test_a_log_from_before_the_head_table_needs_init_then_continues(tmp_path: Pa
 
 
 def test_a_second_writer_without_the_key_does_not_mint_a_new_one(tmp_path: Path) -> None:
-    from restate.changelog import AuditKeyMissing
     from restate.engines import connect
-    from restate.meta import init_meta
     from restate.settings import Settings
+    from restate.state.changelog import AuditKeyMissing
+    from restate.state.meta import init_meta
 
     first = Settings(data_dir=tmp_path / "host1", duckdb_path=tmp_path / "shared.duckdb")
     with connect(first) as e:

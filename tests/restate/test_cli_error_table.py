@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from interfaces.cli import app
 from restate.engines.duckdb import DuckDBEngine
-from restate.meta import init_meta
 from restate.settings import get_settings
+from restate.state.meta import init_meta
 
 ID_COMMANDS: list[list[str]] = [
     ["run", "99"],

@@ -12,10 +12,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import changelog
 from restate.engines.duckdb import DuckDBEngine
-from restate.meta import init_meta
 from restate.settings import get_settings
+from restate.state import changelog
+from restate.state.meta import init_meta
 from tests.notifications.conftest import seed_restatement
 
 MARKUP = "[/x] refunds [bold]not[/bold] netted [/]"

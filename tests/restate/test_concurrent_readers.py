@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from restate import changelog, locks, promotion
 from restate.actions import load_once
 from restate.engines import connect
 from restate.engines.base import Engine
-from restate.planning import load_plan
+from restate.partitions import promotion
+from restate.plan.plans import load_plan
 from restate.settings import Settings
+from restate.state import changelog, locks
 from tests.conftest import expected_daily_sql, land, raw_glob, table_rows
 from tests.restate.test_promotion_guarantees import DAILY, IN_SCOPE, LOADED_UNTIL, make_restated
 

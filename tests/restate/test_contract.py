@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from restate.contract import ContractError, contract_from_json, contract_to_json, parse_model, read_contract
+from restate.contract.spec import (
+    ContractError,
+    contract_from_json,
+    contract_to_json,
+    parse_model,
+    read_contract,
+)
 
 GOOD: dict[str, Any] = {
     "date_column": "sold_on",
@@ -176,7 +182,7 @@ def test_landing_declaration_needs_typed_columns_and_declared_processing_time() 
 
 
 def test_a_project_without_the_shims_is_named_before_anything_runs() -> None:
-    from restate.contract import missing_shims
+    from restate.contract.spec import missing_shims
 
     shim = "{{ restate.generate_schema_name(custom_schema_name, node) }}"
     strategy = "{{ return(restate.get_incremental_replace_partitions_sql(arg_dict)) }}"
@@ -196,7 +202,7 @@ def test_a_project_without_the_shims_is_named_before_anything_runs() -> None:
 
 
 def test_a_target_building_elsewhere_than_production_is_refused(tmp_path: Any) -> None:
-    from restate.project import check_target
+    from restate.contract.project import check_target
     from restate.settings import Settings
 
     def manifest(schema: str, database: str) -> dict[str, Any]:

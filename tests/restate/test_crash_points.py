@@ -1,7 +1,7 @@
 """SIGKILL at every step boundary, then rerun: the tables, locks and notices converge.
 
 A child process drives one restatement (tests/restate/crash_driver.py) and kills itself
-at the next boundary (RESTATE_CRASH_AT, restate/faults.py); the next child reruns the
+at the next boundary (RESTATE_CRASH_AT, restate/state/faults.py); the next child reruns the
 same steps from what the warehouse holds. After the last boundary an uninterrupted
 rerun finishes the job, and the result must equal the uninterrupted outcome.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from restate import changelog, locks
 from restate.actions import load_once
-from restate.distributed import release_warehouse
+from restate.dbt.distributed import release_warehouse
 from restate.engines import connect
-from restate.faults import CRASH_POINTS
 from restate.settings import TELEMETRY_OFF, Settings
+from restate.state import changelog, locks
+from restate.state.faults import CRASH_POINTS
 from tests.conftest import expected_daily_sql, land, make_settings, raw_glob, table_rows
 from tests.restate.crash_driver import PERIOD
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from restate import changelog
 from restate.engines import connect
-from restate.meta import init_meta
-from restate.planning import Plan, store_plan
-from restate.promotion import GateError, check_gate, record_approval
+from restate.partitions.promotion import GateError, check_gate, record_approval
+from restate.plan.plans import Plan, store_plan
 from restate.settings import Settings, get_settings
+from restate.state import changelog
+from restate.state.meta import init_meta
 from tests.conftest import land, make_settings
 
 APPROVERS = ["cfo", "controller"]
@@ -220,7 +220,7 @@ def test_the_approver_cannot_later_force_a_failed_revalidation(s: Settings) -> N
 
 
 def test_closed_period_needs_approval(tmp_path: Path) -> None:
-    from restate.duties import plan_requires_approval
+    from restate.state.duties import plan_requires_approval
 
     s = make_settings(tmp_path / "wh", approvers=APPROVERS, close_date=date(2026, 10, 1))
     assert plan_requires_approval(s, None, date(2026, 9, 1)) is True
@@ -236,7 +236,7 @@ def test_closed_period_needs_approval(tmp_path: Path) -> None:
 def test_production_engine_requires_approval_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from restate.duties import approval_required_by_default, plan_requires_approval
+    from restate.state.duties import approval_required_by_default, plan_requires_approval
 
     monkeypatch.delenv("RESTATE_REQUIRE_APPROVAL", raising=False)
     snowflake = Settings(data_dir=tmp_path, engine="snowflake")  # type: ignore[call-arg]

@@ -150,7 +150,7 @@ def test_cli_explain_without_an_explainer_says_so(tmp_path: Path, monkeypatch: p
 @pytest.mark.slow
 def test_old_logic_manual_edit_and_finance_error_are_told_apart(tmp_path: Path) -> None:
     settings = seeded(tmp_path, "v1")
-    from restate.dbt_runner import DbtProject
+    from restate.dbt.runner import DbtProject
 
     manifest = DbtProject(settings).manifest()
     with connect(settings) as engine:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from restate import planning
-from restate.exposures import LineageError, downstream_exposures
+from restate.contract.exposures import LineageError, downstream_exposures
+from restate.plan import plans as planning
 
 MANIFEST = {
     "nodes": {

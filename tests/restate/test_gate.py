@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import changelog
 from restate.actions import create_plan, finish_run, load_once, run_chunk, run_validation_step, start_run
 from restate.engines import connect
-from restate.planning import PlanRequest, load_plan
-from restate.promotion import GateError, promote
+from restate.partitions.promotion import GateError, promote
+from restate.plan.plans import PlanRequest, load_plan
 from restate.settings import get_settings
+from restate.state import changelog
 from tests.conftest import land, make_settings
 
 pytestmark = pytest.mark.slow

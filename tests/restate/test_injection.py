@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from interfaces.cli import app
 from restate.actions import create_plan, finish_run, load_once, run_chunk, start_run
-from restate.dbt_runner import DbtError, DbtProject
+from restate.dbt.runner import DbtError, DbtProject
 from restate.engines import connect
-from restate.planning import PlanError, PlanRequest
+from restate.plan.plans import PlanError, PlanRequest
 from restate.settings import Settings, get_settings
 from tests.conftest import land, make_settings, table_rows
 

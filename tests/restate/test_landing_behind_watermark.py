@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from interfaces.cli import app
 from restate.engines import connect
 from restate.settings import Settings, get_settings
-from restate.validation import run_validation
+from restate.validation.contracts import run_validation
 from tests.conftest import land, make_settings
 
 pytestmark = pytest.mark.slow

@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import landing
+from restate.contract.project import project_contract
 from restate.engines import connect
-from restate.meta import init_meta
-from restate.project import project_contract
+from restate.ingest import landing
 from restate.settings import Settings, get_settings
+from restate.state.meta import init_meta
 from tests.conftest import make_settings
 
 ROW = (

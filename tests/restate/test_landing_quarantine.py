@@ -26,7 +26,7 @@ from examples.billing.explain import explain
 from interfaces.cli import app
 from restate.engines import connect
 from restate.settings import Settings, get_settings
-from restate.validation import run_validation
+from restate.validation.contracts import run_validation
 from tests.conftest import VALID_RAW, expected_daily_sql, land, make_settings, table_rows
 
 pytestmark = pytest.mark.slow

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from restate import changelog
 from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
 from restate.engines import connect
-from restate.planning import PlanRequest, load_plan
-from restate.promotion import GateError, promote, rollback
+from restate.partitions.promotion import GateError, promote, rollback
+from restate.plan.plans import PlanRequest, load_plan
 from restate.settings import Settings
+from restate.state import changelog
 from tests.conftest import expected_daily_sql, land, make_settings, raw_glob, table_rows
 
 pytestmark = pytest.mark.slow
@@ -158,7 +158,7 @@ def load_plan_for(s: Settings, rid: int):
 
 
 def test_closed_periods_need_a_flag(buggy_prod: Settings) -> None:
-    from restate.planning import PlanError
+    from restate.plan.plans import PlanError
 
     s = buggy_prod.model_copy(update={"close_date": date(2026, 9, 1)})
     with pytest.raises(PlanError, match="allow-closed-period"):

@@ -9,10 +9,10 @@ import duckdb
 import pytest
 
 from restate.actions import load_once
-from restate.dbt_runner import DbtProject, ProductionGuardError
+from restate.contract.project import project_contract
+from restate.dbt.runner import DbtProject, ProductionGuardError
 from restate.engines import connect
-from restate.loads import plan_window
-from restate.project import project_contract
+from restate.ingest.loads import plan_window
 from restate.settings import Settings
 from tests.conftest import VALID_RAW, expected_daily_sql, land, make_settings, raw_glob, table_rows
 

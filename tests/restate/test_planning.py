@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from restate.planning import PlanError, make_chunks
+from restate.plan.plans import PlanError, make_chunks
 from restate.settings import Settings
 
 

@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import changelog, locks
 from restate.actions import create_plan, finish_run, load_once, run_chunk, run_diff, start_run
-from restate.distributed import release_warehouse
+from restate.dbt.distributed import release_warehouse
 from restate.engines import connect
-from restate.planning import PlanRequest, load_plan
-from restate.promotion import GateError, TransitionError, promote, rollback
+from restate.partitions.promotion import GateError, TransitionError, promote, rollback
+from restate.plan.plans import PlanRequest, load_plan
 from restate.settings import Settings, get_settings
+from restate.state import changelog, locks
 from tests.conftest import expected_daily_sql, land, make_settings, raw_glob, table_rows
 
 pytestmark = pytest.mark.slow
@@ -269,7 +269,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_unlock_is_audited(
         "import sys, time\n"
         "from restate.engines import connect\n"
         "from restate.settings import Settings\n"
-        "from restate import locks\n"
+        "from restate.state import locks\n"
         f"s = Settings(data_dir={str(s.data_dir)!r})\n"
         "e = connect(s)\n"
         "assert locks.try_acquire(e, s.meta_schema, locks.PROD_WRITE_LOCK, locks.new_holder('load:x'), 3600)\n"
@@ -317,8 +317,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_unlock_is_audited(
 def test_a_refresh_whose_validation_never_finished_is_not_promoted_on_retry(
     restated: tuple[Settings, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from restate import validation
     from restate.actions import run_validation_step
+    from restate.validation import contracts as validation
 
     s, rid = restated
     moved = move_an_invoice(s, date(2026, 9, 15), date(2026, 10, 12))
@@ -350,7 +350,7 @@ def test_a_refresh_whose_validation_never_finished_is_not_promoted_on_retry(
 
 def test_a_write_under_a_lost_lock_is_refused(tmp_path: Path) -> None:
     from restate.engines.duckdb import DuckDBEngine
-    from restate.meta import init_meta
+    from restate.state.meta import init_meta
 
     e = DuckDBEngine(tmp_path / "w.duckdb")
     init_meta(e, "restate_meta")

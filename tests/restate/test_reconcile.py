@@ -11,8 +11,8 @@ import pytest
 
 from restate.actions import load_once, reconcile_once
 from restate.engines import connect
-from restate.reconcile import DRAFT_REQUESTER
 from restate.settings import Settings
+from restate.validation.reconcile import DRAFT_REQUESTER
 from tests.conftest import land, make_settings
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Reference exports (restate/reference.py) are what every number is checked against: only
+"""Reference exports (restate/validation/reference.py) are what every number is checked against: only
 plain decimal amounts (at most 2 decimals, within decimal(18, 2)), non-empty grain values,
 ISO dates inside the month the file is named for, one line per grain and the declared
 header get in; a bad file is one error naming the file and line, through `restate
@@ -22,11 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 from interfaces.cli import app
-from restate import reference
-from restate.contract import ContractError, ModelContract, ProjectContract, Upstream
+from restate.contract.spec import ContractError, ModelContract, ProjectContract, Upstream
 from restate.engines.duckdb import DuckDBEngine
-from restate.reference import ReferenceExportError, load_reference_exports
 from restate.settings import PROJECT_ROOT, Settings, get_settings
+from restate.validation import reference
+from restate.validation.reference import ReferenceExportError, load_reference_exports
 from tests.conftest import make_settings
 
 HEADER = "date,currency,gross_revenue,refunds,net_revenue\n"

@@ -1,4 +1,4 @@
-"""`restate report MODEL` (restate/reports.py): the sum of every declared metric per month
+"""`restate report MODEL` (restate/ingest/reports.py): the sum of every declared metric per month
 or day and declared dimension, read from the model's contract alone."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from restate.contract import ModelContract, Upstream
+from restate.contract.spec import ModelContract, Upstream
 from restate.engines.duckdb import DuckDBEngine
-from restate.reports import metric_report
+from restate.ingest.reports import metric_report
 
 ROWS = [
     ("2026-03-01", "s1", "north", "10.00", 1),

@@ -6,13 +6,13 @@ import socket
 import subprocess
 import sys
 
-from restate.runner import is_alive, this_process
+from restate.state.runner import is_alive, this_process
 
 
 def test_this_process_is_alive_and_a_finished_one_is_not() -> None:
     assert is_alive(this_process()) is True
     child = subprocess.run(
-        [sys.executable, "-c", "from restate.runner import this_process; print(this_process())"],
+        [sys.executable, "-c", "from restate.state.runner import this_process; print(this_process())"],
         capture_output=True,
         text=True,
         check=True,

@@ -26,9 +26,8 @@ from examples.billing.generate import GenerateSpec, generate
 from restate.actions import load_once
 from restate.engines import connect
 from restate.engines.base import Engine
-from restate.reference import ReferenceExportError, load_reference_exports
 from restate.settings import Settings, apply_process_env
-from restate.validation import (
+from restate.validation.contracts import (
     DATASOURCES_DIR,
     ValidationResult,
     contract_variables,
@@ -36,6 +35,7 @@ from restate.validation import (
     run_validation,
     store_validation,
 )
+from restate.validation.reference import ReferenceExportError, load_reference_exports
 
 pytestmark = pytest.mark.slow
 

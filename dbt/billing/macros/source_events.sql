@@ -1,6 +1,6 @@
 {#- Raw landing events with their file lineage as source_file / source_row_number.
     DuckDB reads the view raw.events over the accepted landing files (local or s3://
-    via fsspec; restate/landing.py) and gets both from read_parquet(); Snowflake's landing table stores METADATA$FILENAME and
+    via fsspec; restate/ingest/landing.py) and gets both from read_parquet(); Snowflake's landing table stores METADATA$FILENAME and
     METADATA$FILE_ROW_NUMBER at COPY time under the same names. Both give the row's
     processing time as landing_processed_at (on DuckDB the landing view computes it,
     values that do not parse counting as missing). -#}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from restate.diff import diff_by_month
-from restate.duties import approval_reasons
-from restate.duties import load as load_duties
 from restate.engines.base import Engine
-from restate.promotion import record_approval
+from restate.partitions.promotion import record_approval
 from restate.settings import Settings
+from restate.state.duties import approval_reasons
+from restate.state.duties import load as load_duties
+from restate.validation.diff import diff_by_month
 
 __all__ = ["approve", "diff_by_month", "list_restatements", "restatement_status"]
 
@@ -37,7 +37,7 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
         return None
     row = rows[0]
     row["models"] = row["models"].split(",")
-    from restate.duties import approval_still_counts
+    from restate.state.duties import approval_still_counts
 
     if row["approved_by"] and not approval_still_counts(engine, meta, restatement_id):
         row["approved_by"] = None  # given before a rollback or forced validation
@@ -55,7 +55,7 @@ def restatement_status(engine: Engine, settings: Settings, restatement_id: int) 
 
 def _running_chunks(engine: Engine, meta: str, restatement_id: int) -> dict[str, Any]:
     """Chunks marked running whose process is gone (crashed, killed) are interrupted."""
-    from restate.runner import is_alive
+    from restate.state.runner import is_alive
 
     runners = [
         r[0]
@@ -122,7 +122,7 @@ def approve(
     run_by: str | None = None,
 ) -> None:
     """Record an approval; raises ValueError when the restatement cannot be approved
-    (restate.duties.DutyError, a ValueError, when a segregation-of-duties rule refuses it)."""
+    (restate.state.duties.DutyError, a ValueError, when a segregation-of-duties rule refuses it)."""
     status = restatement_status(engine, settings, restatement_id)
     if status is None:
         raise ValueError(f"no restatement with id {restatement_id}")

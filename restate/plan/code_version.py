@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from restate.clock import utc_now
-from restate.dbt_runner import DbtProject
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
 from restate.settings import Settings
+from restate.state.clock import utc_now
 
 
 def logic_version(model_sha256: str, dbt_vars: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from restate.contract import ModelContract, ProjectContract, Quarantine
+from restate.contract.spec import ModelContract, ProjectContract, Quarantine
 from restate.engines.base import Engine
 
 
@@ -92,7 +92,7 @@ def quarantine_rows(
 
 def quarantined_files(engine: Engine, meta_schema: str) -> list[dict[str, Any]]:
     """Landing files kept out of every load because they cannot be read, with the reason
-    (restate/landing.py); the files themselves stay where they landed."""
+    (restate/ingest/landing.py); the files themselves stay where they landed."""
     if not engine.relation_exists(meta_schema, "landing_files"):
         return []
     return engine.query_dicts(

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from restate import changelog
-from restate.clock import utc_now as _now
 from restate.engines.base import Engine
+from restate.state import changelog
+from restate.state.clock import utc_now as _now
 
 PROD_WRITE_LOCK = "prod_write"
 DEFAULT_TTL_S = 300.0

@@ -1,6 +1,6 @@
 """Snowflake side of the S3 landing: external stage, landing table and the COPY that fills it.
 
-The landing is the dbt source that declares ``meta.restate.landing`` (restate/contract.py):
+The landing is the dbt source that declares ``meta.restate.landing`` (restate/contract/spec.py):
 its Parquet tree under RESTATE_LANDING_URI (``<folder>/<batch>/*.parquet``) is read by
 Snowflake through an external stage; COPY INTO keeps per-file load metadata, so re-running
 it loads each file once. File lineage (METADATA$FILENAME, METADATA$FILE_ROW_NUMBER) is
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from restate.contract import LandingContract
+from restate.contract.spec import LandingContract
 from restate.engines.base import Engine
 from restate.settings import Settings
 from restate.sql import Native

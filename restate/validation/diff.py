@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from restate import changelog
-from restate.contract import ModelContract
+from restate.contract.spec import ModelContract
 from restate.engines.base import Engine
-from restate.faults import crash_point
-from restate.planning import Plan
-from restate.recompute import scope_predicate
+from restate.partitions.recompute import scope_predicate
+from restate.plan.plans import Plan
 from restate.settings import Settings
+from restate.state import changelog
+from restate.state.faults import crash_point
 
 
 def _dimensions_sql(dimensions: tuple[str, ...]) -> str:
@@ -65,7 +65,7 @@ def model_diff_sql(meta: str, prod: str, new: str, model: str, c: ModelContract)
 def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
     """Replace the plan's rows in restatement_diffs; returns how many were written.
 
-    A full outer join on the model's grain keys (restate/contract.py) keeps rows that exist
+    A full outer join on the model's grain keys (restate/contract/spec.py) keeps rows that exist
     on one side only; their counts are stored as the metrics rows_only_as_reported /
     rows_only_restated. Keys are compared null-safe, so a null dimension never doubles a row.
     """
@@ -89,7 +89,7 @@ def compute_diff(engine: Engine, settings: Settings, plan: Plan) -> int:
                 or 0
             )
         totals = diff_totals(engine, settings, rid)
-        from restate.duties import run_by
+        from restate.state.duties import run_by
 
         payload = {"rows": written, "totals": totals}
         changelog.append(engine, meta, "diffed", payload, restatement_id=rid, actor=run_by(settings))

@@ -21,7 +21,7 @@ partitions and by how much they are off. Likewise Soda's ``duplicate``,
 ``missing`` and ``invalid`` checks report counts only; their offending partitions
 come from one SQL query each, derived from the check's own definition.
 
-Reference exports are files; Soda cannot read them, so :mod:`restate.reference` loads
+Reference exports are files; Soda cannot read them, so :mod:`restate.validation.reference` loads
 each declared export into ``<meta>.reference_<name>`` first, and a contract may check it.
 
 Variables every contract may use: database_prefix, schema, prod_schema, meta_schema,
@@ -53,11 +53,12 @@ from typing import Any
 
 import yaml
 
-from restate import landing, reference
-from restate.contract import ContractError, ProjectContract
+from restate.contract.entities import check_entity_ids
+from restate.contract.spec import ContractError, ProjectContract
 from restate.engines.base import Engine
-from restate.entities import check_entity_ids
+from restate.ingest import landing
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
+from restate.validation import reference
 
 DATASOURCES_DIR = PROJECT_ROOT / "soda_checks" / "datasources"
 DATA_SOURCE_NAME = "restate"
@@ -682,7 +683,7 @@ def run_validation(
     exports are (re)loaded first. The result passes when no check failed (warnings
     allowed) and every contract was verified.
     """
-    from restate.project import project_contract
+    from restate.contract.project import project_contract
 
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
@@ -724,7 +725,7 @@ def run_validation(
 
 def store_validation(engine: Engine, settings: Settings, result: ValidationResult) -> str:
     """Record the result in ``<meta>.validations`` (what the promotion gate reads)."""
-    from restate.meta import init_meta
+    from restate.state.meta import init_meta
 
     init_meta(engine, settings.meta_schema)
     engine.execute(

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from restate.contract import IDENTIFIER, ContractError, ProjectContract
+from restate.contract.spec import IDENTIFIER, ContractError, ProjectContract
 from restate.engines.base import Engine
 from restate.settings import Settings
 

@@ -3,7 +3,7 @@
 Every night (flows/reconciliation.py, 02:00 UTC) production's marts are checked
 for the last ``reconcile_days`` closed days - days up to yesterday that every
 reference export covers - with the same Soda contracts that gate a promotion, and
-each declared drift metric of each reference export (restate/reference.py) is
+each declared drift metric of each reference export (restate/validation/reference.py) is
 compared with its mart per grain row at the export's tolerance.
 
 Drift comes only from disagreement with a reference or from the contract checks the
@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from restate import changelog, reference
-from restate.clock import utc_now
 from restate.context import Context
 from restate.engines.base import Engine
 from restate.settings import Settings
+from restate.state import changelog
+from restate.state.clock import utc_now
+from restate.validation import reference
 
 DRAFT_REQUESTER = "nightly-reconciliation"
 
@@ -108,8 +109,8 @@ def check_production(
     engine: Engine, settings: Settings, days: int | None = None, today: date | None = None
 ) -> Reconciliation:
     """Run the contracts and the reference comparison on production (no side effects but records)."""
-    from restate.meta import init_meta
-    from restate.validation import ValidationCheck, run_validation, store_validation
+    from restate.state.meta import init_meta
+    from restate.validation.contracts import ValidationCheck, run_validation, store_validation
 
     init_meta(engine, settings.meta_schema)
     if not reference.declared(settings):
@@ -166,7 +167,7 @@ def check_production(
 def draft_plan(ctx: Context | Settings, rec: Reconciliation) -> Reconciliation:
     """Explain the drifted months and draft (or reuse) a restatement plan; never runs it."""
     from restate.actions.plan import create_plan
-    from restate.planning import PlanError, PlanRequest
+    from restate.plan.plans import PlanError, PlanRequest
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -192,7 +193,7 @@ def draft_plan(ctx: Context | Settings, rec: Reconciliation) -> Reconciliation:
     if drifted:
         selector: str | None = " ".join(f"{m}+" for m in drifted)
     else:  # drift from contract checks only (e.g. rows not conserved): every restatable model
-        from restate.project import default_selector
+        from restate.contract.project import default_selector
 
         selector = default_selector(settings)
     if not selector:
@@ -254,8 +255,8 @@ def latest(engine: Engine, settings: Settings, limit: int = 10) -> list[dict[str
 
 def explain_drift(engine: Engine, settings: Settings, rec: Reconciliation) -> Reconciliation:
     """Attach the project's root-cause evidence for the drafted (or the whole) period, when
-    it declares an explainer (RESTATE_EXPLAINER; see restate/explainer.py)."""
-    from restate.explainer import run_explainer
+    it declares an explainer (RESTATE_EXPLAINER; see restate/validation/explainer.py)."""
+    from restate.validation.explainer import run_explainer
 
     start, end = rec.draft_start or rec.period_start, rec.draft_end or rec.period_end
     found = run_explainer(engine, settings, start, end)

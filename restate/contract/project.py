@@ -1,11 +1,11 @@
-"""The user's dbt project as restate sees it: its manifest's contract (restate/contract.py)."""
+"""The user's dbt project as restate sees it: its manifest's contract (restate/contract/spec.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from restate.contract import ContractError, ProjectContract, read_contract
-from restate.dbt_runner import DbtProject
+from restate.contract.spec import ContractError, ProjectContract, read_contract
+from restate.dbt.runner import DbtProject
 from restate.settings import Settings
 
 

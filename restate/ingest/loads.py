@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from restate import landing
-from restate.clock import utc_now as _now
-from restate.contract import ProjectContract
-from restate.dbt_runner import DbtProject
+from restate.contract.spec import ProjectContract
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
+from restate.ingest import landing
 from restate.settings import Settings
+from restate.state.clock import utc_now as _now
 
 EPOCH = datetime(1900, 1, 1)
 

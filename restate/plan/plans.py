@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from restate import changelog
-from restate.contract import (
+from restate.contract.entities import EntityIdError, check_entity_ids
+from restate.contract.exposures import Exposure, downstream_exposures
+from restate.contract.project import check_target
+from restate.contract.spec import (
     ContractError,
     ModelContract,
     contract_from_json,
@@ -18,12 +20,10 @@ from restate.contract import (
     missing_shims,
     read_contract,
 )
-from restate.cost import estimate_cost
 from restate.engines.base import Engine
-from restate.entities import EntityIdError, check_entity_ids
-from restate.exposures import Exposure, downstream_exposures
-from restate.project import check_target
+from restate.plan.cost import estimate_cost
 from restate.settings import PROJECT_ROOT, Settings
+from restate.state import changelog
 
 
 class PlanError(ValueError):
@@ -70,7 +70,7 @@ class Plan:
     source_watermark: datetime | None
     code_version: dict[str, Any]
     estimate: dict[str, Any] = field(default_factory=dict)
-    # Each restated table's contract as declared when it was planned (restate/contract.py).
+    # Each restated table's contract as declared when it was planned (restate/contract/spec.py).
     contracts: dict[str, ModelContract] = field(default_factory=dict)
 
     @property
@@ -325,17 +325,17 @@ def check_accounts(
 
 def build_plan(engine: Engine, settings: Settings, manifest: dict[str, Any], req: PlanRequest) -> Plan:
     """Resolve the request into a stored plan (not yet written)."""
-    from restate.dbt_runner import DbtProject
-    from restate.loads import last_watermark
+    from restate.dbt.runner import DbtProject
+    from restate.ingest.loads import last_watermark
 
     if settings.close_date and req.start < settings.close_date and not req.allow_closed_period:
         raise PlanError(
             f"period starts {req.start}, before the close date {settings.close_date}: "
             "restating a closed period needs --allow-closed-period"
         )
-    from restate.duties import DutyError, plan_requires_approval
+    from restate.state.duties import DutyError, plan_requires_approval
 
-    try:  # closed periods and the production engine need an approver (restate.duties)
+    try:  # closed periods and the production engine need an approver (restate.state.duties)
         requires_approval = plan_requires_approval(settings, req.require_approval, req.start)
     except DutyError as exc:
         raise PlanError(str(exc)) from exc
@@ -493,7 +493,7 @@ def load_plan(engine: Engine, settings: Settings, restatement_id: int) -> Plan:
     plan = Plan.from_json(json.loads(rows[0][0]))
     if not plan.contracts:
         # Planned before plans stored their contracts: today's declarations of its models.
-        from restate.dbt_runner import DbtProject
+        from restate.dbt.runner import DbtProject
 
         try:
             project = read_contract(DbtProject(settings).manifest())

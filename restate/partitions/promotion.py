@@ -8,16 +8,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from restate import changelog, locks
-from restate.clock import utc_now as _now
-from restate.contract import ModelContract
-from restate.dbt_runner import DbtProject
+from restate.contract.spec import ModelContract
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
-from restate.faults import crash_point
-from restate.loads import EPOCH
-from restate.planning import Plan
-from restate.recompute import chunk_cache_key, recompute_chunk, scope_predicate, set_status
+from restate.ingest.loads import EPOCH
+from restate.partitions.recompute import chunk_cache_key, recompute_chunk, scope_predicate, set_status
+from restate.plan.plans import Plan
 from restate.settings import Settings
+from restate.state import changelog, locks
+from restate.state.clock import utc_now as _now
+from restate.state.faults import crash_point
 
 ARCHIVE_COLUMNS = "archive_version bigint, restatement_id bigint, replaced_at timestamp, is_tombstone boolean"
 
@@ -168,12 +168,12 @@ def swap_partitions(
 def check_gate(engine: Engine, settings: Settings, plan: Plan, approved_by: str | None) -> dict[str, Any]:
     """Validation passed (or was forced) and, when required, a permitted approver is named.
 
-    The approval rules are restate.duties' (approver listed, not the requester, not
+    The approval rules are restate.state.duties' (approver listed, not the requester, not
     whoever forced the validation); a refusal raises duties.DutyError (a GateError).
     """
     from dataclasses import replace
 
-    from restate import duties
+    from restate.state import duties
 
     meta = settings.meta_schema
     if _status(engine, settings, plan.restatement_id) == "cancelled":
@@ -213,11 +213,11 @@ def record_approval(
     comment: str | None,
     run_by: str | None = None,
 ) -> None:
-    """Record a permitted approver (restate.duties rules) with who ran the command.
+    """Record a permitted approver (restate.state.duties rules) with who ran the command.
 
     Raises duties.DutyError (a GateError and a ValueError) when the approver may not approve.
     """
-    from restate import duties
+    from restate.state import duties
 
     with engine.transaction():
         name = duties.check_approver(settings, duties.load(engine, settings, restatement_id), approver)
@@ -350,7 +350,7 @@ def _refuse_changed_code(settings: Settings, dbt: DbtProject, plan: Plan, refres
 
 def _revalidate(engine: Engine, settings: Settings, plan: Plan, refreshed: list[str]) -> str:
     """Validate the restated schema again after refreshing chunks; the promotion's evidence."""
-    from restate.validation import format_report, run_validation, store_validation
+    from restate.validation.contracts import format_report, run_validation, store_validation
 
     result = run_validation(
         settings, engine, plan.restate_schema, plan.period_start, plan.period_end, plan.restatement_id
@@ -386,8 +386,8 @@ def promote(
 ) -> dict[str, Any]:
     """Under the production write lock: refresh and re-validate every chunk whose inputs
     changed since the plan, then swap every model's partitions in one transaction."""
-    from restate.diff import compute_diff
-    from restate.loads import last_watermark
+    from restate.ingest.loads import last_watermark
+    from restate.validation.diff import compute_diff
 
     if _status(engine, settings, plan.restatement_id) == "promoted":
         return {"status": "already_promoted", "restatement_id": plan.restatement_id}
@@ -557,7 +557,7 @@ def rollback(
     not have: rollback refuses and names them, or with keep_later_loads restores every
     other partition and leaves those as loaded (recorded in the changelog).
     """
-    from restate.planning import load_plan
+    from restate.plan.plans import load_plan
 
     status = _status(engine, settings, plan.restatement_id)
     if status != "promoted":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from restate.engines.base import Engine
-from restate.promotion import GateError
+from restate.partitions.promotion import GateError
 from restate.settings import Settings
 
 SLACK_PREFIX = "slack:"

@@ -1,7 +1,7 @@
 """The landing's files, checked once before any load reads them (DuckDB engine).
 
 The landing is declared on a dbt source (``meta.restate.landing``: its folder, its
-typed columns and the columns that give a row's processing time; restate/contract.py).
+typed columns and the columns that give a row's processing time; restate/contract/spec.py).
 One unreadable file must not stop a load. Before a load plans its window, every
 Parquet file under ``<landing>/<folder>/`` that has not been checked yet is checked
 once. A file outside ``<folder>/<batch>/<file>.parquet`` (deeper, shallower, another
@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from restate.clock import utc_now
-from restate.contract import ContractError, LandingContract, ProjectContract
+from restate.contract.spec import ContractError, LandingContract, ProjectContract
 from restate.engines.base import Engine
-from restate.meta import META_TABLES
-from restate.object_store import landing_filesystem
+from restate.engines.object_store import landing_filesystem
 from restate.settings import Settings
+from restate.state.clock import utc_now
+from restate.state.meta import META_TABLES
 
-# The landing is declared on a dbt source (meta.restate.landing, restate/contract.py): its
+# The landing is declared on a dbt source (meta.restate.landing, restate/contract/spec.py): its
 # folder, its typed columns (a file may lack some: union_by_name fills nulls; one missing
 # from every accepted file is null typed) and which columns give a row's processing time.
 PROCESSED_AT = "landing_processed_at"

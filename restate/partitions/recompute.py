@@ -8,15 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from restate import changelog
-from restate.clock import utc_now as _now
-from restate.contract import ModelContract
-from restate.dbt_runner import DbtProject
+from restate.contract.spec import ModelContract
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
-from restate.faults import crash_point
-from restate.planning import Chunk, Plan
-from restate.runner import this_process
+from restate.plan.plans import Chunk, Plan
 from restate.settings import Settings
+from restate.state import changelog
+from restate.state.clock import utc_now as _now
+from restate.state.faults import crash_point
+from restate.state.runner import this_process
 
 
 class IsolationError(RuntimeError):
@@ -147,7 +147,7 @@ def recompute_chunk(
 
 def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
-    from restate.duties import run_by  # duties imports promotion, which imports this module
+    from restate.state.duties import run_by  # duties imports promotion, which imports this module
 
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="finish_recompute")
     if plan.follow_views:

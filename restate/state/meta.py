@@ -21,7 +21,7 @@ META_TABLES: dict[str, str] = {
         error varchar
     """,
     # Every landing file checked before a load reads it: accepted, or quarantined with
-    # the reason (restate/landing.py); files themselves are never moved or deleted.
+    # the reason (restate/ingest/landing.py); files themselves are never moved or deleted.
     "landing_files": """
         path varchar primary key,
         status varchar not null,
@@ -105,7 +105,7 @@ META_TABLES: dict[str, str] = {
         result_json varchar not null
     """,
     # Append-only audit log, chained by a keyed MAC (entry_hash) over each entry and the
-    # previous MAC; the key and the chain-head checkpoints live outside (restate/changelog.py).
+    # previous MAC; the key and the chain-head checkpoints live outside (restate/state/changelog.py).
     "changelog": """
         version bigint primary key,
         recorded_at timestamp not null,
@@ -225,7 +225,7 @@ def init_meta(engine: Engine, schema: str) -> list[str]:
     for table, columns in META_TABLES.items():
         engine.execute(f"create table if not exists {schema}.{table} ({columns})")
     _add_new_columns(engine, schema)
-    from restate.changelog import seed_head
+    from restate.state.changelog import seed_head
 
     seed_head(engine, schema)
     return list(META_TABLES)

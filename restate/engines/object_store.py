@@ -12,7 +12,7 @@ from restate.settings import Settings
 def s3_storage_options(settings: Settings) -> dict[str, Any]:
     """s3fs options from the settings or a prefect-aws AwsCredentials block (AWS chain if unset)."""
     if settings.aws_credentials_block:
-        from restate.credentials import aws_block_storage_options
+        from restate.engines.credentials import aws_block_storage_options
 
         return aws_block_storage_options(settings.aws_credentials_block, settings.s3_endpoint_url)
     options: dict[str, Any] = {}

@@ -1,0 +1,1 @@
+"""Running the user's dbt project in-process (dbt-core's runner), and handing its warehouse handle back."""

@@ -1,0 +1,1 @@
+"""Restatement plans: model closure, partition chunks, code version and cost estimate."""
