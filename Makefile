@@ -51,6 +51,10 @@ lint: $(STAMP) ## ruff check + format check + mypy
 bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 	$(PY) benchmarks/run.py
 
+.PHONY: bench-extract
+bench-extract: $(STAMP) ## load on a PostgreSQL source (BENCH_PG_ROWS, default 1M): statements, longest one
+	$(PY) benchmarks/postgres_extract.py
+
 # Team mode: Prefect server on PostgreSQL (trust auth), a process work pool, the
 # prefect.yaml deployments, one worker and task workers that share restatement chunks.
 SERVE_DB ?= restate_prefect

@@ -166,6 +166,15 @@ META_TABLES: dict[str, str] = {
         model varchar not null,
         partition_date date not null
     """,
+    # Where each extracted source table was read up to: (cursor value, key) of the last
+    # landed row (restate.ingest.postgres).
+    "source_cursors": """
+        source varchar primary key,
+        cursor_value varchar,
+        cursor_key varchar,
+        rows_landed bigint not null,
+        moved_at timestamp not null
+    """,
     # Which model code and logic vars built production, per load (for `restate explain`).
     "model_builds": """
         build_id varchar not null,
