@@ -45,7 +45,7 @@ test-fast: $(STAMP) ## only the fast (unmarked) tests
 lint: $(STAMP) ## ruff check + format check + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy restate flows notifications interfaces
+	$(VENV)/bin/mypy restate flows notifications interfaces sources
 
 .PHONY: bench
 bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)

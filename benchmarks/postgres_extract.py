@@ -21,8 +21,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restate.engines import connect
-from restate.ingest.postgres import PostgresTable, extract
 from restate.settings import Settings
+from sources.postgres import PostgresTable, extract
 
 ADMIN = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 ROWS = int(os.environ.get("BENCH_PG_ROWS", "1000000"))

@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     slack_token: SecretStr | None = None
     slack_base_url: str = "https://slack.com/api/"
     slack_signing_secret: SecretStr | None = None
+    # Payment webhooks (Stripe): the endpoint's signing secret (whsec_...), the accepted
+    # age of a delivery's signature, the durable journal, the landing folder.
+    stripe_webhook_secret: SecretStr | None = None
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    webhook_journal: Path | None = Field(default=None, description="default state_dir/webhooks.sqlite")
+    webhook_folder: str = "payments"
     slack_platform_channel: str = "#data-platform"
     slack_approvers: list[str] = Field(default_factory=list)
     smtp_host: str | None = None
@@ -240,6 +246,10 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Where the tool keeps dbt manifests and Prefect results between runs."""
         return self.data_dir / "state"
+
+    @property
+    def webhook_journal_path(self) -> Path:
+        return self.webhook_journal or self.state_dir / "webhooks.sqlite"
 
     @property
     def audit_key_path(self) -> Path:

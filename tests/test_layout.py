@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("restate", "notifications", "flows", "interfaces")
+PACKAGES = ("restate", "notifications", "flows", "interfaces", "sources")
 
 
 def _modules() -> dict[str, Path]:
@@ -107,7 +107,7 @@ def test_core_imports_no_flow_interface_or_notice_package() -> None:
         for module, targets in _edges(top_level_only=False).items()
         if module.startswith("restate")
         for target in targets
-        if target.split(".")[0] in ("flows", "interfaces", "notifications")
+        if target.split(".")[0] in ("flows", "interfaces", "notifications", "sources")
     }
     assert not bad, f"the core imports an outer layer: {sorted(bad)}"
 

@@ -1142,6 +1142,38 @@ def slack_serve(host: str = "127.0.0.1", port: int = 3000) -> None:
     serve(get_settings(), host, port)
 
 
+webhooks = typer.Typer(help="Payment webhooks (Stripe): receive, then land.", no_args_is_help=True)
+app.add_typer(webhooks, name="webhooks")
+
+
+@webhooks.command("serve")
+def webhooks_serve(host: str = "127.0.0.1", port: int = 8088) -> None:
+    """Receive Stripe's signed deliveries on POST /stripe/webhook (journaled before the 200)."""
+    from interfaces.webhooks import serve
+
+    serve(get_settings(), host, port)
+
+
+@webhooks.command("flush")
+def webhooks_flush(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Land every journaled, not yet landed event as one Parquet file in the landing."""
+    from sources.stripe_webhooks import Journal
+
+    s = get_settings()
+    journal = Journal(s.webhook_journal_path)
+    try:
+        path = journal.flush(s, s.webhook_folder)
+        counts = journal.counts()
+    finally:
+        journal.close()
+    if as_json:
+        emit_json({"landed_file": path, **counts})
+    elif path is None:
+        console.print(f"nothing to land ({counts['events']:,} events journaled, all landed)")
+    else:
+        console.print(f"landed {path} ({counts['landed']:,}/{counts['events']:,} events landed so far)")
+
+
 @app.command()
 def unlock(
     by: str = typer.Option(..., "--by", help="who releases the lock"),

@@ -167,7 +167,7 @@ META_TABLES: dict[str, str] = {
         partition_date date not null
     """,
     # Where each extracted source table was read up to: (cursor value, key) of the last
-    # landed row (restate.ingest.postgres).
+    # landed row (sources.postgres).
     "source_cursors": """
         source varchar primary key,
         cursor_value varchar,

@@ -15,9 +15,9 @@ import duckdb
 import pytest
 
 from restate.engines import connect
-from restate.ingest import postgres
-from restate.ingest.postgres import PostgresTable, SourceError, extract, page_statement
 from restate.settings import Settings
+from sources import postgres
+from sources.postgres import PostgresTable, SourceError, extract, page_statement
 from tests.conftest import make_settings
 
 psycopg = pytest.importorskip("psycopg")
