@@ -175,6 +175,18 @@ META_TABLES: dict[str, str] = {
         rows_landed bigint not null,
         moved_at timestamp not null
     """,
+    # Every file a drop folder showed (sources.sftp_drops): accepted, duplicate (same
+    # content landed before) or quarantined with its reason.
+    "source_files": """
+        source varchar not null,
+        path varchar not null,
+        size_bytes bigint not null,
+        sha256 varchar,
+        status varchar not null,
+        reason varchar,
+        kept_at varchar,
+        seen_at timestamp not null
+    """,
     # Which model code and logic vars built production, per load (for `restate explain`).
     "model_builds": """
         build_id varchar not null,
