@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
     webhook_journal: Path | None = Field(default=None, description="default state_dir/webhooks.sqlite")
     webhook_folder: str = "payments"
+    # The source connectors' declarations (sources/config.py): PostgreSQL tables, SFTP drops.
+    sources_file: Path | None = None
     slack_platform_channel: str = "#data-platform"
     slack_approvers: list[str] = Field(default_factory=list)
     smtp_host: str | None = None

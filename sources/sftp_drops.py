@@ -136,7 +136,7 @@ def check_csv(data: bytes, columns: dict[str, str]) -> tuple[pa.Table | None, st
 
 
 def _connect(drop: SftpDrop) -> Any:
-    import paramiko  # type: ignore[import-untyped]
+    import paramiko  # type: ignore[import-untyped,unused-ignore]
 
     client = paramiko.SSHClient()
     kind, _, blob = drop.host_key.strip().partition(" ")

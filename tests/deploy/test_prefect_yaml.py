@@ -14,7 +14,18 @@ DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
 
 
 def test_team_deployments_are_declared() -> None:
-    assert set(DEPLOYMENTS) == {"incremental", "restatement", "nightly-reconciliation", "rollback"}
+    assert set(DEPLOYMENTS) == {
+        "incremental",
+        "restatement",
+        "nightly-reconciliation",
+        "rollback",
+        "orders",
+        "payments",
+        "fulfilment",
+    }
+    assert DEPLOYMENTS["orders"]["schedules"] == [{"interval": 900, "timezone": "UTC"}]
+    assert DEPLOYMENTS["payments"]["schedules"] == [{"interval": 900, "timezone": "UTC"}]
+    assert DEPLOYMENTS["fulfilment"]["schedules"] == [{"interval": 3600, "timezone": "UTC"}]
     assert all(d["work_pool"]["name"] == "restate" for d in DEPLOYMENTS.values())
     assert DEPLOYMENTS["incremental"]["schedules"] == [{"interval": 900, "timezone": "UTC"}]
     assert DEPLOYMENTS["nightly-reconciliation"]["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
