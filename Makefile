@@ -51,6 +51,10 @@ lint: $(STAMP) ## ruff check + format check + mypy
 bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 	$(PY) benchmarks/run.py
 
+.PHONY: bench-webhooks
+bench-webhooks: $(STAMP) ## payment webhook receiver: events/s and p50/p99 acknowledgement latency
+	$(PY) benchmarks/webhooks_bench.py
+
 .PHONY: bench-extract
 bench-extract: $(STAMP) ## load on a PostgreSQL source (BENCH_PG_ROWS, default 1M): statements, longest one
 	$(PY) benchmarks/postgres_extract.py
