@@ -3,8 +3,8 @@ the landing.
 
 A delivery is acknowledged only after its event is committed to the journal (SQLite,
 WAL, synchronous=FULL: on disk before the 200). The journal is idempotent on the event
-id, so Stripe's retries (a new signature for the same event) are recorded once; the
-receiver refuses an exact repeat of a signature (a replay) before it gets here.
+id, so Stripe's retries (a new signature for the same event) are recorded once; an
+exact repeat of a signature (a replay) is refused and records nothing.
 `flush` writes the journal's unlanded events as one Parquet file into the landing,
 with the processing (receipt) time, and marks them landed after the file is whole: a
 crash in between lands them twice, which the landing's dedupe on the event id absorbs.
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import sqlite3
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -146,12 +148,21 @@ def payment_event(event: dict[str, Any]) -> PaymentEvent:
 
 
 class Journal:
-    """The durable, idempotent record of received events (one SQLite file)."""
+    """The durable, idempotent record of received events (one SQLite file).
+
+    `submit` is the receiver's way in: a writer thread commits whatever deliveries are
+    waiting in one transaction (group commit: one fsync for the batch) and resolves each
+    delivery's future only once its batch is on disk.
+    """
+
+    MAX_BATCH = 1000
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, PaymentEvent, Future[str]] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
         self.con = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.con.execute("pragma journal_mode = wal")
         self.con.execute("pragma synchronous = full")  # committed = on disk, before the 200
@@ -165,34 +176,83 @@ class Journal:
         self.con.execute("create table if not exists signatures (signature text primary key, seen_at text)")
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
         self.con.close()
 
-    def seen_signature(self, signature: str) -> bool:
-        """Record a delivery's signature; True if it was seen before (a replay)."""
+    def submit(self, signature: str, event: PaymentEvent) -> Future[str]:
+        """Queue a delivery; the future resolves, once committed, to "new", "duplicate"
+        (the event id was recorded before) or "replay" (the signature was seen before:
+        nothing recorded)."""
         with self._lock:
-            cur = self.con.execute("insert or ignore into signatures values (?, ?)", [signature, _now()])
-            return cur.rowcount == 0
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="webhook-journal", daemon=True)
+                self._writer.start()
+        done: Future[str] = Future()
+        self._queue.put((signature, event, done))
+        return done
+
+    def _write(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                with self._lock:
+                    self.con.execute("begin immediate")
+                    outcomes = [self._apply(signature, event) for signature, event, _ in batch]
+                    self.con.execute("commit")  # one fsync for the whole batch
+            except Exception as exc:
+                with self._lock:
+                    if self.con.in_transaction:
+                        self.con.execute("rollback")
+                for _, _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for (_, _, done), outcome in zip(batch, outcomes, strict=True):
+                done.set_result(outcome)
+
+    def _apply(self, signature: str, event: PaymentEvent) -> str:
+        cur = self.con.execute("insert or ignore into signatures values (?, ?)", [signature, _now()])
+        if cur.rowcount == 0:
+            return "replay"
+        return "new" if self._insert(event) else "duplicate"
 
     def record(self, event: PaymentEvent) -> bool:
-        """Commit the event; False when its id was already recorded (a retry)."""
+        """Commit the event now; False when its id was already recorded (a retry)."""
         with self._lock:
-            cur = self.con.execute(
-                "insert or ignore into events values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
-                [
-                    event.event_id,
-                    event.event_type,
-                    event.event_created.isoformat(),
-                    event.payment_id,
-                    event.order_id,
-                    None if event.amount is None else str(event.amount),
-                    event.currency,
-                    event.status,
-                    event.payment_method,
-                    int(event.redacted),
-                    _now(),
-                ],
-            )
-            return cur.rowcount == 1
+            return self._insert(event)
+
+    def _insert(self, event: PaymentEvent) -> bool:
+        cur = self.con.execute(
+            "insert or ignore into events values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
+            [
+                event.event_id,
+                event.event_type,
+                event.event_created.isoformat(),
+                event.payment_id,
+                event.order_id,
+                None if event.amount is None else str(event.amount),
+                event.currency,
+                event.status,
+                event.payment_method,
+                int(event.redacted),
+                _now(),
+            ],
+        )
+        return cur.rowcount == 1
 
     def counts(self) -> dict[str, int]:
         rows = self.con.execute(

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -53,14 +54,15 @@ def create_app(settings: Settings, journal: Journal | None = None) -> FastAPI:
         except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
             return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
         assert header is not None  # verify_header refuses a missing one
-        if journal.seen_signature(header):
-            return JSONResponse({"error": "replayed delivery"}, status_code=400)
         try:
             event = payment_event(parse_body(body))
         except ValueError as exc:
             return JSONResponse({"error": f"not a payment event: {exc}"}, status_code=400)
-        new = journal.record(event)  # committed (on disk) before the answer
-        body_out: dict[str, Any] = {"received": True, "duplicate": not new}
+        # Answered once the journal's batch holding it is committed (on disk).
+        outcome = await asyncio.wrap_future(journal.submit(header, event))
+        if outcome == "replay":
+            return JSONResponse({"error": "replayed delivery"}, status_code=400)
+        body_out: dict[str, Any] = {"received": True, "duplicate": outcome == "duplicate"}
         return JSONResponse(body_out)
 
     @app.get("/healthz")
