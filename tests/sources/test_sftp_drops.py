@@ -53,18 +53,20 @@ def sftp_server(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
         port = int(s.getsockname()[1])
     loop = asyncio.new_event_loop()
     started = threading.Event()
+    servers = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            await asyncssh.listen(
+            server = await asyncssh.listen(
                 "127.0.0.1",
                 port,
                 server_host_keys=[key],
                 server_factory=_Server,
                 sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root)),
             )
+            servers.append(server)
             started.set()
 
         loop.run_until_complete(start())
@@ -76,6 +78,16 @@ def sftp_server(tmp_path: Path) -> Iterator[tuple[int, Path, str]]:
     try:
         yield port, root / "drop", public
     finally:
+
+        async def shut() -> None:
+            servers[0].close()
+            await servers[0].wait_closed()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
