@@ -96,6 +96,9 @@ def expected_daily(
         key = (order["order_ts"].date(), order["store_id"])
         acc = sums.setdefault(key, [0, ZERO, ZERO, ZERO])
         refund = order["refund_amount"] or ZERO
+        if order.get("deleted_at") is not None:  # deleted at the source: counts nothing
+            sums.setdefault(key, [0, ZERO, ZERO, ZERO])
+            continue
         if order["status"].lower() == "cancelled":
             if refund_logic == "v1":
                 acc[2] += refund

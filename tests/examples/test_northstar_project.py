@@ -52,7 +52,9 @@ class Warehouse:
         con.execute(
             f"""
             create or replace view raw.orders as
-            select *, coalesce(order_ingested_at, updated_at) as landing_processed_at
+            select *, coalesce(order_ingested_at, updated_at) as landing_processed_at,
+                -- declared by the source, absent from the generator's files (as the tool's view does)
+                cast(null as timestamp) as deleted_at
             from read_parquet('{glob}', union_by_name = true, filename = true, file_row_number = true)
             """
         )

@@ -1,7 +1,7 @@
 """The source deployments' flows as Prefect flow runs (real temporary Prefect server):
 Northstar orders from a real PostgreSQL into the Northstar marts, inserted and then
-updated at the source (status changes, amount corrections, an order moved to another
-day), each run reporting rows and the watermark; the mart equals an independent
+updated and deleted at the source (status changes, amount corrections, an order moved
+to another day, soft deletes), each run reporting rows and the watermark; the mart equals an independent
 computation from the source table, to the cent. Then the payments journal and a partner
 SFTP drop land through their flows."""
 
@@ -33,6 +33,7 @@ NORTHSTAR_COLUMNS = {
     "gross_amount": "decimal(18, 2)",
     "tax_amount": "decimal(18, 2)",
     "refund_amount": "decimal(18, 2)",
+    "deleted_at": "timestamp",
 }
 
 
@@ -49,7 +50,7 @@ def orders_db() -> Iterator[str]:
                 order_id varchar primary key, store_id varchar not null, channel varchar not null,
                 status varchar not null, order_ts timestamp not null, updated_at timestamp not null,
                 gross_amount numeric(18, 2) not null, tax_amount numeric(18, 2) not null,
-                refund_amount numeric(18, 2) not null default 0
+                refund_amount numeric(18, 2) not null default 0, deleted_at timestamp
             )
             """
         )
@@ -68,7 +69,7 @@ def _expected(dsn: str) -> dict[tuple, tuple]:
             """
             select order_ts::date, store_id, count(*), sum(gross_amount), sum(refund_amount),
                    sum(tax_amount), sum(gross_amount) - sum(refund_amount)
-            from public.orders where status <> 'cancelled' group by 1, 2
+            from public.orders where status <> 'cancelled' and deleted_at is null group by 1, 2
             """
         ).fetchall()
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
@@ -91,7 +92,7 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
     base = datetime.now().replace(microsecond=0) - timedelta(days=2)
     with psycopg.connect(orders_db, autocommit=True) as con, con.cursor() as cur:
         cur.executemany(
-            "insert into public.orders values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "insert into public.orders values (%s, %s, %s, %s, %s, %s, %s, %s, %s, null)",
             [
                 (
                     f"NS-{i:07d}",
@@ -171,9 +172,15 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
                     "where order_id = 'NS-0000030'",
                     [later],
                 )
+                # Deleted by the shop (soft delete): the order counts nothing any more.
+                con.execute(
+                    "update public.orders set deleted_at = %s, updated_at = %s "
+                    "where order_id between 'NS-0000040' and 'NS-0000046'",
+                    [later, later],
+                )
                 con.execute(
                     "insert into public.orders select 'NS-1' || order_id, store_id, channel, 'placed', "
-                    "order_ts, %s, gross_amount, tax_amount, 0 from public.orders where order_id < 'NS-0000005'",
+                    "order_ts, %s, gross_amount, tax_amount, 0, null from public.orders where order_id < 'NS-0000005'",
                     [later],
                 )
                 changed = con.execute(

@@ -13,14 +13,14 @@ candidates as (
     select
         order_id, store_id, channel, status, order_ts, order_date, updated_at,
         order_ingested_at, ingested_at, gross_amount, tax_amount, refund_amount,
-        source_file, source_row_number
+        deleted_at, source_file, source_row_number
     from new_versions
     {% if is_incremental() %}
     union all
     select
         order_id, store_id, channel, status, order_ts, order_date, updated_at,
         order_ingested_at, ingested_at, gross_amount, tax_amount, refund_amount,
-        source_file, source_row_number
+        deleted_at, source_file, source_row_number
     from {{ this }}
     where order_id in (select order_id from new_versions)
     {% endif %}

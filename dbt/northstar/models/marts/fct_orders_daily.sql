@@ -26,11 +26,13 @@ amounts as (
         order_date,
         store_id,
         ingested_at,
-        -- a cancelled order is no sale: it counts 0 orders and 0 gross and tax
-        case when status = 'cancelled' then 0 else 1 end as is_sale,
-        case when status = 'cancelled' then 0 else gross_amount end as gross_amount,
-        case when status = 'cancelled' then 0 else tax_amount end as tax_amount,
-        {{ order_refunds('status', 'refund_amount') }} as refund_amount
+        -- a cancelled order is no sale: it counts 0 orders and 0 gross and tax;
+        -- a deleted order (soft delete at the source) counts nothing at all
+        case when status = 'cancelled' or deleted_at is not null then 0 else 1 end as is_sale,
+        case when status = 'cancelled' or deleted_at is not null then 0 else gross_amount end as gross_amount,
+        case when status = 'cancelled' or deleted_at is not null then 0 else tax_amount end as tax_amount,
+        case when deleted_at is not null then 0 else {{ order_refunds('status', 'refund_amount') }} end
+            as refund_amount
     from orders
 ),
 

@@ -19,6 +19,8 @@ checked as (
                 then 'bad_amount'
             when refund_amount is not null and {{ restate.landing_cast('refund_amount', 'decimal(18, 2)') }} is null
                 then 'bad_amount'
+            when deleted_at is not null and {{ restate.landing_cast('deleted_at', 'timestamp') }} is null
+                then 'bad_deleted_at'
         end as cast_failure
     from source
 ),
@@ -38,6 +40,7 @@ renamed as (
         {{ restate.landing_cast('gross_amount', 'decimal(18, 2)') }} as gross_amount,
         coalesce({{ restate.landing_cast('tax_amount', 'decimal(18, 2)') }}, 0) as tax_amount,
         coalesce({{ restate.landing_cast('refund_amount', 'decimal(18, 2)') }}, 0) as refund_amount,
+        {{ restate.landing_cast('deleted_at', 'timestamp') }} as deleted_at,
         cast(source_file as varchar) as source_file,
         cast(source_row_number as bigint) as source_row_number,
         cast_failure
