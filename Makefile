@@ -55,6 +55,10 @@ bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 bench-webhooks: $(STAMP) ## payment webhook receiver: events/s and p50/p99 acknowledgement latency
 	$(PY) benchmarks/webhooks_bench.py
 
+.PHONY: bench-freshness
+bench-freshness: $(STAMP) ## order database -> mart freshness, back to back (the floor)
+	$(PY) benchmarks/source_freshness.py
+
 .PHONY: bench-extract
 bench-extract: $(STAMP) ## load on a PostgreSQL source (BENCH_PG_ROWS, default 1M): statements, longest one
 	$(PY) benchmarks/postgres_extract.py
