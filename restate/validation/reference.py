@@ -11,15 +11,25 @@ A project declares its reference exports in a YAML file (``RESTATE_REFERENCE_EXP
         metrics: {sales: sales_amount, returns: returns_amount}   # file column -> model metric
         drift_metrics: [sales]         # optional (default: every metric)
         tolerance_pct: 0.05            # optional (default: RESTATE_TOLERANCE_PCT)
+        # How finance writes it (optional; without these the strict defaults below hold):
+        header: {"Posting Date": day, "Curr.": region}   # file label -> column above
+        ignore_columns: [Comment]      # labels present in the file and not read
+        date_format: "%d.%m.%Y"        # strptime format (default: ISO YYYY-MM-DD)
+        thousands_separator: "."       # "", ",", ".", "'" or " " (default: none)
+        decimal_separator: ","         # "." (default) or ","
+        sheet: Export                  # XLSX: the sheet (default: the first)
     drift_checks: [finance_daily]      # Soda check qualifiers whose failure is drift
 
-The grain column mapped to the model's date column is the file's date. Files are read
-strictly, in Python (the csv module, through fsspec for remote URIs): the exact header;
-ISO dates (inside the month a ``name_pattern`` names); plain decimals that fit
-decimal(18, 2) (no exponent, NaN, separators or third decimal); no empty grain value;
-one line per grain (two would be summed into a doubled reference). A malformed file
-refuses the whole load with an error naming the file and line, and the previous table
-stays as it was. Rows are written with parameterised inserts on every engine.
+The grain column mapped to the model's date column is the file's date. Files are CSV
+(UTF-8, a byte-order mark allowed; the csv module) or XLSX by their suffix (pandas over
+openpyxl; date cells as dates, number cells as numbers), through fsspec for remote URIs,
+and read strictly: the exact header (or, with ``header``, every declared label once, in
+any order, and nothing undeclared); dates in the declared format (inside the month a
+``name_pattern`` names); decimals that fit decimal(18, 2) (no exponent, NaN or third
+decimal; thousands separators only as declared and correctly grouped); no empty grain
+value; one line per grain (two would be summed into a doubled reference). A malformed
+file refuses the whole load with an error naming the file, line (sheet row) and column,
+and the previous table stays as it was. Rows are written with parameterised inserts.
 """
 
 from __future__ import annotations
@@ -65,6 +75,13 @@ class ReferenceExport:
     drift_metrics: tuple[str, ...] = ()
     tolerance_pct: float | None = None
     name_pattern: re.Pattern[str] | None = None
+    # How finance writes the file (all optional; without them the strict defaults hold):
+    labels: dict[str, str] = field(default_factory=dict)  # file header label -> file column
+    ignore_columns: frozenset[str] = frozenset()  # labels present in the file, not read
+    date_format: str | None = None  # strptime format, e.g. "%d.%m.%Y"; default ISO
+    thousands_separator: str = ""  # e.g. "," for 1,234.56 or "." for 1.234,56
+    decimal_separator: str = "."
+    sheet: str | None = None  # XLSX: the sheet to read (default: the first)
 
     @property
     def table(self) -> str:
@@ -122,6 +139,25 @@ def parse_declarations(data: Any, source: str) -> Declarations:
         if compiled is not None and not {"year", "month"} <= set(compiled.groupindex):
             raise ContractError(f"{where}: name_pattern needs the groups (?P<year>..) and (?P<month>..)")
         tolerance = item.get("tolerance_pct")
+        labels = item.get("header") or {}
+        if not isinstance(labels, dict) or any(
+            not isinstance(k, str) or str(v).lower() not in {*grain, *metrics} for k, v in labels.items()
+        ):
+            raise ContractError(f"{where}: header must map file labels to its grain and metric columns")
+        thousands = str(item.get("thousands_separator") or "")
+        decimal_sep = str(item.get("decimal_separator") or ".")
+        if (
+            thousands not in ("", ",", ".", " ", "'")
+            or decimal_sep not in (".", ",")
+            or thousands == decimal_sep
+        ):
+            raise ContractError(
+                f"{where}: thousands_separator must be one of , . ' or a space, decimal_separator . or , "
+                "and they must differ"
+            )
+        date_format = item.get("date_format")
+        if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
+            raise ContractError(f"{where}: date_format must be a strptime format such as %d.%m.%Y")
         exports.append(
             ReferenceExport(
                 name=name,
@@ -133,6 +169,14 @@ def parse_declarations(data: Any, source: str) -> Declarations:
                 drift_metrics=drift,
                 tolerance_pct=float(tolerance) if tolerance is not None else None,
                 name_pattern=compiled,
+                labels={" ".join(str(k).split()).lower(): str(v).lower() for k, v in labels.items()},
+                ignore_columns=frozenset(
+                    " ".join(str(c).split()).lower() for c in item.get("ignore_columns") or []
+                ),
+                date_format=date_format,
+                thousands_separator=thousands,
+                decimal_separator=decimal_sep,
+                sheet=str(item["sheet"]) if item.get("sheet") is not None else None,
             )
         )
     names = [e.name for e in exports]
@@ -207,18 +251,40 @@ def _files(root: str, pattern: str) -> list[tuple[str, bytes]]:
 
 def _decode(name: str, data: bytes) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (Excel's CSV export) is not data
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ReferenceExportError(f"{name}:{line}: not UTF-8 text (byte {exc.start})") from exc
 
 
-def _amount(value: str, name: str, line: int, column: str) -> Decimal:
-    text = value.strip()
+def _amount_text(export: ReferenceExport, value: Any) -> str:
+    """The cell as a plain decimal string (the declared separators removed), or as read."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):  # an XLSX number: the shortest text that round-trips
+        return repr(value) if value == value and abs(value) != float("inf") else str(value)
+    text = str(value).strip()
+    sep, dec = re.escape(export.thousands_separator), re.escape(export.decimal_separator)
+    if export.thousands_separator and re.fullmatch(rf"-?\d{{1,3}}({sep}\d{{3}})+({dec}\d+)?", text):
+        text = text.replace(export.thousands_separator, "")
+    if export.decimal_separator != ".":
+        if "." in text:
+            return text + " "  # a point where the file's decimal separator is a comma
+        text = text.replace(export.decimal_separator, ".")
+    return text
+
+
+def _amount(export: ReferenceExport, value: Any, name: str, line: int, column: str) -> Decimal:
+    text = _amount_text(export, value)
     if not AMOUNT_PATTERN.match(text):
+        shown = str(value)[:40]
         raise ReferenceExportError(
-            f"{name}:{line}: {column} {value[:40]!r} is not a plain decimal amount "
-            "(digits, optional minus, at most 2 decimals, at most 16 integer digits)"
+            f"{name}:{line}: {column} {shown!r} is not a plain decimal amount "
+            "(digits, optional minus, at most 2 decimals, at most 16 integer digits"
+            + (f", thousands separator {export.thousands_separator!r}" if export.thousands_separator else "")
+            + ")"
         )
     try:
         return Decimal(text)
@@ -226,55 +292,130 @@ def _amount(value: str, name: str, line: int, column: str) -> Decimal:
         raise ReferenceExportError(f"{name}:{line}: {column} {value!r} is not a number") from exc
 
 
-def parse_file(export: ReferenceExport, name: str, text: str) -> Iterator[list[Any]]:
-    """Rows of one file, in the export's header order, each value checked."""
+def _day(export: ReferenceExport, value: Any, name: str, line: int, column: str) -> date:
+    if isinstance(value, datetime):  # an XLSX date cell (pandas gives a Timestamp, a datetime)
+        if value.time() != datetime.min.time():
+            raise ReferenceExportError(f"{name}:{line}: {column} bad date {str(value)!r} (it has a time)")
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = "" if value is None else str(value).strip()
+    try:
+        if export.date_format:
+            return datetime.strptime(text, export.date_format).date()
+        if not DATE_PATTERN.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        expected = export.date_format or "YYYY-MM-DD"
+        raise ReferenceExportError(
+            f"{name}:{line}: {column} bad date {text[:40]!r} (expected {expected})"
+        ) from exc
+
+
+def _normal(label: Any) -> str:
+    return " ".join(str(label if label is not None else "").split()).lower()
+
+
+def _positions(export: ReferenceExport, name: str, header: list[Any]) -> list[int]:
+    """Where each of the export's columns is in the file's header."""
+    if not export.labels and not export.ignore_columns:
+        if [_normal(h) for h in header] != export.header:
+            raise ReferenceExportError(
+                f"{name}: header {[_normal(h) for h in header][:20]} is not {export.header}"
+            )
+        return list(range(len(export.header)))
+    found: dict[str, int] = {}
+    for index, label in enumerate(_normal(h) for h in header):
+        column = export.labels.get(label, label if label in export.header else None)
+        if column is None:
+            if label in export.ignore_columns:
+                continue
+            raise ReferenceExportError(
+                f"{name}: column {str(header[index])[:40]!r} is neither mapped (header:) nor ignored "
+                "(ignore_columns:) in the declaration"
+            )
+        if column in found:
+            raise ReferenceExportError(f"{name}: two columns read as {column}")
+        found[column] = index
+    missing = [c for c in export.header if c not in found]
+    if missing:
+        raise ReferenceExportError(
+            f"{name}: header {[str(h) for h in header][:20]} has no {', '.join(missing)}"
+        )
+    return [found[c] for c in export.header]
+
+
+def _records(
+    export: ReferenceExport, name: str, data: bytes
+) -> tuple[list[Any], Iterator[tuple[int, list[Any]]]]:
+    """The header and the (line or sheet row, cells) of a CSV or XLSX file."""
+    if name.lower().endswith((".xlsx", ".xlsm")):
+        import pandas as pd
+
+        try:
+            frame = pd.read_excel(
+                io.BytesIO(data), sheet_name=export.sheet or 0, header=None, dtype=object, engine="openpyxl"
+            )
+        except Exception as exc:  # not a workbook, no such sheet
+            raise ReferenceExportError(f"{name}: not a readable XLSX workbook ({str(exc)[:120]})") from exc
+        cells = [[None if pd.isna(v) else v for v in row] for row in frame.itertuples(index=False)]
+        if not cells:
+            return [], iter(())
+        return list(cells[0]), ((row + 2, values) for row, values in enumerate(cells[1:]))
+    reader = csv.reader(io.StringIO(_decode(name, data)))
+    header: list[Any] = list(next(reader, []))
+
+    def lines() -> Iterator[tuple[int, list[Any]]]:
+        records = enumerate(reader, start=2)
+        while True:
+            try:
+                line, record = next(records)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise ReferenceExportError(f"{name}:{reader.line_num}: {exc}") from exc
+            yield line, list(record)
+
+    return header, lines()
+
+
+def parse_file(export: ReferenceExport, name: str, data: bytes | str) -> Iterator[list[Any]]:
+    """Rows of one file (CSV, or XLSX by its suffix), in the export's column order, each
+    value checked; ReferenceExportError names the file, line (sheet row) and column."""
     month: tuple[int, int] | None = None
     if export.name_pattern is not None:
         match = export.name_pattern.fullmatch(name)
         if not match:
             raise ReferenceExportError(f"{name}: does not match {export.name_pattern.pattern}")
         month = (int(match.group("year")), int(match.group("month")))
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip().lower() for h in next(reader, [])]
-    if header != export.header:
-        raise ReferenceExportError(f"{name}: header {header[:20]} is not {export.header}")
+    header, records = _records(export, name, data.encode() if isinstance(data, str) else data)
+    positions = _positions(export, name, header)
     seen: dict[tuple[Any, ...], int] = {}
-    records = enumerate(reader, start=2)
     n_grain = len(export.grain)
-    while True:
-        try:
-            line, record = next(records)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise ReferenceExportError(f"{name}:{reader.line_num}: {exc}") from exc
-        if not record or all(not v.strip() for v in record):
+    for line, record in records:
+        if not record or all(v is None or not str(v).strip() for v in record):
             continue
-        if len(record) != len(export.header):
-            raise ReferenceExportError(
-                f"{name}:{line}: expected {len(export.header)} fields, got {len(record)}"
-            )
+        if len(record) != len(header):
+            raise ReferenceExportError(f"{name}:{line}: expected {len(header)} fields, got {len(record)}")
+        cells = [record[i] for i in positions]
         values: list[Any] = []
-        for column, raw in zip(export.grain, record[:n_grain], strict=True):
-            text_value = raw.strip()
+        for column, raw in zip(export.grain, cells[:n_grain], strict=True):
             if column == export.date_column:
-                try:
-                    if not DATE_PATTERN.match(text_value):
-                        raise ValueError(text_value)
-                    day = date.fromisoformat(text_value)
-                except ValueError as exc:
-                    raise ReferenceExportError(f"{name}:{line}: bad date {raw[:40]!r}") from exc
+                day = _day(export, raw, name, line, column)
                 if month is not None and (day.year, day.month) != month:
                     raise ReferenceExportError(
                         f"{name}:{line}: date {day} is outside {month[0]}-{month[1]:02d}"
                     )
                 values.append(day)
             else:
+                text_value = "" if raw is None else str(raw).strip()
                 if not text_value or len(text_value) > _MAX_TEXT:
-                    raise ReferenceExportError(f"{name}:{line}: {column} {raw[:40]!r} is empty or too long")
+                    shown = "" if raw is None else str(raw)[:40]
+                    raise ReferenceExportError(f"{name}:{line}: {column} {shown!r} is empty or too long")
                 values.append(text_value)
-        for column, raw in zip(export.metrics, record[n_grain:], strict=True):
-            values.append(_amount(raw, name, line, column))
+        for column, raw in zip(export.metrics, cells[n_grain:], strict=True):
+            values.append(_amount(export, "" if raw is None else raw, name, line, column))
         key = tuple(v.upper() if isinstance(v, str) else v for v in values[:n_grain])
         first = seen.setdefault(key, line)
         if first != line:
@@ -296,7 +437,7 @@ def load_reference_exports(engine: Engine, settings: Settings) -> dict[str, int]
     for export in declared(settings):
         rows = []
         for name, data in _files(settings.finance, export.files):
-            rows += [[*r, name] for r in parse_file(export, name, _decode(name, data))]
+            rows += [[*r, name] for r in parse_file(export, name, data)]
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         table = reference_table(settings, export)
         engine.execute(f"create schema if not exists {settings.meta_schema}")
