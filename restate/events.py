@@ -64,8 +64,13 @@ class LogOnly:
         detail: str | None = None,
         manifest: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        log.info("restatement %s: %s (no notifier installed)", restatement_id, event.value)
-        return {}
+        log.warning(
+            "restatement %s: %s not announced: no notifier is installed (the `restate.notifiers` "
+            "entry point: install the project with pip)",
+            restatement_id,
+            event.value,
+        )
+        return {"error": "no notifier installed"}
 
 
 _current: ContextVar[Notifier | None] = ContextVar("restate_notifier", default=None)
