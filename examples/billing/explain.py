@@ -439,6 +439,23 @@ def explain(
     return result
 
 
+def logic_change(code: dict[str, Any]) -> str:
+    """What changed in the logic that built production, in words (no hash, no repr)."""
+    source = str(code.get("prod_built_by") or "")
+    kind, _, ident = source.partition(":")
+    by = f"restatement #{ident}" if kind == "restatement" else "an incremental load"
+    built_at = code.get("prod_built_at")
+    when = f" on {built_at:%Y-%m-%d %H:%M} UTC" if isinstance(built_at, datetime) else ""
+    old, new = code.get("prod_dbt_vars") or {}, code.get("current_dbt_vars") or {}
+    settings = [
+        f"{key} was {old.get(key, 'the project default')}, is now {new.get(key, 'the project default')}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    what = "; ".join(settings) if settings else f"the SQL of {MODEL} has changed since"
+    return f"production's {MODEL} was built{when} by {by} with other logic than today's ({what})"
+
+
 def verdict(e: Explanation) -> list[str]:
     """One line per cause that moved the numbers, largest first, for the on-call engineer."""
     causes: dict[str, Decimal] = {"late": ZERO, "logic": ZERO, "source": ZERO}
@@ -456,11 +473,7 @@ def verdict(e: Explanation) -> list[str]:
                 f"the period (watermark {e.prod_watermark}); a load or a restatement picks them up"
             )
         elif cause == "logic" and e.code["changed"]:
-            lines.append(
-                f"transformation logic: {MODEL} was built by {e.code['prod_built_by']} with logic "
-                f"{e.code['prod_logic_version']} (vars {e.code['prod_dbt_vars']}); the current logic "
-                f"is {e.code['current_logic_version']} (vars {e.code['current_dbt_vars']}): restate"
-            )
+            lines.append(f"transformation logic: {logic_change(e.code)}: restate the period")
         elif cause == "logic":
             lines.append(
                 "ETL bug or manual edit: production differs from a recomputation with the same "

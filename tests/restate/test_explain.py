@@ -9,6 +9,7 @@ refunds, when production was built with the old logic).
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -165,6 +166,10 @@ def test_old_logic_manual_edit_and_finance_error_are_told_apart(tmp_path: Path) 
         )
         assert e.code["changed"] is True and e.code["prod_dbt_vars"] == {"revenue_logic": "v1"}
         assert e.verdict[0].startswith("late data") and "transformation logic" in e.verdict[1]
+        # Said in words a finance lead reads: the setting that changed, no hash, no repr.
+        assert "revenue_logic was v1, is now the project default" in e.verdict[1], e.verdict[1]
+        assert "by an incremental load" in e.verdict[1]
+        assert not re.search(r"[0-9a-f]{12}", e.verdict[1]) and "{" not in e.verdict[1], e.verdict[1]
 
         # Same logic, but someone edited production by hand: not a code change.
         current = settings.model_copy(update={"project_vars": {"revenue_logic": "v1"}})
