@@ -100,7 +100,7 @@ def run_demo(
     prepare_prefect(demo)  # before Prefect is imported (restate demo): its home in the folder
     with use_settings(demo):  # the flows read get_settings(): the demo's, not the installation's
         out = _story(demo, say, spec or default_spec())
-    out["summary_title"] = "net revenue, all currencies summed in their own units: as reported vs restated"
+    out["summary_title"] = "net revenue restated minus as reported, per month, in each currency"
     out["summary_rows"] = monthly_summary(out["diff"])
     where = out["folder"]
     out["summary_note"] = (
@@ -113,19 +113,19 @@ def run_demo(
 
 
 def monthly_summary(diff: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Net revenue per month over every currency: as reported, restated, delta and percent."""
+    """Net revenue restated minus as reported, per month and currency: one column per
+    currency, each in its own unit (never summed across currencies)."""
     months: dict[str, dict[str, Any]] = {}
     for row in diff:
-        if row["metric"] == "net_revenue" and row.get("model", "fct_revenue_daily") == "fct_revenue_daily":
-            m = months.setdefault(row["month"], {"month": row["month"], "as_reported": 0, "restated": 0})
-            m["as_reported"] += row["as_reported"]
-            m["restated"] += row["restated"]
-    rows = []
-    for m in months.values():
-        delta = m["restated"] - m["as_reported"]
-        pct = f"{delta * 100 / m['as_reported']:.2f}%" if m["as_reported"] else ""
-        rows.append({**m, "delta": delta, "pct": pct})
-    return rows
+        if row["metric"] != "net_revenue" or row.get("model", "fct_revenue_daily") != "fct_revenue_daily":
+            continue
+        label = str(row.get("dimensions") or "")
+        dims = dict(part.strip().split("=", 1) for part in label.split(",") if "=" in part)
+        currency = dims.get("currency", "?")
+        m = months.setdefault(row["month"], {"month": row["month"]})
+        m[currency] = m.get(currency, 0) + row["restated"] - row["as_reported"]
+    currencies = sorted({c for m in months.values() for c in m if c != "month"})
+    return [{"month": m["month"], **{c: m.get(c, 0) for c in currencies}} for m in months.values()]
 
 
 def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
