@@ -56,6 +56,10 @@ class NoticeContext:
     # Which time the event happened to this restatement (2 = promoted again after a
     # rollback): each occurrence is its own notice.
     occurrence: int = 1
+    # The entity filter of the plan (None: every entity), and a forced validation.
+    entities: list[str] | None = None
+    forced_by: str | None = None
+    force_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.event = NoticeEvent(self.event)
@@ -265,15 +269,32 @@ def headline(ctx: NoticeContext, exposures: Sequence[AffectedExposure]) -> str:
     )
 
 
+def _scope(ctx: NoticeContext) -> str:
+    if not ctx.entities:
+        return "every entity"
+    shown = ", ".join(ctx.entities[:10]) + (
+        f" and {len(ctx.entities) - 10} more" if len(ctx.entities) > 10 else ""
+    )
+    return f"only {len(ctx.entities)} entit{'y' if len(ctx.entities) == 1 else 'ies'}: {shown}"
+
+
 def _facts(ctx: NoticeContext) -> list[tuple[str, str]]:
     facts = [
         ("Models", _models(ctx)),
         ("Period", _period(ctx)),
+        ("Scope", _scope(ctx)),
         ("Reason", ctx.reason or "—"),
         ("Ticket", ctx.ticket or "—"),
         ("Requested by", ctx.requested_by or "—"),
         ("Approved by", ctx.approved_by or "—"),
     ]
+    if ctx.forced_by:
+        facts.append(
+            (
+                "Validation",
+                f"failed, and was forced by {ctx.forced_by}: {ctx.force_reason or 'no reason given'}",
+            )
+        )
     if ctx.changelog_version is not None:
         facts.append(("Audit log version", str(ctx.changelog_version)))
     return facts

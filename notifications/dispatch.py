@@ -454,7 +454,21 @@ def build_context(
         detail=detail,
         chain_head=changelog.chain_head(engine, settings.meta_schema),
         occurrence=occurrence,
+        entities=[a for a in str(st.get("accounts") or "").split(",") if a] or None,
+        **_forced(engine, settings, restatement_id),
     )
+
+
+def _forced(engine: Engine, settings: Settings, restatement_id: int) -> dict[str, str | None]:
+    """Who forced the latest validation through, and why (nothing when it was not forced)."""
+    rows = engine.query(
+        f"select forced_by, force_reason from {settings.meta_schema}.validations "
+        "where restatement_id = ? order by checked_at desc limit 1",
+        [restatement_id],
+    )
+    if not rows or not rows[0][0]:
+        return {}
+    return {"forced_by": str(rows[0][0]), "force_reason": rows[0][1]}
 
 
 def _kept_as_loaded(engine: Engine, settings: Settings, restatement_id: int, occurrence: int) -> list[str]:

@@ -244,3 +244,15 @@ def test_email_over_starttls_with_login(tmp_path):
         assert box.recipients() == ["maria@example.com"]
     finally:
         controller.stop()
+
+
+def test_an_entity_scoped_restatement_says_so_everywhere() -> None:
+    entities = [f"acct_{i:03d}" for i in range(15)]
+    msg = compose(context(NoticeEvent.PROMOTED, entities=entities))
+    said = "Scope: only 15 entities: acct_000, acct_001"
+    assert said in msg.text and "and 5 more" in msg.text
+    assert "only 15 entities" in msg.html and any("only 15 entities" in str(b) for b in msg.blocks)
+    one = compose(context(NoticeEvent.PROMOTED, entities=["acct_007"]))
+    assert "Scope: only 1 entity: acct_007" in one.text
+    everyone = compose(context(NoticeEvent.PROMOTED))
+    assert "Scope: every entity" in everyone.text and "Validation:" not in everyone.text

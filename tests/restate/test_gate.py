@@ -98,6 +98,14 @@ def test_finance_disagreement_blocks_promotion_until_forced_by_an_approver(
     events = [r["event"] for r in entries]
     assert events.index("validation_forced") < events.index("approved") < events.index("promoted")
     assert entries[events.index("approved")]["actor"] == "controller"
+    # The promotion notice says the validation was forced, by whom and why, and the scope.
+    from notifications import build_context, compose
+
+    with connect(s) as e:
+        notice = compose(build_context(e, s, rid, "promoted"))
+    assert "Validation: failed, and was forced by cfo: " in notice.text and "FIN-7" in notice.text
+    assert "Scope: every entity" in notice.text
+    assert "forced by cfo" in notice.html and any("forced by cfo" in str(b) for b in notice.blocks)
     assert entries[events.index("promoted")]["payload"]["approved_by"] == "controller"
 
 
