@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from notifications.dimensions import dimensions_cell
 
@@ -46,17 +46,21 @@ def _panels(monthly: Sequence[dict[str, Any]], max_panels: int) -> list[tuple[st
     return found[:max_panels]
 
 
-def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int = 3) -> bytes | None:
-    """Grouped bars per month (grey: as reported, blue: restated), one panel per metric
-    and dimensions (in the order the rows give them), with the change written above each month.
-    None when there is nothing to draw."""
+def build_figure(monthly: Sequence[dict[str, Any]], title: str, max_panels: int = 3) -> Figure | None:
+    """Per metric and dimensions (in the order the rows give them): grouped bars per month
+    (grey: as reported, blue: restated) and, under them, a panel of the change per month
+    with its amount written at each bar (rotated when there are many months), so labels
+    never sit on top of each other from 1 to 24 months. None when there is nothing to draw."""
     panels = _panels(monthly, max_panels)
     if not panels:
         return None
-    fig = Figure(figsize=(9, 2.8 * len(panels) + 0.6), dpi=100)
+    # Constrained layout makes room for every title, tick label and rotated month.
+    fig = Figure(figsize=(9, 4.6 * len(panels) + 0.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (metric, dims) in zip(axes, panels, strict=True):
+    fig.get_layout_engine().set(h_pad=0.14, hspace=0.06)  # type: ignore[union-attr]
+    grid = fig.add_gridspec(2 * len(panels), 1, height_ratios=[3, 1.6] * len(panels))
+    first_ax = None
+    for n, (metric, dims) in enumerate(panels):
         rows = sorted(
             (r for r in monthly if r["metric"] == metric and r.get("dimensions") == dims),
             key=lambda r: str(r["month"]),
@@ -64,35 +68,63 @@ def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
         months = [str(r["month"]) for r in rows]
         before = [_num(r["as_reported"]) for r in rows]
         after = [_num(r["restated"]) for r in rows]
+        deltas = [a - b for a, b in zip(after, before, strict=True)]
         xs = list(range(len(months)))
         width = 0.38
+        ax = fig.add_subplot(grid[2 * n])
+        delta_ax = fig.add_subplot(grid[2 * n + 1], sharex=ax)
+        first_ax = first_ax or ax
         ax.bar([x - width / 2 for x in xs], before, width, label="As reported", color=AS_REPORTED_COLOR)
         ax.bar([x + width / 2 for x in xs], after, width, label="Restated", color=RESTATED_COLOR)
-        for x, b, a in zip(xs, before, after, strict=True):
-            delta = a - b
-            if delta:
-                pct = f" ({delta / abs(b) * 100:+.2f}%)" if b else ""
-                ax.annotate(
-                    f"{delta:+,.0f}{pct}",
-                    (x, max(a, b, 0)),
-                    textcoords="offset points",
-                    xytext=(0, 3),
-                    ha="center",
-                    fontsize=8,
-                    color="#b42318" if delta < 0 else "#067647",
-                )
-        ax.set_xticks(xs, months, rotation=45 if len(months) > 8 else 0, fontsize=8)
         ax.yaxis.set_major_formatter(FuncFormatter(_amount))
+        ax.tick_params(axis="x", labelbottom=False)
         label = metric.replace("_", " ").capitalize() + (
             f" ({dimensions_cell(dims, monthly)})" if dims else ""
         )
         ax.set_title(label, fontsize=10, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
-        ax.margins(y=0.15)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+        ax.margins(y=0.1)
+
+        colors = ["#b42318" if d < 0 else "#067647" for d in deltas]
+        delta_ax.bar(xs, deltas, 0.6, color=colors)
+        delta_ax.axhline(0, color="#475467", linewidth=0.8)
+        many = len(months) > 6
+        low, high = min([*deltas, 0.0]), max([*deltas, 0.0])
+        span = (high - low) or 1.0
+        # Room for the labels beyond the longest bars (rotated labels are taller).
+        pad = span * (0.9 if many else 0.35)
+        delta_ax.set_ylim(low - (pad if low < 0 else span * 0.05), high + (pad if high > 0 else span * 0.05))
+        for x, d in zip(xs, deltas, strict=True):
+            if not d:
+                continue
+            delta_ax.annotate(
+                ("+" if d > 0 else "-") + _amount(abs(d)),
+                (x, d),
+                textcoords="offset points",
+                xytext=(0, 3 if d > 0 else -3),
+                ha="center",
+                va="bottom" if d > 0 else "top",
+                rotation=90 if many else 0,
+                fontsize=7,
+                color="#b42318" if d < 0 else "#067647",
+            )
+        delta_ax.set_ylabel("change", fontsize=8)
+        delta_ax.yaxis.set_major_formatter(FuncFormatter(_amount))
+        delta_ax.yaxis.set_major_locator(MaxNLocator(3))
+        delta_ax.set_xticks(xs, months, rotation=90 if len(months) > 12 else (45 if many else 0), fontsize=8)
+        delta_ax.spines[["top", "right"]].set_visible(False)
+    assert first_ax is not None
+    handles, labels = first_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def render_chart(monthly: Sequence[dict[str, Any]], title: str, max_panels: int = 3) -> bytes | None:
+    """The chart as PNG bytes (see build_figure); None when there is nothing to draw."""
+    fig = build_figure(monthly, title, max_panels)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
