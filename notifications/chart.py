@@ -57,7 +57,7 @@ def build_figure(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
     # Constrained layout makes room for every title, tick label and rotated month.
     fig = Figure(figsize=(9, 4.6 * len(panels) + 0.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    fig.get_layout_engine().set(h_pad=0.14, hspace=0.06)  # type: ignore[union-attr]
+    fig.get_layout_engine().set(h_pad=0.14, hspace=0.06)  # type: ignore[union-attr,call-arg]
     grid = fig.add_gridspec(2 * len(panels), 1, height_ratios=[3, 1.6] * len(panels))
     first_ax = None
     for n, (metric, dims) in enumerate(panels):
