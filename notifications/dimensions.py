@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from restate.validation.diff import dimension_values
+
 
 def _pairs(label: Any) -> list[tuple[str, str]]:
     """("name", "value") pairs of a dimensions label "name=value, name2=value2"."""
-    out = []
-    for part in str(label or "").split(", "):
-        name, sep, value = part.partition("=")
-        if sep:
-            out.append((name, value))
-    return out
+    return list(dimension_values(label).items())
 
 
 def dimensions_header(rows: Sequence[dict[str, Any]]) -> str:

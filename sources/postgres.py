@@ -258,6 +258,7 @@ def extract(
         con.rollback()
         report.upper_bound = upper
         first_page, later_page = page_statement(src, types, True), page_statement(src, types, False)
+        names = [c for c in src.columns if c != src.landed_at_column]  # the order the page selects
         while max_pages is None or report.pages < max_pages:
             if cursor is None:
                 params: list[Any] = [upper, src.page_size]
@@ -272,7 +273,6 @@ def extract(
             report.max_rows_per_statement = max(report.max_rows_per_statement, len(rows))
             if not rows:
                 break
-            names = [c for c in src.columns if c != src.landed_at_column]
             data: dict[str, list[Any]] = {c: [r[i] for r in rows] for i, c in enumerate(names)}
             if src.landed_at_column:
                 data[src.landed_at_column] = [datetime.now()] * len(rows)

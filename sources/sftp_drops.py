@@ -19,6 +19,7 @@ first use).
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -140,7 +141,7 @@ def _connect(drop: SftpDrop) -> Any:
 
     client = paramiko.SSHClient()
     kind, _, blob = drop.host_key.strip().partition(" ")
-    key = paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(blob.split()[0]))
+    key = paramiko.PKey.from_type_string(kind, base64.b64decode(blob.split()[0]))
     name = drop.host if drop.port == 22 else f"[{drop.host}]:{drop.port}"
     client.get_host_keys().add(name, kind, key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())  # only the pinned key
@@ -165,12 +166,36 @@ def _listing(sftp: Any, remote_dir: str) -> dict[str, tuple[int, int]]:
     }
 
 
-def _record(engine: Engine, meta: str, drop: SftpDrop, name: str, size: int, sha: str | None, status: str,
-            reason: str | None, landed: str | None) -> None:  # fmt: skip
+def _record(engine: Engine, meta: str, drop: SftpDrop, name: str, stamp: tuple[int, int], sha: str | None,
+            status: str, reason: str | None, landed: str | None) -> None:  # fmt: skip
+    size, mtime = stamp
     engine.execute(
-        f"insert into {meta}.source_files values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [drop.name, f"{drop.remote_dir.rstrip('/')}/{name}", size, sha, status, reason, landed, _now()],
+        f"insert into {meta}.source_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            drop.name,
+            f"{drop.remote_dir.rstrip('/')}/{name}",
+            size,
+            sha,
+            status,
+            reason,
+            landed,
+            _now(),
+            mtime,
+        ],
     )
+
+
+def _known(
+    engine: Engine, meta: str, drop: SftpDrop, name: str, stamp: tuple[int, int]
+) -> tuple[str, str] | None:
+    """What an earlier pass decided for this very file (same path, size and mtime): it is
+    not downloaded again."""
+    rows = engine.query(
+        f"select status, reason from {meta}.source_files where source = ? and path = ? and size_bytes = ? "
+        "and mtime = ? order by seen_at desc limit 1",
+        [drop.name, f"{drop.remote_dir.rstrip('/')}/{name}", *stamp],
+    )
+    return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
 
 def _now() -> datetime:
@@ -188,6 +213,7 @@ def _take(
     folder: str,
     batch: str,
     name: str,
+    stamp: tuple[int, int],
     data: bytes,
     report: DropReport,
 ) -> None:
@@ -197,7 +223,7 @@ def _take(
     path_remote = f"{drop.remote_dir.rstrip('/')}/{name}"
     if _count(engine, meta, "sha256 = ? and status = 'accepted'", [sha]):
         if not _count(engine, meta, "sha256 = ? and path = ?", [sha, path_remote]):
-            _record(engine, meta, drop, name, len(data), sha, "duplicate", "same content landed before", None)
+            _record(engine, meta, drop, name, stamp, sha, "duplicate", "same content landed before", None)
         report.duplicates.append(name)
         return
     table, reason = check_csv(data, drop.columns)
@@ -206,7 +232,7 @@ def _take(
             keep = settings.data_dir / "quarantine" / folder / f"{sha[:12]}_{name}"
             keep.parent.mkdir(parents=True, exist_ok=True)
             keep.write_bytes(data)
-            _record(engine, meta, drop, name, len(data), sha, "quarantined", reason, str(keep))
+            _record(engine, meta, drop, name, stamp, sha, "quarantined", reason, str(keep))
         report.quarantined[name] = str(reason)
         return
     rows = table.num_rows
@@ -216,7 +242,7 @@ def _take(
     os.makedirs(os.path.dirname(landed), exist_ok=True)
     pq.write_table(table, f"{landed}.partial")
     os.replace(f"{landed}.partial", landed)
-    _record(engine, meta, drop, name, len(data), sha, "accepted", None, landed)
+    _record(engine, meta, drop, name, stamp, sha, "accepted", None, landed)
     report.accepted.append(name)
     report.files.append(landed)
     report.rows += rows
@@ -240,12 +266,19 @@ def pick_up(settings: Settings, engine: Engine, drop: SftpDrop, folder: str) -> 
             if partial or first.get(name) != second[name]:
                 report.incomplete.append(name)
                 continue
+            known = _known(engine, settings.meta_schema, drop, name, second[name])
+            if known is not None:  # seen before as it is now: its decision stands
+                if known[0] == "quarantined":
+                    report.quarantined[name] = known[1]
+                else:
+                    report.duplicates.append(name)
+                continue
             with sftp.open(f"{drop.remote_dir.rstrip('/')}/{name}", "rb") as fh:
                 data = fh.read()
             if len(data) != second[name][0]:  # changed while read: next run
                 report.incomplete.append(name)
                 continue
-            _take(settings, engine, drop, folder, batch, name, data, report)
+            _take(settings, engine, drop, folder, batch, name, second[name], data, report)
     finally:
         client.close()
     return report

@@ -109,12 +109,20 @@ class PaymentEvent:
     redacted: bool
 
 
+def _token_id(method: Any) -> str | None:
+    token = method.get("id") if isinstance(method, dict) else None
+    return token if isinstance(token, str) else None
+
+
 def payment_event(event: dict[str, Any]) -> PaymentEvent:
     """The tokenised fields of a Stripe event (ValueError when it is not one)."""
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event.get("type"):
         raise ValueError("not a Stripe event (no id or type)")
-    obj = (event.get("data") or {}).get("object") or {}
-    metadata = obj.get("metadata") or {}
+    data = event.get("data")
+    found = data.get("object") if isinstance(data, dict) else None
+    obj: dict[str, Any] = found if isinstance(found, dict) else {}
+    meta = obj.get("metadata")
+    metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
     currency = obj.get("currency")
     raw_amount = obj.get("amount_received", obj.get("amount"))
     amount = None
@@ -127,7 +135,7 @@ def payment_event(event: dict[str, Any]) -> PaymentEvent:
         "currency": str(currency).upper() if currency else None,
         "status": obj.get("status") if isinstance(obj.get("status"), str) else None,
         # A token id (pm_...), or the id inside an expanded object; never its card details.
-        "payment_method": method if isinstance(method, str) else (method or {}).get("id"),
+        "payment_method": method if isinstance(method, str) else _token_id(method),
     }
     redacted = False
     for key, value in fields.items():

@@ -23,6 +23,7 @@ import duckdb
 from examples.billing.generate import GenerateSpec, generate
 from restate.engines import connect
 from restate.settings import Settings, prepare_prefect, use_settings
+from restate.validation.diff import dimension_values
 
 Say = Callable[[str], None]
 
@@ -119,9 +120,7 @@ def monthly_summary(diff: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in diff:
         if row["metric"] != "net_revenue" or row.get("model", "fct_revenue_daily") != "fct_revenue_daily":
             continue
-        label = str(row.get("dimensions") or "")
-        dims = dict(part.strip().split("=", 1) for part in label.split(",") if "=" in part)
-        currency = dims.get("currency", "?")
+        currency = dimension_values(row.get("dimensions")).get("currency", "?")
         m = months.setdefault(row["month"], {"month": row["month"]})
         m[currency] = m.get(currency, 0) + row["restated"] - row["as_reported"]
     currencies = sorted({c for m in months.values() for c in m if c != "month"})

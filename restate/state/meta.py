@@ -185,7 +185,8 @@ META_TABLES: dict[str, str] = {
         status varchar not null,
         reason varchar,
         kept_at varchar,
-        seen_at timestamp not null
+        seen_at timestamp not null,
+        mtime bigint
     """,
     # Which model code and logic vars built production, per load (for `restate explain`).
     "model_builds": """

@@ -13,6 +13,16 @@ from restate.state import changelog
 from restate.state.faults import crash_point
 
 
+def dimension_values(label: Any) -> dict[str, str]:
+    """A diff row's dimensions label ("name=value, name2=value2") as {name: value}, in order."""
+    out: dict[str, str] = {}
+    for part in str(label or "").split(", "):
+        name, sep, value = part.partition("=")
+        if sep:
+            out[name] = value
+    return out
+
+
 def _dimensions_sql(dimensions: tuple[str, ...]) -> str:
     """The diff row's dimensions label ("name=value, ...") from the joined sides."""
     if not dimensions:

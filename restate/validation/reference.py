@@ -169,10 +169,8 @@ def parse_declarations(data: Any, source: str) -> Declarations:
                 drift_metrics=drift,
                 tolerance_pct=float(tolerance) if tolerance is not None else None,
                 name_pattern=compiled,
-                labels={" ".join(str(k).split()).lower(): str(v).lower() for k, v in labels.items()},
-                ignore_columns=frozenset(
-                    " ".join(str(c).split()).lower() for c in item.get("ignore_columns") or []
-                ),
+                labels={_normal(k): str(v).lower() for k, v in labels.items()},
+                ignore_columns=frozenset(_normal(c) for c in item.get("ignore_columns") or []),
                 date_format=date_format,
                 thousands_separator=thousands,
                 decimal_separator=decimal_sep,
@@ -257,8 +255,9 @@ def _decode(name: str, data: bytes) -> str:
         raise ReferenceExportError(f"{name}:{line}: not UTF-8 text (byte {exc.start})") from exc
 
 
-def _amount_text(export: ReferenceExport, value: Any) -> str:
-    """The cell as a plain decimal string (the declared separators removed), or as read."""
+def _amount_text(export: ReferenceExport, value: Any) -> str | None:
+    """The cell as a plain decimal string (the declared separators removed); None when it
+    uses a separator the declaration does not (a point where the decimal is a comma)."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int | Decimal):
@@ -271,14 +270,14 @@ def _amount_text(export: ReferenceExport, value: Any) -> str:
         text = text.replace(export.thousands_separator, "")
     if export.decimal_separator != ".":
         if "." in text:
-            return text + " "  # a point where the file's decimal separator is a comma
+            return None
         text = text.replace(export.decimal_separator, ".")
     return text
 
 
 def _amount(export: ReferenceExport, value: Any, name: str, line: int, column: str) -> Decimal:
     text = _amount_text(export, value)
-    if not AMOUNT_PATTERN.match(text):
+    if text is None or not AMOUNT_PATTERN.match(text):
         shown = str(value)[:40]
         raise ReferenceExportError(
             f"{name}:{line}: {column} {shown!r} is not a plain decimal amount "
