@@ -1203,6 +1203,39 @@ def unlock(
         console.print(f"released the lock held by {out['released']} (recorded in the changelog)")
 
 
+@app.command()
+def evidence(
+    restatement_id: int = typer.Argument(..., help="the restatement to document"),
+    out: Path | None = typer.Option(
+        None, "--out", help="pack folder (default data_dir/evidence/restatement-ID)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Write the evidence pack: one self-contained HTML page (request, plan, as reported vs
+    restated per month, every check, overrides, approvals, audit entries with their MACs,
+    code version) plus diff.csv, changelog.json, evidence.json and SHA256SUMS. The export
+    is recorded in the audit log; `restate audit verify-pack FOLDER` checks it offline."""
+    from notifications.evidence import export_pack
+    from restate.evidence.collect import EvidenceError
+
+    s = get_settings()
+    with working(f"collecting the evidence of restatement {restatement_id}"):
+        try:
+            result = export_pack(s, restatement_id, out)
+        except EvidenceError as exc:
+            raise _fail(f"{exc} (see `restate status`)") from None
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"evidence pack of restatement {restatement_id}: {escape(result['folder'])}", soft_wrap=True
+    )
+    console.print(f"  page      {escape(result['page'])}", soft_wrap=True)
+    console.print(f"  manifest  SHA256SUMS sha256 {result['manifest_sha256']}", soft_wrap=True)
+    console.print(f"  audit log {escape(result['chain'])}", soft_wrap=True)
+    console.print(f"  recorded as changelog entry {result['changelog_version']}")
+
+
 audit = typer.Typer(help="Audit the changelog.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 
@@ -1252,6 +1285,51 @@ def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
     else:
         console.print(f"[red]TAMPERED[/] entry {broken.version}: {escape(broken.reason)}", soft_wrap=True)
     if broken is not None:
+        raise typer.Exit(code=1)
+
+
+@audit.command("verify-pack")
+def audit_verify_pack(
+    pack: Path = typer.Argument(..., help="an evidence pack folder, or a zip of one"),
+    key_file: Path | None = typer.Option(
+        None, "--key-file", help="the audit key's file: also recompute every entry's MAC"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check an evidence pack offline (no warehouse, no settings): every file against
+    SHA256SUMS, nothing added or missing, the changelog slice well formed; with the audit
+    key (--key-file, or RESTATE_AUDIT_KEY) every entry's MAC too. Exit 1 when anything is off."""
+    import os
+
+    from restate.evidence import verify_pack
+
+    if not pack.exists():
+        raise _fail(f"no such pack: {pack}", code=2)
+    key: bytes | None = None
+    if key_file is not None:
+        try:
+            key = key_file.read_text().strip().encode() or None
+        except OSError as exc:
+            raise _fail(f"cannot read the key file {key_file}: {exc.strerror}", code=2) from None
+    elif os.environ.get("RESTATE_AUDIT_KEY"):
+        key = os.environ["RESTATE_AUDIT_KEY"].encode()
+    try:
+        problems, info = verify_pack(pack, key)
+    except ValueError as exc:
+        raise _fail(str(exc), code=2) from None
+    if as_json:
+        emit_json({"ok": not problems, **info, "problems": [str(p) for p in problems]})
+    elif not problems:
+        macs = "every entry's MAC recomputed" if info["macs_checked"] else "MACs not checked (no key given)"
+        console.print(
+            f"[green]ok[/] pack intact: {info['files']} files match SHA256SUMS "
+            f"(sha256 {info['manifest_sha256']}); {info['entries']} audit entries, {macs}",
+            soft_wrap=True,
+        )
+    else:
+        for p in problems:
+            console.print(f"[red]BAD[/] {escape(str(p))}", soft_wrap=True)
+    if problems:
         raise typer.Exit(code=1)
 
 
