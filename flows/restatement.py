@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -12,6 +12,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.futures import wait
 from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from restate import actions
 from restate.dbt import distributed
@@ -46,10 +47,13 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
 
 
 class Approval(RunInput):
-    """The form a paused restatement shows in the Prefect UI."""
+    """The form a paused restatement shows in the Prefect UI: approve or reject, who, why."""
 
-    approver: str
-    comment: str
+    decision: Literal["approve", "reject"] = Field(
+        "approve", description="approve: promote the restated numbers; reject: withdraw the restatement"
+    )
+    approver: str = Field(description="your name as listed in RESTATE_APPROVERS")
+    comment: str = Field(description="why (recorded in the audit log)")
 
 
 @task(cache_policy=NO_CACHE)
@@ -64,6 +68,15 @@ def record_approval(restatement_id: int, approver: str, comment: str) -> None:
 
     run_by = f"{approver.strip()} (prefect form, flow run {flow_run.id or '-'})"
     actions.approve(get_settings(), restatement_id, approver, comment, run_by=run_by)
+
+
+@task(cache_policy=NO_CACHE)
+def record_rejection(restatement_id: int, approver: str, comment: str) -> dict[str, Any]:
+    """The form's rejection: the restatement is withdrawn, audited with the approver."""
+    from prefect.runtime import flow_run
+
+    run_by = f"{approver.strip()} (prefect form, flow run {flow_run.id or '-'})"
+    return actions.reject(get_settings(), restatement_id, approver, comment, run_by=run_by)
 
 
 @task(cache_policy=NO_CACHE)
@@ -93,7 +106,8 @@ def restatement(
        rerun resumes), build follow-on views, validate with the Soda contracts, diff
        as-reported vs restated; publish progress, chunk and diff artifacts.
     6. With await_approval, when the plan needs an approver: pause for the Approval
-       form (approver, comment) and record it in restate_meta and the changelog.
+       form (decision, approver, comment): an approval is recorded through the same gate
+       as the CLI and Slack; a rejection withdraws the restatement (audited) and ends the run.
     7. With promote_after_approval: promote through the gate (which tells the owners).
     Otherwise promotion stays a separate step (`restate promote ID --approved-by NAME`).
 
@@ -172,6 +186,11 @@ def restatement(
             timeout=settings.approval_timeout_s,
             poll_interval=settings.approval_poll_s,
         )
+        if approval.decision == "reject":
+            record_rejection(restatement_id, approval.approver, approval.comment)
+            logger.info("restatement %s rejected by %s", restatement_id, approval.approver)
+            out["rejected_by"] = approval.approver
+            return out
         record_approval(restatement_id, approval.approver, approval.comment)
         out["approved_by"] = approval.approver
     if promote_after_approval:

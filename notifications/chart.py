@@ -21,6 +21,17 @@ RESTATED_COLOR = "#1f6feb"
 
 
 def _amount(v: float, _pos: object = None) -> str:
+    """12,500 -> '12.5k', 15,000 -> '15k', 1,250,000 -> '1.25M': up to two decimals, so
+    axis ticks at uneven steps (2.5k, 7.5k) never read as rounded neighbours."""
+    a = abs(v)
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= scale:
+            return f"{v / scale:,.2f}".rstrip("0").rstrip(".") + suffix
+    return f"{v:,.0f}"
+
+
+def _compact(v: float) -> str:
+    """The change written at a bar, short: 121,790 -> '122k', 1,250,000 -> '1.2M'."""
     a = abs(v)
     if a >= 1e9:
         return f"{v / 1e9:,.1f}B"
@@ -98,7 +109,7 @@ def build_figure(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
             if not d:
                 continue
             delta_ax.annotate(
-                ("+" if d > 0 else "-") + _amount(abs(d)),
+                ("+" if d > 0 else "-") + _compact(abs(d)),
                 (x, d),
                 textcoords="offset points",
                 xytext=(0, 3 if d > 0 else -3),

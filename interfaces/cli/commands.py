@@ -1015,6 +1015,28 @@ def cancel(
     )
 
 
+@app.command()
+def reject(
+    restatement_id: int = typer.Argument(..., help="a restatement waiting for a decision"),
+    by: str = typer.Option(..., "--by", help="the approver who rejects it (RESTATE_APPROVERS)"),
+    comment: str = typer.Option(..., help="why (recorded in the changelog)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """An approver turns a restatement down: it is withdrawn (never promoted, restate_<id>
+    kept as evidence) and the decision is audited with the approver and the comment."""
+    from restate.actions import reject as do_reject
+
+    out = do_reject(get_settings(), restatement_id, by, comment)
+    if as_json:
+        emit_json(out)
+        return
+    console.print(
+        f"restatement {restatement_id} rejected by {out['by']} (was {str(out['was']).replace('_', ' ')}); "
+        f"changelog v{out['changelog_version']}",
+        markup=False,
+    )
+
+
 def _status_detail(r: dict[str, Any]) -> None:
     """One restatement, a field per line: what `status ID` shows a person."""
     v = r.get("validation") or {}

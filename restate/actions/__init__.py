@@ -16,7 +16,7 @@ the Slack app and the demo all call these and nothing below them.
 """
 
 from restate.actions.approve import approve, awaiting_approval
-from restate.actions.cancel import cancel
+from restate.actions.cancel import cancel, reject
 from restate.actions.diff import monthly_diff, run_diff
 from restate.actions.load import execute_window, load_once, prepare_window
 from restate.actions.plan import create_plan, get_plan, refuse_cancelled
@@ -52,6 +52,7 @@ __all__ = [
     "promote",
     "reconcile_once",
     "refuse_cancelled",
+    "reject",
     "rollback",
     "rolled_back_ids",
     "run_chunk",

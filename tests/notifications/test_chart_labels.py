@@ -92,3 +92,41 @@ def test_the_overlap_check_sees_a_planted_collision() -> None:
     boxes = _label_boxes(fig)
     planted = [b for t, b in boxes if t in ("+999k", "+888k")]
     assert len(planted) == 2 and planted[0].overlaps(planted[1])
+
+
+_SCALE = {"k": 1e3, "M": 1e6, "B": 1e9}
+
+
+def _value(label: str) -> float:
+    text = label.replace(",", "").replace("\u2212", "-")
+    return float(text[:-1]) * _SCALE[text[-1]] if text[-1] in _SCALE else float(text)
+
+
+@pytest.mark.parametrize("scale", [1, 1_000, 15_000, 1_250_000])
+def test_amount_ticks_say_the_value_they_mark(scale: int) -> None:
+    """Tick labels are not rounded into each other: at steps of 2.5k a tick reads 2.5k,
+    never '2k' next to a '5k' (which once made a 12,500 tick read 12k)."""
+    rows = [
+        {
+            "month": f"2026-0{i}",
+            "metric": "net_revenue",
+            "as_reported": Decimal(scale * (10 + i)),
+            "restated": Decimal(scale * (10 + i) - scale * i),
+            "delta": Decimal(-scale * i),
+            "pct": None,
+        }
+        for i in range(1, 4)
+    ]
+    fig = build_figure(rows, "ticks")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = sorted(ax.get_ylim())
+        ticks = [
+            (loc, label.get_text())
+            for loc, label in zip(ax.yaxis.get_majorticklocs(), ax.yaxis.get_majorticklabels(), strict=False)
+            if low <= loc <= high and label.get_text()
+        ]
+        labels = [text for _, text in ticks]
+        assert len(set(labels)) == len(labels), labels
+        for loc, text in ticks:
+            assert abs(_value(text) - loc) <= max(abs(loc) * 0.005, 0.5), (loc, text)
