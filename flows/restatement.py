@@ -18,6 +18,7 @@ from restate import actions
 from restate.dbt import distributed
 from restate.plan.plans import PlanRequest
 from restate.settings import apply_process_env, get_settings
+from restate.state.duties import DutyError
 
 
 @task(cache_policy=NO_CACHE)
@@ -169,7 +170,10 @@ def restatement(
     if ran["diff"]:
         create_table_artifact(
             key=f"restatement-{restatement_id}-diff",
-            table=[{k: str(v) for k, v in row.items()} for row in ran["diff"]],
+            table=[
+                {k: (f"{v:+.2f}%" if k == "pct" and v is not None else str(v)) for k, v in row.items()}
+                for row in ran["diff"]
+            ],
             description=f"restatement {restatement_id}: as-reported vs restated per month",
         )
     logger.info("restatement %s: %s chunks (%s reused)", restatement_id, len(ran["chunks"]), ran["reused"])
@@ -181,17 +185,28 @@ def restatement(
     }
     if await_approval and awaiting_approval(restatement_id):
         logger.info("restatement %s needs an approver: resume this run with the form", restatement_id)
-        approval = pause_flow_run(
-            wait_for_input=Approval,
-            timeout=settings.approval_timeout_s,
-            poll_interval=settings.approval_poll_s,
-        )
+        while True:
+            approval = pause_flow_run(
+                wait_for_input=Approval,
+                timeout=settings.approval_timeout_s,
+                poll_interval=settings.approval_poll_s,
+            )
+            try:
+                if approval.decision == "reject":
+                    record_rejection(restatement_id, approval.approver, approval.comment)
+                else:
+                    record_approval(restatement_id, approval.approver, approval.comment)
+            except DutyError as exc:  # the gate refused this person: ask again, the run stays paused
+                logger.warning(
+                    "restatement %s: %s; resume again with an approver's form", restatement_id, exc
+                )
+                out.setdefault("refused", []).append({"by": approval.approver, "reason": str(exc)})
+                continue
+            break
         if approval.decision == "reject":
-            record_rejection(restatement_id, approval.approver, approval.comment)
             logger.info("restatement %s rejected by %s", restatement_id, approval.approver)
             out["rejected_by"] = approval.approver
             return out
-        record_approval(restatement_id, approval.approver, approval.comment)
         out["approved_by"] = approval.approver
     if promote_after_approval:
         # Promotion announces itself (only when the switch happened now).
