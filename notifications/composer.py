@@ -20,6 +20,9 @@ _SLACK_SECTION_MAX = 2900
 _ROWS_IN_SLACK = 24
 
 Table = tuple[list[str], list[list[str]]]
+# The approval-needed notice's buttons (interfaces.slack answers them).
+APPROVE_ACTION = "restatement_approve"
+REJECT_ACTION = "restatement_reject"
 
 
 @dataclass
@@ -249,8 +252,8 @@ def headline(ctx: NoticeContext, exposures: Sequence[AffectedExposure]) -> str:
     if e is NoticeEvent.APPROVAL_NEEDED:
         return (
             f"Recomputed numbers for {what} passed validation and are waiting for approval "
-            "before they replace the reported numbers. An approver can reply in Slack with "
-            f"`/restatement approve {ctx.restatement_id}`."
+            "before they replace the reported numbers. An approver can use the Approve or Reject "
+            f"button in Slack, or reply with `/restatement approve {ctx.restatement_id}`."
         )
     if e is NoticeEvent.PROMOTED:
         return (
@@ -404,6 +407,8 @@ def _blocks(
         blocks.append(
             _section("*Numbers as reported before this restatement*\n" + _code(ctx.as_reported_sql))
         )
+    if ctx.event is NoticeEvent.APPROVAL_NEEDED:
+        blocks.append(_decision_buttons(ctx.restatement_id))
     blocks.append(
         {
             "type": "context",
@@ -416,6 +421,41 @@ def _blocks(
         }
     )
     return blocks
+
+
+def _decision_buttons(restatement_id: int) -> dict[str, Any]:
+    """Approve / Reject: the same gate as `/restatement approve` (listed approvers, never
+    the requester); Approve asks for a confirmation, Reject for the reason."""
+    rid = str(restatement_id)
+    return {
+        "type": "actions",
+        "block_id": f"decide-{rid}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": APPROVE_ACTION,
+                "text": {"type": "plain_text", "text": "Approve"},
+                "style": "primary",
+                "value": rid,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": f"Approve #{rid}?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"The restated numbers of restatement #{rid} can then be promoted.",
+                    },
+                    "confirm": {"type": "plain_text", "text": "Approve"},
+                    "deny": {"type": "plain_text", "text": "Not yet"},
+                },
+            },
+            {
+                "type": "button",
+                "action_id": REJECT_ACTION,
+                "text": {"type": "plain_text", "text": "Reject"},
+                "style": "danger",
+                "value": rid,
+            },
+        ],
+    }
 
 
 _CSS_TABLE = "border-collapse:collapse;font-family:Arial,sans-serif;font-size:13px"

@@ -4,6 +4,12 @@
     /restatement list             the most recent restatements
     /restatement diff ID          as reported vs restated, per month
     /restatement approve ID [comment]   listed approvers only (restate.state.duties)
+    /restatement reject ID comment      listed approvers only: the restatement is withdrawn
+
+The approval-needed notice carries Approve and Reject buttons (Slack interactivity,
+Request URL `/slack/events`): Approve goes through the same gate as the command; Reject
+opens a dialog for the reason, then the same gate. After a decision the notice's buttons
+are replaced by who decided, so nobody clicks twice.
 
 Every request must carry a valid Slack signature (X-Slack-Signature over the raw body
 with the signing secret) and a timestamp at most 5 minutes old; anything else, and a
@@ -21,6 +27,7 @@ process per file, and a long-lived connection here would block loads and restate
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -35,8 +42,16 @@ from slack_bolt import Ack, App, Respond
 from slack_bolt.adapter.fastapi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
-from notifications.composer import month_table, text_table, totals_from_monthly, totals_table
+from notifications.composer import (
+    APPROVE_ACTION,
+    REJECT_ACTION,
+    month_table,
+    text_table,
+    totals_from_monthly,
+    totals_table,
+)
 from restate.engines.base import Engine
 from restate.settings import Settings
 from restate.state import changelog
@@ -54,9 +69,11 @@ USAGE = (
     "• `/restatement status [ID]`: state of a restatement (latest without ID)\n"
     "• `/restatement list`: recent restatements\n"
     "• `/restatement diff ID`: as reported vs restated, per month\n"
-    "• `/restatement approve ID [comment]`: approve (approvers only)"
+    "• `/restatement approve ID [comment]`: approve (approvers only)\n"
+    "• `/restatement reject ID comment`: reject, saying why (approvers only)"
 )
-_SUBCOMMANDS = ("status", "list", "diff", "approve")
+_SUBCOMMANDS = ("status", "list", "diff", "approve", "reject")
+REJECT_VIEW = "restatement_reject_reason"
 
 
 @dataclass(frozen=True)
@@ -178,43 +195,101 @@ def handle_command(
             months = text_table(month_table(monthly))
             body = f"*Restatement #{rid}: as reported vs restated*\n```{totals}```\n```{months}```"
             return Reply(body[:3900])
-        # approve: the one segregation-of-duties gate (restate.state.duties), as the CLI and the form
-        from restate.state.duties import DutyError, require_listed
-
         comment = " ".join(words[2:]) or None
-        st = api.restatement_status(engine, settings, rid)
-        identity = f"slack:{user_id}"
-        try:
-            require_listed(settings, identity)
-            if st is None:
-                return _unknown(rid)
-            api.approve(engine, settings, rid, identity, comment, run_by=identity)
-        except DutyError as exc:
-            with engine.transaction():
-                changelog.append(
-                    engine,
-                    settings.meta_schema,
-                    REFUSED_EVENT,
-                    {
-                        "slack_user_id": user_id,
-                        "slack_user_name": user_name,
-                        "requested_restatement": rid,
-                        "command": f"{COMMAND} {text}".strip(),
-                        "reason": str(exc),
-                    },
-                    restatement_id=rid if st is not None else None,
-                    actor=identity,
-                )
-            why = slack_escape(exc)
-            return Reply(
-                f"Sorry <@{user_id}>, you are not allowed to approve restatement #{rid}: {why}. "
-                "This attempt has been recorded in the audit log."
-            )
-        except ValueError as exc:
-            return Reply(f"Restatement #{rid} cannot be approved: {slack_escape(exc)}")
-        return Reply(f"Restatement #{rid} approved by <@{user_id}>.", in_channel=True)
+        return decide(engine, settings, user_id, user_name, rid, sub, comment, f"{COMMAND} {text}".strip())
     finally:
         engine.close()
+
+
+def decide(
+    engine: Engine,
+    settings: Settings,
+    user_id: str,
+    user_name: str,
+    rid: int,
+    decision: str,
+    comment: str | None,
+    command: str,
+) -> Reply:
+    """Approve or reject as the Slack user `slack:<user_id>`: the one segregation-of-duties
+    gate (restate.state.duties) the CLI and the Prefect form go through. A refusal is
+    recorded in the audit log with what was tried (`command`: the slash command or button)."""
+    from restate import actions
+    from restate.state import status as api
+    from restate.state.duties import DutyError, require_listed
+
+    verb = "approve" if decision == "approve" else "reject"
+    st = api.restatement_status(engine, settings, rid)
+    identity = f"slack:{user_id}"
+    try:
+        require_listed(settings, identity)
+        if st is None:
+            return _unknown(rid)
+        if verb == "approve":
+            api.approve(engine, settings, rid, identity, comment, run_by=identity)
+        else:
+            if not comment or not comment.strip():
+                return Reply(f"Say why: `/restatement reject {rid} <reason>`.")
+            actions.reject(settings, rid, identity, comment, run_by=identity)
+    except DutyError as exc:
+        with engine.transaction():
+            changelog.append(
+                engine,
+                settings.meta_schema,
+                REFUSED_EVENT,
+                {
+                    "slack_user_id": user_id,
+                    "slack_user_name": user_name,
+                    "requested_restatement": rid,
+                    "command": command,
+                    "decision": verb,
+                    "reason": str(exc),
+                },
+                restatement_id=rid if st is not None else None,
+                actor=identity,
+            )
+        why = slack_escape(exc)
+        return Reply(
+            f"Sorry <@{user_id}>, you are not allowed to {verb} restatement #{rid}: {why}. "
+            "This attempt has been recorded in the audit log."
+        )
+    except ValueError as exc:
+        return Reply(f"Restatement #{rid} cannot be {verb}d: {slack_escape(exc)}")
+    if verb == "approve":
+        return Reply(f"Restatement #{rid} approved by <@{user_id}>.", in_channel=True)
+    return Reply(
+        f"Restatement #{rid} rejected by <@{user_id}>: {slack_escape(comment)}. It is withdrawn.",
+        in_channel=True,
+    )
+
+
+def _decided_blocks(message: dict[str, Any] | None, reply: Reply) -> list[dict[str, Any]] | None:
+    """The notice as it was, its buttons replaced by the decision (None: no message to edit)."""
+    blocks = (message or {}).get("blocks")
+    if not isinstance(blocks, list):
+        return None
+    kept = [b for b in blocks if isinstance(b, dict) and b.get("type") != "actions"]
+    return [*kept, {"type": "context", "elements": [{"type": "mrkdwn", "text": reply.text}]}]
+
+
+def reject_dialog(rid: int, response_url: str | None) -> dict[str, Any]:
+    """The modal the Reject button opens: one required reason."""
+    return {
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": json.dumps({"restatement_id": rid, "response_url": response_url}),
+        "title": {"type": "plain_text", "text": f"Reject #{rid}"[:24]},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "comment",
+                "label": {"type": "plain_text", "text": "Why? (recorded in the audit log)"},
+                "element": {"type": "plain_text_input", "action_id": "comment", "multiline": True},
+            }
+        ],
+    }
 
 
 # ------------------------------------------------------------------ Bolt + FastAPI
@@ -271,7 +346,96 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
         )
 
     bolt.command(COMMAND)(ack=acknowledge, lazy=[answer])
+
+    def clicked(body: dict[str, Any]) -> tuple[int | None, str, str]:
+        action = (body.get("actions") or [{}])[0]
+        user = body.get("user") or {}
+        return (
+            _parse_id(str(action.get("value", ""))),
+            str(user.get("id", "")),
+            str(user.get("username") or user.get("name") or ""),
+        )
+
+    def ack_only(ack: Ack) -> None:
+        ack()
+
+    def approve_clicked(body: dict[str, Any], respond: Respond) -> None:
+        rid, user_id, user_name = clicked(body)
+        if rid is None:
+            respond(text="That button carries no restatement id.", response_type="ephemeral")
+            return
+        engine = factory()
+        try:
+            reply = decide(engine, settings, user_id, user_name, rid, "approve", None, "button: Approve")
+        finally:
+            engine.close()
+        _answer_click(respond, body, reply)
+
+    def reject_clicked(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        rid, _, _ = clicked(body)
+        if rid is not None and body.get("trigger_id"):
+            client.views_open(
+                trigger_id=body["trigger_id"], view=reject_dialog(rid, body.get("response_url"))
+            )
+
+    def reject_checked(ack: Ack, view: dict[str, Any]) -> None:
+        value = ((view.get("state") or {}).get("values") or {}).get("comment", {}).get("comment", {})
+        if not str(value.get("value") or "").strip():
+            ack(response_action="errors", errors={"comment": "Say why the restatement is rejected."})
+        else:
+            ack()
+
+    def reject_submitted(body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            rid = int(meta["restatement_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("reject dialog without a restatement id")
+            return
+        comment = str(view["state"]["values"]["comment"]["comment"].get("value") or "").strip()
+        if not comment:
+            return  # the ack asked for it
+        user = body.get("user") or {}
+        engine = factory()
+        try:
+            reply = decide(
+                engine,
+                settings,
+                str(user.get("id", "")),
+                str(user.get("username") or user.get("name") or ""),
+                rid,
+                "reject",
+                comment,
+                "button: Reject",
+            )
+        finally:
+            engine.close()
+        if meta.get("response_url"):
+            WebhookClient(str(meta["response_url"])).send(
+                text=reply.text,
+                response_type="in_channel" if reply.in_channel else "ephemeral",
+                replace_original=False,
+            )
+
+    bolt.action(APPROVE_ACTION)(ack=ack_only, lazy=[approve_clicked])
+    bolt.action(REJECT_ACTION)(reject_clicked)
+    bolt.view(REJECT_VIEW)(ack=reject_checked, lazy=[reject_submitted])
     return bolt
+
+
+def _answer_click(respond: Respond, body: dict[str, Any], reply: Reply) -> None:
+    """A decision replaces the notice's buttons with who decided; a refusal or an error is
+    told to the clicker alone and leaves the buttons."""
+    blocks = _decided_blocks(body.get("message"), reply) if reply.in_channel else None
+    if blocks is not None:
+        respond(text=reply.text, blocks=blocks, replace_original=True)
+    else:
+        respond(
+            text=reply.text,
+            response_type="in_channel" if reply.in_channel else "ephemeral",
+            replace_original=False,
+        )
 
 
 def create_app(settings: Settings, engine_factory: Callable[[], Engine] | None = None) -> FastAPI:

@@ -128,6 +128,10 @@ def approve(
         raise ValueError(f"no restatement with id {restatement_id}")
     if status["status"] in ("promoted", "rolled_back"):
         raise ValueError(f"restatement {restatement_id} is already {status['status']}")
+    if status["status"] == "cancelled":
+        raise ValueError(
+            f"restatement {restatement_id} was withdrawn (cancelled or rejected); plan a new one"
+        )
     if status["approved_by"]:
         raise ValueError(f"restatement {restatement_id} was already approved by {status['approved_by']}")
     record_approval(engine, settings, restatement_id, approver, comment, run_by=run_by)

@@ -161,6 +161,11 @@ def _handler(state: SlackStandIn) -> type[BaseHTTPRequestHandler]:
                         "message": {"text": params.get("text")},
                     },
                 )
+            elif method == "views.open":
+                self._record(method, params, raw, headers, True)
+                view = params.get("view")
+                view = json.loads(view) if isinstance(view, str) else view
+                self._reply(200, {"ok": True, "view": {**(view or {}), "id": "V0001"}})
             elif method == "files.getUploadURLExternal":
                 self._record(method, params, raw, headers, True)
                 fid = "F" + hashlib.sha256(raw + str(time.time()).encode()).hexdigest()[:9].upper()
