@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from notifications.chart import render_chart
@@ -63,6 +64,10 @@ class NoticeContext:
     entities: list[str] | None = None
     forced_by: str | None = None
     force_reason: str | None = None
+    # The evidence pack (approval-needed and promoted notices): where readers open it (a
+    # link, or its path on the tool's host), and the page file the email attaches.
+    evidence: str | None = None
+    evidence_file: str | None = None
 
     def __post_init__(self) -> None:
         self.event = NoticeEvent(self.event)
@@ -298,6 +303,8 @@ def _facts(ctx: NoticeContext) -> list[tuple[str, str]]:
                 f"failed, and was forced by {ctx.forced_by}: {ctx.force_reason or 'no reason given'}",
             )
         )
+    if ctx.evidence:
+        facts.append(("Evidence", ctx.evidence))
     if ctx.changelog_version is not None:
         facts.append(("Audit log version", str(ctx.changelog_version)))
     return facts
@@ -320,7 +327,18 @@ def compose(ctx: NoticeContext, exposures: Sequence[AffectedExposure] = ()) -> M
         chart_png=chart,
         chart_filename=f"{ctx.key}.png",
         chart_title=f"Restatement #{ctx.restatement_id}: as reported vs restated, per month",
+        attachments=_evidence_attachment(ctx),
     )
+
+
+def _evidence_attachment(ctx: NoticeContext) -> tuple[tuple[str, bytes, str], ...]:
+    if not ctx.evidence_file:
+        return ()
+    try:
+        page = Path(ctx.evidence_file).read_bytes()
+    except OSError:
+        return ()
+    return ((f"restatement-{ctx.restatement_id}-evidence.html", page, "text/html"),)
 
 
 def _text(

@@ -84,6 +84,14 @@ class EmailTarget(Target):
                 subtype="png",
                 filename=message.chart_filename,
             )
+        for filename, content, mime in message.attachments:
+            maintype, _, subtype = mime.partition("/")
+            # base64 keeps the bytes exact (an evidence page must still match its pack's sum);
+            # text gets its charset so every reader decodes it the same.
+            params = {"charset": "utf-8"} if maintype == "text" else {}
+            msg.add_attachment(
+                content, maintype=maintype, subtype=subtype, filename=filename, cte="base64", params=params
+            )
         return msg
 
     def send(self, recipient: str, message: Message) -> str | None:

@@ -38,6 +38,8 @@ class Message:
     chart_png: bytes | None = None
     chart_filename: str = "restatement.png"
     chart_title: str = "As reported vs restated, per month"
+    # Further files for email (filename, content, MIME type), e.g. the evidence page.
+    attachments: tuple[tuple[str, bytes, str], ...] = ()
 
 
 class DeliveryError(Exception):

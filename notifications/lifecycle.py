@@ -39,6 +39,29 @@ def load_manifest(settings: Settings) -> dict[str, Any]:
         raise
 
 
+# The notices that link (and attach) the evidence pack: the approver's and the promotion's.
+EVIDENCE_EVENTS = (NoticeEvent.APPROVAL_NEEDED, NoticeEvent.PROMOTED)
+
+
+def _evidence_pack(settings: Settings, restatement_id: int, event: NoticeEvent) -> tuple[str, str] | None:
+    """Write the restatement's evidence pack for the notice: (where readers open it, the
+    page's path). A pack that cannot be written never stops the notice (logged)."""
+    if event not in EVIDENCE_EVENTS:
+        return None
+    from notifications.evidence import export_pack
+
+    try:
+        pack = export_pack(settings, restatement_id)
+    except Exception as exc:
+        log.warning("restatement %s: evidence pack not written for the notice: %s", restatement_id, exc)
+        return None
+    if settings.evidence_url:
+        link = f"{settings.evidence_url.rstrip('/')}/restatement-{restatement_id}/evidence.html"
+    else:
+        link = f"{pack['page']} (on the tool's host; `restate evidence {restatement_id}` writes it again)"
+    return link, str(pack["page"])
+
+
 def notify_restatement(
     settings: Settings,
     restatement_id: int,
@@ -61,8 +84,11 @@ def notify_restatement(
         with connect(settings) as engine:  # refuse before the (slow) dbt parse
             occurrence_of(engine, settings, restatement_id, event, occurrence)
         manifest = load_manifest(settings)
+    evidence = _evidence_pack(settings, restatement_id, NoticeEvent(event))
     with connect(settings) as engine:
         context = build_context(engine, settings, restatement_id, event, detail=detail, occurrence=occurrence)
+        if evidence is not None:
+            context.evidence, context.evidence_file = evidence
         report = notify(engine, settings, manifest, context)
     if report.failed:
         log.warning("notices not delivered yet (rerun to retry): %s", report.failed)

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     slack_token: SecretStr | None = None
     slack_base_url: str = "https://slack.com/api/"
     slack_signing_secret: SecretStr | None = None
+    # Where evidence packs are published for readers of the notices (an internal share or
+    # bucket website): notices link <evidence_url>/restatement-<id>/evidence.html. Unset,
+    # they name the pack's path on the tool's host and the email attaches the page.
+    evidence_url: str | None = None
     # Payment webhooks (Stripe): the endpoint's signing secret (whsec_...), the accepted
     # age of a delivery's signature, the durable journal, the landing folder.
     stripe_webhook_secret: SecretStr | None = None

@@ -295,3 +295,50 @@ def test_notify_restatement_builds_the_notice_from_the_stored_restatement(tmp_pa
     # The same call again is a no-op.
     again = notify_restatement(settings, 1, "promoted", manifest=manifest)
     assert again.sent == [] and len(again.already_sent) == 5
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_approval_and_promotion_notices_link_and_attach_the_evidence_pack(
+    tmp_path, engine, manifest, slack_api, smtp_server, published
+):
+    from notifications.lifecycle import notify_restatement
+    from restate.evidence import verify_pack
+
+    box, port = smtp_server
+    seed_restatement(engine)
+    extra = {"evidence_url": "https://evidence.finance.example.com/packs/"} if published else {}
+    settings = live_settings(tmp_path, slack_api, port, **extra)
+    changelog.append(engine, "restate_meta", "validated", {"validation_id": "v1"}, restatement_id=1)
+    report = notify_restatement(settings, 1, "approval_needed", manifest=manifest)
+    assert report.complete and report.sent
+
+    page = tmp_path / "evidence" / "restatement-1" / "evidence.html"
+    assert verify_pack(page.parent)[0] == []
+    where = (
+        "https://evidence.finance.example.com/packs/restatement-1/evidence.html"
+        if published
+        else f"{page} (on the tool's host; `restate evidence 1` writes it again)"
+    )
+    assert box.messages
+    for _, _, msg in box.messages:
+        assert f"Evidence: {where}" in msg.get_body(("plain",)).get_content()
+        pages = [p for p in msg.iter_attachments() if p.get_content_type() == "text/html"]
+        assert [p.get_filename() for p in pages] == ["restatement-1-evidence.html"]
+        assert pages[0].get_payload(decode=True) == page.read_bytes()  # byte for byte: its sum holds
+        assert pages[0].get_content() == page.read_text()
+    for call in slack_api.of("chat.postMessage"):
+        assert where.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in json.dumps(
+            call.params["blocks"]
+            if isinstance(call.params["blocks"], list)
+            else json.loads(call.params["blocks"])
+        )
+    exported = [e for e in changelog.entries(engine, "restate_meta", 1) if e["event"] == "evidence_exported"]
+    assert len(exported) == 1
+    # a validation-failed notice carries no pack
+    box.messages.clear()
+    changelog.append(engine, "restate_meta", "validation_failed", {"validation_id": "v0"}, restatement_id=1)
+    notify_restatement(settings, 1, "validation_failed", manifest=manifest)
+    assert box.messages
+    for _, _, msg in box.messages:
+        assert "Evidence:" not in msg.get_body(("plain",)).get_content()
+        assert not [p for p in msg.iter_attachments() if p.get_content_type() == "text/html"]
