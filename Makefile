@@ -59,6 +59,10 @@ bench-webhooks: $(STAMP) ## payment webhook receiver: events/s and p50/p99 ackno
 bench-freshness: $(STAMP) ## order database -> mart freshness, back to back (the floor)
 	$(PY) benchmarks/source_freshness.py
 
+.PHONY: bench-prefect-dbt
+bench-prefect-dbt: $(STAMP) ## one dbt call through restate's runner vs prefect-dbt's (a task per model)
+	$(PY) benchmarks/prefect_dbt_bench.py
+
 .PHONY: bench-extract
 bench-extract: $(STAMP) ## load on a PostgreSQL source (BENCH_PG_ROWS, default 1M): statements, longest one
 	$(PY) benchmarks/postgres_extract.py

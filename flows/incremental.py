@@ -6,6 +6,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.dbt_tasks import dbt_as_tasks
 from restate.actions import execute_window, prepare_window
 from restate.ingest.loads import LoadResult, LoadWindow
 from restate.settings import apply_process_env, get_settings
@@ -18,7 +19,9 @@ def plan_load_window() -> LoadWindow:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def run_load(window: LoadWindow) -> LoadResult:
-    return execute_window(get_settings(), window)
+    settings = get_settings()
+    with dbt_as_tasks(settings):  # every model of the load is its own task in the UI
+        return execute_window(settings, window)
 
 
 @task(cache_policy=NO_CACHE)

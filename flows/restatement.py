@@ -14,8 +14,10 @@ from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.dbt_tasks import dbt_as_tasks
 from restate import actions
 from restate.dbt import distributed
+from restate.dbt.runner import use_invoker
 from restate.plan.plans import PlanRequest
 from restate.settings import apply_process_env, get_settings
 from restate.state.duties import DutyError
@@ -41,7 +43,10 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     settings = get_settings()
     apply_process_env(settings)
     try:
-        result = actions.run_chunk(settings, restatement_id, chunk_id)
+        # Chunks keep restate's in-process dbt runner: a task per node per chunk would cost
+        # more than many chunks' SQL (benchmarks/prefect_dbt_bench.py).
+        with use_invoker(None):
+            result = actions.run_chunk(settings, restatement_id, chunk_id)
     finally:
         distributed.release_warehouse(settings)  # let the next writer process in
     return {**result, "worker": actions.worker_identity()}
@@ -158,7 +163,8 @@ def restatement(
         wait(futures)
         return results
 
-    ran = actions.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
+    with dbt_as_tasks(settings):  # follow-on views: each view its own task in the UI
+        ran = actions.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
     create_table_artifact(
         key=f"restatement-{restatement_id}-chunks",
         table=[

@@ -9,6 +9,9 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,22 @@ from typing import Any
 import yaml
 
 from restate.settings import Settings, apply_process_env
+
+# Who executes a dbt command: (arguments, the parsed Manifest or None) -> dbt's
+# dbtRunnerResult. Unset, dbt's own runner in-process. A flow hands in one that shows every
+# model as its own task (flows/dbt_tasks.py, prefect-dbt) for the commands it wraps.
+Invoker = Callable[[list[str], Any], Any]
+_INVOKER: ContextVar[Invoker | None] = ContextVar("restate_dbt_invoker", default=None)
+
+
+@contextmanager
+def use_invoker(invoker: Invoker | None) -> Iterator[None]:
+    """Run the dbt commands of this block (this thread or task) through `invoker`."""
+    token = _INVOKER.set(invoker)
+    try:
+        yield
+    finally:
+        _INVOKER.reset(token)
 
 
 class DbtError(RuntimeError):
@@ -106,7 +125,8 @@ class DbtProject:
         with _DBT_LOCK:
             self._install_packages()
             parsed = self._parsed_manifest(vars) if self._reuses_parse(command, vars) else None
-            res = dbtRunner(manifest=parsed).invoke(args)
+            custom = _INVOKER.get()
+            res = custom(args, parsed) if custom is not None else dbtRunner(manifest=parsed).invoke(args)
         return self._to_result(res, command)
 
     def run_deferred(

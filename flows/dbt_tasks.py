@@ -1,0 +1,43 @@
+"""dbt inside flows through prefect-dbt: each model of a command is its own Prefect task
+(state, logs, and an asset per materialized relation for lineage).
+
+The flows wrap the commands people watch in the UI with it: an incremental load's dbt run
+and a restatement's follow-on views. Restatement chunks keep restate's in-process runner
+(no Prefect task per node per chunk, see benchmarks/prefect_dbt_bench.py for what a call
+costs through each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from restate.dbt.runner import DbtProject, Invoker, use_invoker
+from restate.settings import Settings
+
+
+def prefect_dbt_invoker(settings: Settings) -> Invoker:
+    """An Invoker running each command through prefect-dbt's PrefectDbtRunner."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    project = DbtProject(settings)
+    dbt_settings = PrefectDbtSettings(
+        project_dir=project.project_dir,
+        profiles_dir=project.profiles_dir,
+        target_path=project.target_path,
+    )
+
+    def invoke(args: list[str], parsed: Any) -> Any:
+        # raise_on_failure off: restate reads the result and raises its own DbtError.
+        runner = PrefectDbtRunner(manifest=parsed, settings=dbt_settings, raise_on_failure=False)
+        return runner.invoke(args)
+
+    return invoke
+
+
+@contextmanager
+def dbt_as_tasks(settings: Settings) -> Iterator[None]:
+    """The dbt commands run in this block show each model as a Prefect task."""
+    with use_invoker(prefect_dbt_invoker(settings)):
+        yield
