@@ -55,8 +55,13 @@ class NoticeContext:
     # Free text specific to the event: failed checks, drift details, rollback reason.
     detail: str | None = None
     # The changelog's head when the notice was composed ("changelog v42 mac 3f2a9c1e"):
-    # recipients hold a checkpoint of the audit log outside the warehouse.
+    # recipients hold a checkpoint of the audit log outside the warehouse. Carried in the
+    # email's X-Restate-Audit-Head header and the outbox record, never in the text a
+    # finance reader reads.
     chain_head: str | None = None
+    # What differs between the code that built the as-reported numbers and the code the
+    # restatement ran, in words (restate.plan.code_version.change_summary).
+    code_change: str | None = None
     # Which time the event happened to this restatement (2 = promoted again after a
     # rollback): each occurrence is its own notice.
     occurrence: int = 1
@@ -303,6 +308,8 @@ def _facts(ctx: NoticeContext) -> list[tuple[str, str]]:
                 f"failed, and was forced by {ctx.forced_by}: {ctx.force_reason or 'no reason given'}",
             )
         )
+    if ctx.code_change:
+        facts.append(("What changed", ctx.code_change))
     if ctx.evidence:
         facts.append(("Evidence", ctx.evidence))
     if ctx.changelog_version is not None:
@@ -328,6 +335,7 @@ def compose(ctx: NoticeContext, exposures: Sequence[AffectedExposure] = ()) -> M
         chart_filename=f"{ctx.key}.png",
         chart_title=f"Restatement #{ctx.restatement_id}: as reported vs restated, per month",
         attachments=_evidence_attachment(ctx),
+        audit_head=ctx.chain_head,
     )
 
 
@@ -369,8 +377,6 @@ def _text(
         parts += ["The numbers as reported before this restatement stay queryable:"]
         parts += [ctx.as_reported_sql, ""]
     parts.append(f"-- restate, notice {ctx.key}")
-    if ctx.chain_head:
-        parts.append(f"-- audit: {ctx.chain_head}")
     return "\n".join(parts)
 
 
@@ -430,12 +436,7 @@ def _blocks(
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"restate · notice `{ctx.key}`"}]
-            + (
-                [{"type": "mrkdwn", "text": f"audit: `{_mrkdwn_escape(ctx.chain_head)}`"}]
-                if ctx.chain_head
-                else []
-            ),
+            "elements": [{"type": "mrkdwn", "text": f"restate · notice `{ctx.key}`"}],
         }
     )
     return blocks
@@ -535,7 +536,5 @@ def _html(
             f'<pre style="background:#f6f8fa;padding:8px">{esc(ctx.as_reported_sql)}</pre>'
         )
     parts.append(f'<p style="color:#656d76;font-size:12px">restate · notice {esc(ctx.key)}</p>')
-    if ctx.chain_head:
-        parts.append(f'<p style="color:#656d76;font-size:12px">audit: {esc(ctx.chain_head)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -403,6 +403,7 @@ def build_context(
     latest changelog version. For a promotion, the as-reported query defaults to the
     models' `<model>_as_of` views. The notice is for the latest occurrence of the event
     unless `occurrence` says which; NoticeNotOwed if the event never happened."""
+    from restate.plan.code_version import change_summary
     from restate.state import status
 
     st = status.restatement_status(engine, settings, restatement_id)
@@ -453,6 +454,7 @@ def build_context(
         as_reported_sql=as_reported_sql,
         detail=detail,
         chain_head=changelog.chain_head(engine, settings.meta_schema),
+        code_change=change_summary(engine, settings, restatement_id),
         occurrence=occurrence,
         entities=[a for a in str(st.get("accounts") or "").split(",") if a] or None,
         **_forced(engine, settings, restatement_id),

@@ -75,6 +75,8 @@ class EmailTarget(Target):
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = self.message_id(address, message)
         msg["X-Restate-Notice"] = message.key
+        if message.audit_head:
+            msg["X-Restate-Audit-Head"] = message.audit_head
         msg.set_content(message.text)
         msg.add_alternative(message.html, subtype="html")
         if message.chart_png:

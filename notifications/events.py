@@ -40,6 +40,8 @@ class Message:
     chart_title: str = "As reported vs restated, per month"
     # Further files for email (filename, content, MIME type), e.g. the evidence page.
     attachments: tuple[tuple[str, bytes, str], ...] = ()
+    # The audit log's head when composed (email header X-Restate-Audit-Head).
+    audit_head: str | None = None
 
 
 class DeliveryError(Exception):

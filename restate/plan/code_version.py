@@ -95,3 +95,80 @@ def last_prod_build(
                 )
             )
     return max(candidates, key=lambda b: b.built_at, default=None)
+
+
+def _said(value: Any) -> str:
+    """A setting's value as a reader reads it: plain for scalars, JSON otherwise."""
+    if value is None:
+        return "the project default"
+    if isinstance(value, str | int | float | bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def commit_summary(folder: Any, commit: str | None) -> str | None:
+    """A commit as people name it: “subject” by author on date (None outside git)."""
+    import subprocess
+
+    if not commit:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%s%x1f%an%x1f%cs", commit, "--"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    subject, _, rest = out.partition("\x1f")
+    author, _, day = rest.partition("\x1f")
+    if not subject:
+        return None
+    subject = subject if len(subject) <= 100 else subject[:97] + "..."
+    return f"“{subject}” by {author} on {day}"
+
+
+def change_summary(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
+    """In words, no hashes: per restated model, what differs between the code that built
+    its as-reported numbers (the last load before the restatement was planned) and the code
+    the restatement ran (its SQL, its dbt settings), and the dbt project's commit it ran."""
+    meta = settings.meta_schema
+    rows = engine.query_dicts(
+        f"select created_at, plan_json from {meta}.restatements where restatement_id = ?", [restatement_id]
+    )
+    if not rows:
+        return None
+    plan = json.loads(rows[0]["plan_json"])
+    code = plan.get("code_version") or {}
+    new_vars = code.get("dbt_vars") or {}
+    shas = code.get("model_sha256") or {}
+    parts = []
+    for model in plan.get("models") or []:
+        before = engine.query_dicts(
+            f"select built_at, model_sha256, dbt_vars_json from {meta}.model_builds "
+            "where model = ? and built_at <= ? order by built_at desc limit 1",
+            [model, rows[0]["created_at"]],
+        )
+        if not before:
+            continue
+        old_vars = json.loads(before[0]["dbt_vars_json"] or "{}")
+        changes = []
+        if shas.get(model) and shas[model] != before[0]["model_sha256"]:
+            changes.append("its SQL was changed")
+        changes += [
+            f"the setting {k} was {_said(old_vars.get(k))}, is now {_said(new_vars.get(k))}"
+            for k in sorted(set(old_vars) | set(new_vars))
+            if old_vars.get(k) != new_vars.get(k)
+        ]
+        built = f"{before[0]['built_at']:%Y-%m-%d %H:%M} UTC"
+        if changes:
+            parts.append(f"{model}: {' and '.join(changes)} since production was last built ({built})")
+        else:
+            parts.append(f"{model}: the same code as production (built {built}); recomputed for its data")
+    commit = commit_summary(settings.dbt_project_dir, code.get("git_commit"))
+    if commit:
+        parts.append(f"restated with the dbt project as of the commit {commit}")
+    return "; ".join(parts) or None
