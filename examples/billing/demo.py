@@ -192,6 +192,19 @@ def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
         "8. notices in the local outbox "
         f"({_shown(settings.outbox_dir)}): " + ", ".join(f"{k} x{v}" for k, v in sorted(by_event.items()))
     )
+    from restate.evidence import verify_pack
+    from restate.evidence.pack import default_folder
+
+    pack = default_folder(settings, rid)  # written for the promotion notice
+    problems, info = verify_pack(pack) if pack.is_dir() else ([], {})
+    say(
+        f"9. evidence pack for the approver and the auditor: {_shown(pack / 'evidence.html')} "
+        + (
+            f"({info['files']} files, SHA256SUMS verified)"
+            if pack.is_dir() and not problems
+            else "(not written: see the log)"
+        )
+    )
     return {
         "folder": str(settings.data_dir),
         "restatement_id": rid,
