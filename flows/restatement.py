@@ -20,7 +20,6 @@ from restate.dbt import distributed
 from restate.dbt.runner import use_invoker
 from restate.plan.plans import PlanRequest
 from restate.settings import apply_process_env, get_settings
-from restate.state.duties import DutyError
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,8 +57,8 @@ class Approval(RunInput):
     decision: Literal["approve", "reject"] = Field(
         "approve", description="approve: promote the restated numbers; reject: withdraw the restatement"
     )
-    approver: str = Field(description="your name as listed in RESTATE_APPROVERS")
-    comment: str = Field(description="why (recorded in the audit log)")
+    approver: str = Field(min_length=1, description="your name as listed in RESTATE_APPROVERS")
+    comment: str = Field(min_length=1, description="why (recorded in the audit log)")
 
 
 @task(cache_policy=NO_CACHE)
@@ -191,24 +190,26 @@ def restatement(
     }
     if await_approval and awaiting_approval(restatement_id):
         logger.info("restatement %s needs an approver: resume this run with the form", restatement_id)
-        while True:
-            approval = pause_flow_run(
+        approval: Approval | None = None
+        while approval is None:
+            submitted = pause_flow_run(
                 wait_for_input=Approval,
                 timeout=settings.approval_timeout_s,
                 poll_interval=settings.approval_poll_s,
             )
             try:
-                if approval.decision == "reject":
-                    record_rejection(restatement_id, approval.approver, approval.comment)
+                if submitted.decision == "reject":
+                    record_rejection(restatement_id, submitted.approver, submitted.comment)
                 else:
-                    record_approval(restatement_id, approval.approver, approval.comment)
-            except DutyError as exc:  # the gate refused this person: ask again, the run stays paused
-                logger.warning(
-                    "restatement %s: %s; resume again with an approver's form", restatement_id, exc
-                )
-                out.setdefault("refused", []).append({"by": approval.approver, "reason": str(exc)})
-                continue
-            break
+                    record_approval(restatement_id, submitted.approver, submitted.comment)
+                approval = submitted
+            except ValueError as exc:  # duties.DutyError included: the gate refused this person
+                logger.warning("restatement %s: %s", restatement_id, exc)
+                out.setdefault("refused", []).append({"by": submitted.approver, "reason": str(exc)})
+                if not awaiting_approval(restatement_id):  # decided elsewhere meanwhile (CLI, Slack)
+                    out["decided_elsewhere"] = str(exc)
+                    return out
+                logger.warning("restatement %s: resume again with an approver's form", restatement_id)
         if approval.decision == "reject":
             logger.info("restatement %s rejected by %s", restatement_id, approval.approver)
             out["rejected_by"] = approval.approver

@@ -23,11 +23,15 @@ RESTATED_COLOR = "#1f6feb"
 def _amount(v: float, _pos: object = None) -> str:
     """12,500 -> '12.5k', 15,000 -> '15k', 1,250,000 -> '1.25M': up to two decimals, so
     axis ticks at uneven steps (2.5k, 7.5k) never read as rounded neighbours."""
-    a = abs(v)
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= scale:
-            return f"{v / scale:,.2f}".rstrip("0").rstrip(".") + suffix
-    return f"{v:,.0f}"
+    units = ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "B"))
+    # The largest unit the value reaches once rounded as shown: 999,999 reads 1M, not 1,000k.
+    scale, suffix = units[0]
+    for unit, name in units[1:]:
+        if round(abs(v) / unit, 2) >= 1 and abs(v) >= unit * 0.99995:
+            scale, suffix = unit, name
+    if scale == 1.0:
+        return f"{v:,.0f}" if round(abs(v)) < 1000 else "1k" if v > 0 else "-1k"
+    return f"{v / scale:,.2f}".rstrip("0").rstrip(".") + suffix
 
 
 def _compact(v: float) -> str:

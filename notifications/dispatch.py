@@ -403,7 +403,6 @@ def build_context(
     latest changelog version. For a promotion, the as-reported query defaults to the
     models' `<model>_as_of` views. The notice is for the latest occurrence of the event
     unless `occurrence` says which; NoticeNotOwed if the event never happened."""
-    from restate.plan.code_version import change_summary
     from restate.state import status
 
     st = status.restatement_status(engine, settings, restatement_id)
@@ -454,11 +453,22 @@ def build_context(
         as_reported_sql=as_reported_sql,
         detail=detail,
         chain_head=changelog.chain_head(engine, settings.meta_schema),
-        code_change=change_summary(engine, settings, restatement_id),
+        code_change=_code_change(engine, settings, restatement_id),
         occurrence=occurrence,
         entities=[a for a in str(st.get("accounts") or "").split(",") if a] or None,
         **_forced(engine, settings, restatement_id),
     )
+
+
+def _code_change(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
+    """What changed in the code, in words; a notice never fails for want of it (logged)."""
+    from restate.plan.code_version import change_summary
+
+    try:
+        return change_summary(engine, settings, restatement_id)
+    except Exception as exc:
+        log.warning("restatement %s: no code-change summary for the notice: %s", restatement_id, exc)
+        return None
 
 
 def _forced(engine: Engine, settings: Settings, restatement_id: int) -> dict[str, str | None]:

@@ -107,7 +107,8 @@ def export_pack(
     or Settings); the export is recorded in the changelog with the manifest's SHA-256."""
     from restate.context import Context
     from restate.evidence import collect_evidence, write_pack
-    from restate.evidence.pack import default_folder, pack_files, record_export
+    from restate.evidence.pack import default_folder, manifest_mac, pack_files, record_export
+    from restate.state.changelog import audit_key
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -115,14 +116,16 @@ def export_pack(
     with ctx.session() as engine:
         evidence = collect_evidence(engine, settings, restatement_id)
         files = pack_files(evidence, render_evidence(evidence))
-        digest = write_pack(folder, files)
+        key = audit_key(settings, settings.meta_schema)
+        mac = (lambda manifest: manifest_mac(key, restatement_id, manifest)) if key else None
+        digest = write_pack(folder, files, mac)
         version = record_export(engine, settings, restatement_id, digest, len(files) + 1) if record else None
     return {
         "restatement_id": restatement_id,
         "folder": str(folder),
         "page": str(folder / "evidence.html"),
         "manifest_sha256": digest,
-        "files": sorted([*files, "SHA256SUMS"]),
+        "files": sorted([*files, "SHA256SUMS", *(["SHA256SUMS.mac"] if mac else [])]),
         "chain": evidence.chain["result"],
         "changelog_version": version,
     }

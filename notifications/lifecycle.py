@@ -49,14 +49,17 @@ def _evidence_pack(settings: Settings, restatement_id: int, event: NoticeEvent) 
     if event not in EVIDENCE_EVENTS:
         return None
     from notifications.evidence import export_pack
+    from restate.evidence.pack import default_folder
 
+    # One pack per notice event: the promotion's never replaces what the approver was shown.
+    name = f"restatement-{restatement_id}-{event.value}"
     try:
-        pack = export_pack(settings, restatement_id)
+        pack = export_pack(settings, restatement_id, default_folder(settings, restatement_id).with_name(name))
     except Exception as exc:
         log.warning("restatement %s: evidence pack not written for the notice: %s", restatement_id, exc)
         return None
     if settings.evidence_url:
-        link = f"{settings.evidence_url.rstrip('/')}/restatement-{restatement_id}/evidence.html"
+        link = f"{settings.evidence_url.rstrip('/')}/{name}/evidence.html"
     else:
         link = f"{pack['page']} (on the tool's host; `restate evidence {restatement_id}` writes it again)"
     return link, str(pack["page"])

@@ -195,7 +195,7 @@ def _story(settings: Settings, say: Say, spec: GenerateSpec) -> dict[str, Any]:
     from restate.evidence import verify_pack
     from restate.evidence.pack import default_folder
 
-    pack = default_folder(settings, rid)  # written for the promotion notice
+    pack = default_folder(settings, rid).with_name(f"restatement-{rid}-promoted")  # the promotion notice's
     problems, info = verify_pack(pack) if pack.is_dir() else ([], {})
     say(
         f"9. evidence pack for the approver and the auditor: {_shown(pack / 'evidence.html')} "

@@ -1318,12 +1318,15 @@ def audit_verify_pack(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Check an evidence pack offline (no warehouse, no settings): every file against
-    SHA256SUMS, nothing added or missing, the changelog slice well formed; with the audit
-    key (--key-file, or RESTATE_AUDIT_KEY) every entry's MAC too. Exit 1 when anything is off."""
+    """Check an evidence pack offline (no warehouse, no settings): exactly the pack's files,
+    each against SHA256SUMS, the changelog slice well formed. Without the key that shows no
+    file changed without new sums; with the audit key (--key-file, or RESTATE_AUDIT_KEY)
+    the manifest's MAC and every entry's MAC are checked, so nothing can have changed.
+    Exit 1 when anything is off, 2 for a missing pack or key file."""
     import os
 
     from restate.evidence import verify_pack
+    from restate.evidence.pack import PackError
 
     if not pack.exists():
         raise _fail(f"no such pack: {pack}", code=2)
@@ -1333,19 +1336,31 @@ def audit_verify_pack(
             key = key_file.read_text().strip().encode() or None
         except OSError as exc:
             raise _fail(f"cannot read the key file {key_file}: {exc.strerror}", code=2) from None
+        except UnicodeDecodeError:
+            raise _fail(f"the key file {key_file} is not text: is it the audit key?", code=2) from None
     elif os.environ.get("RESTATE_AUDIT_KEY"):
         key = os.environ["RESTATE_AUDIT_KEY"].encode()
     try:
         problems, info = verify_pack(pack, key)
-    except ValueError as exc:
-        raise _fail(str(exc), code=2) from None
+    except PackError as exc:
+        if as_json:
+            emit_json({"ok": False, "problems": [str(exc)]})
+        else:
+            console.print(f"[red]BAD[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except OSError as exc:
+        raise _fail(f"cannot read the pack {pack}: {exc.strerror or exc}") from None
     if as_json:
         emit_json({"ok": not problems, **info, "problems": [str(p) for p in problems]})
     elif not problems:
-        macs = "every entry's MAC recomputed" if info["macs_checked"] else "MACs not checked (no key given)"
+        proof = (
+            "with the key: the manifest's MAC and every entry's MAC check, nothing was changed"
+            if info["macs_checked"]
+            else "no key given: no file changed without new sums (--key-file proves the sums are restate's)"
+        )
         console.print(
-            f"[green]ok[/] pack intact: {info['files']} files match SHA256SUMS "
-            f"(sha256 {info['manifest_sha256']}); {info['entries']} audit entries, {macs}",
+            f"[green]ok[/] {info['files']} files match SHA256SUMS (sha256 {info['manifest_sha256']}); "
+            f"{info['entries']} audit entries; {proof}",
             soft_wrap=True,
         )
     else:

@@ -411,7 +411,7 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
             )
         finally:
             engine.close()
-        if meta.get("response_url"):
+        if _slack_url(settings, meta.get("response_url")):
             WebhookClient(str(meta["response_url"])).send(
                 text=reply.text,
                 response_type="in_channel" if reply.in_channel else "ephemeral",
@@ -422,6 +422,19 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
     bolt.action(REJECT_ACTION)(reject_clicked)
     bolt.view(REJECT_VIEW)(ack=reject_checked, lazy=[reject_submitted])
     return bolt
+
+
+def _slack_url(settings: Settings, url: Any) -> bool:
+    """Only Slack's own response URLs (or the configured API host's) are ever posted to."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        return False
+    target = urlsplit(url)
+    allowed = {("https", "hooks.slack.com"), ("https", "slack.com")}
+    api = urlsplit(settings.slack_base_url)
+    allowed.add((api.scheme, api.netloc))
+    return (target.scheme, target.netloc) in allowed
 
 
 def _answer_click(respond: Respond, body: dict[str, Any], reply: Reply) -> None:

@@ -4,11 +4,14 @@ A pack is a folder holding the evidence page (``evidence.html``), the diff at it
 recorded grain (``diff.csv``), the restatement's changelog entries with every field the
 MAC covers (``changelog.json``), the collected facts (``evidence.json``) and
 ``SHA256SUMS``: one ``<sha256>  <file>`` line per file, the format ``sha256sum -c``
-reads. ``verify_pack`` needs no warehouse: every listed file must be there with its sum,
-no other file may be there, the changelog slice must be well formed, and with the audit
-key each entry's MAC is computed again. The manifest's own sum is recorded in the
-changelog when the pack is written (event ``evidence_exported``), so an edited manifest
-is caught by anyone who can read the log.
+reads, and ``SHA256SUMS.mac``: the manifest's HMAC under the audit key, bound to the
+restatement. ``verify_pack`` needs no warehouse: exactly the pack's files must be there
+(plain files, no duplicates, nothing added), each with its sum, and the changelog slice
+well formed and of this restatement. Without the key that shows the files are as the
+sums say (a change made without new sums); with the key the manifest's MAC and every
+audit entry's MAC are computed again, so no file can be changed even with new sums. The
+manifest's sum is also recorded in the changelog when the pack is written (event
+``evidence_exported``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import re
+import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +35,11 @@ from restate.evidence.collect import Evidence
 from restate.state.changelog import entry_mac
 
 MANIFEST = "SHA256SUMS"
+MANIFEST_MAC = "SHA256SUMS.mac"
 REQUIRED = ("evidence.html", "diff.csv", "changelog.json", "evidence.json")
+PACK_FILES = frozenset({*REQUIRED, MANIFEST, MANIFEST_MAC})
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAC_SCHEME = "restate-evidence-manifest-hmac-sha256-v1"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](\S(?:.*\S)?)$")
 _DIFF_COLUMNS = (
     "model",
@@ -94,56 +101,114 @@ def manifest_text(files: Mapping[str, bytes]) -> str:
     return "".join(f"{_sha256(data)}  {name}\n" for name, data in sorted(files.items()))
 
 
-def write_pack(folder: Path, files: Mapping[str, bytes]) -> str:
-    """Write the files and their manifest into ``folder`` (created; an earlier pack there
-    is replaced whole, through a sibling folder renamed into place). Returns the
-    manifest's SHA-256."""
+def manifest_mac(key: bytes, restatement_id: int, manifest: bytes) -> str:
+    """HMAC-SHA256 of the manifest under the audit key, bound to the restatement: only the
+    holder of the key could have written a pack whose MAC checks."""
+    material = b"\x1f".join([MAC_SCHEME.encode(), str(int(restatement_id)).encode(), manifest])
+    return hmac.new(key, material, hashlib.sha256).hexdigest()
+
+
+class PackError(ValueError):
+    """A pack cannot be written or read as asked (one line, no traceback)."""
+
+
+def _is_pack_folder(folder: Path) -> bool:
+    """A real folder (not a link) holding only a pack's own files."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(p.is_file() and not p.is_symlink() and p.name in PACK_FILES for p in folder.iterdir())
+
+
+def write_pack(folder: Path, files: Mapping[str, bytes], mac: Callable[[bytes], str] | None = None) -> str:
+    """Write the files, their manifest and (with ``mac``) the manifest's MAC into
+    ``folder``. An earlier pack there is replaced whole (a sibling folder renamed into
+    place); a folder holding anything else, or a link, is refused and left alone.
+    Returns the manifest's SHA-256."""
     folder = Path(folder)
+    if (folder.exists() or folder.is_symlink()) and not _is_pack_folder(folder):
+        raise PackError(
+            f"{folder} exists and is not an evidence pack: choose a new folder (nothing was changed)"
+        )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    if staging.exists():
-        _remove(staging)
-    staging.mkdir()
-    manifest = manifest_text(files)
-    for name, data in [*files.items(), (MANIFEST, manifest.encode())]:
-        (staging / name).write_bytes(data)
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-        folder.rename(old)
-        staging.rename(folder)
-        _remove(old)
-    else:
-        staging.rename(folder)
-    return _sha256(manifest.encode())
+    manifest = manifest_text(files).encode()
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, data in [*files.items(), (MANIFEST, manifest)]:
+            (staging / name).write_bytes(data)
+        if mac is not None:
+            (staging / MANIFEST_MAC).write_text(mac(manifest) + "\n")
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            old.rmdir()
+            folder.rename(old)
+            staging.rename(folder)
+            _remove_pack(old)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        if staging.exists():
+            _remove_pack(staging)
+        raise
+    return _sha256(manifest)
 
 
-def _remove(path: Path) -> None:
+def _remove_pack(path: Path) -> None:
+    """Remove a folder this module wrote (its pack files only)."""
     for child in path.iterdir():
-        child.unlink()
+        if child.name in PACK_FILES and child.is_file() and not child.is_symlink():
+            child.unlink()
     path.rmdir()
 
 
 def _read(path: Path) -> dict[str, bytes]:
-    """Every file of a pack folder or zip, by name (a zip's single top folder dropped)."""
+    """The files of a pack folder or zip, by name (a zip's single top folder dropped).
+    Anything but plain files with plain names, duplicates and oversized members are refused."""
+    files: dict[str, bytes] = {}
     if path.is_dir():
-        return {
-            p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-        }
-    if zipfile.is_zipfile(path):
+        for p in sorted(path.iterdir()):
+            if p.is_symlink() or not p.is_file():
+                raise PackError(f"{p.name} in the pack is not a plain file")
+            if p.stat().st_size > MAX_FILE_BYTES:
+                raise PackError(f"{p.name} is larger than a pack file can be ({MAX_FILE_BYTES:,} bytes)")
+            files[p.name] = p.read_bytes()
+        return files
+    if not zipfile.is_zipfile(path):
+        raise PackError(f"{path} is neither a pack folder nor a zip of one")
+    try:
         with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if not n.endswith("/")]
+            infos = [i for i in z.infolist() if not i.is_dir()]
+            names = [i.filename for i in infos]
             tops = {n.split("/", 1)[0] for n in names}
             strip = len(tops) == 1 and all("/" in n for n in names)
-            return {(n.split("/", 1)[1] if strip else n): z.read(n) for n in names}
-    raise ValueError(f"{path} is neither a pack folder nor a zip of one")
+            total = 0
+            for info in infos:
+                name = info.filename.split("/", 1)[1] if strip else info.filename
+                parts = info.filename.split("/")
+                if (
+                    not name
+                    or "/" in name
+                    or "\\" in info.filename
+                    or info.filename.startswith("/")
+                    or any(p in (".", "..") for p in parts)
+                ):
+                    raise PackError(f"{info.filename!r} in the zip is not a pack file name")
+                if name in files:
+                    raise PackError(f"{name} appears twice in the zip")
+                total += info.file_size
+                if info.file_size > MAX_FILE_BYTES or total > 4 * MAX_FILE_BYTES:
+                    raise PackError(f"{info.filename} is larger than a pack can be")
+                files[name] = z.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
+        raise PackError(f"{path} cannot be read as a zip: {exc}") from None
+    return files
 
 
-def _check_changelog(data: bytes, key: bytes | None) -> list[PackProblem]:
+def _check_changelog(data: bytes, key: bytes | None, restatement_id: int | None) -> list[PackProblem]:
     name = "changelog.json"
     try:
         entries = json.loads(data)
-    except ValueError as exc:
-        return [PackProblem(name, f"not JSON: {exc}")]
+    except (ValueError, RecursionError) as exc:
+        return [PackProblem(name, f"not JSON: {str(exc)[:80]}")]
     if not isinstance(entries, list):
         return [PackProblem(name, "not a list of entries")]
     problems: list[PackProblem] = []
@@ -156,6 +221,8 @@ def _check_changelog(data: bytes, key: bytes | None) -> list[PackProblem]:
         if not isinstance(e["version"], int) or e["version"] <= last:
             problems.append(PackProblem(name, f"entry {n}: versions out of order"))
         last = e["version"] if isinstance(e["version"], int) else last
+        if restatement_id is not None and e["restatement_id"] != restatement_id:
+            problems.append(PackProblem(name, f"entry {n} belongs to restatement {e['restatement_id']!r}"))
         if key is None:
             continue
         try:
@@ -170,25 +237,40 @@ def _check_changelog(data: bytes, key: bytes | None) -> list[PackProblem]:
                 e["prev_hash"],
             )
         except (TypeError, ValueError) as exc:
-            problems.append(PackProblem(name, f"entry v{e['version']}: unreadable ({exc})"))
+            problems.append(PackProblem(name, f"entry {n}: unreadable ({exc})"))
             continue
-        if not hmac.compare_digest(mac, str(e["entry_hash"])):
+        stored = e["entry_hash"]
+        if not (isinstance(stored, str) and stored.isascii() and hmac.compare_digest(mac, stored)):
             problems.append(PackProblem(name, f"entry v{e['version']}: MAC does not match (changed entry)"))
     return problems
 
 
+def _restatement_id(files: Mapping[str, bytes]) -> int | None:
+    try:
+        value = json.loads(files.get("evidence.json", b"{}")).get("restatement_id")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def verify_pack(path: Path, key: bytes | None = None) -> tuple[list[PackProblem], dict[str, Any]]:
-    """Check a pack offline. Returns the problems (none: intact) and what was checked:
-    files, the manifest's SHA-256, entries and whether their MACs were computed."""
+    """Check a pack offline. Returns the problems (none: intact) and what was checked.
+
+    Without the key the sums show the files are as SHA256SUMS lists them: a change made
+    without writing new sums. With the key, the manifest's MAC (SHA256SUMS.mac) shows
+    restate wrote these sums for this restatement, and every audit entry's MAC is
+    computed again: no file can be changed, even with new sums. Raises PackError for
+    something that is not a readable pack."""
     files = _read(Path(path))
-    info: dict[str, Any] = {"files": 0, "entries": 0, "macs_checked": key is not None}
+    info: dict[str, Any] = {"files": 0, "entries": 0, "macs_checked": key is not None, "manifest_mac": None}
     if MANIFEST not in files:
         return [PackProblem(MANIFEST, "missing: not a restate evidence pack")], info
-    info["manifest_sha256"] = _sha256(files[MANIFEST])
+    manifest = files[MANIFEST]
+    info["manifest_sha256"] = _sha256(manifest)
     problems: list[PackProblem] = []
     listed: dict[str, str] = {}
     try:
-        lines = files[MANIFEST].decode().splitlines()
+        lines = manifest.decode().splitlines()
     except UnicodeDecodeError:
         return [PackProblem(MANIFEST, "not text")], info
     for n, line in enumerate(lines, 1):
@@ -196,21 +278,38 @@ def verify_pack(path: Path, key: bytes | None = None) -> tuple[list[PackProblem]
         if m is None:
             problems.append(PackProblem(MANIFEST, f"line {n} is not '<sha256>  <file>'"))
             continue
+        if m.group(2) in listed:
+            problems.append(PackProblem(MANIFEST, f"line {n} lists {m.group(2)} again"))
+            continue
         listed[m.group(2)] = m.group(1)
     for name, digest in sorted(listed.items()):
-        if name not in files:
+        if name not in REQUIRED:
+            problems.append(PackProblem(name, "listed in the manifest but not a pack file"))
+        elif name not in files:
             problems.append(PackProblem(name, "listed in the manifest but missing"))
         elif not hmac.compare_digest(_sha256(files[name]), digest):
             problems.append(PackProblem(name, "SHA-256 does not match the manifest (the file was changed)"))
-    for name in sorted(set(files) - set(listed) - {MANIFEST}):
+    for name in sorted(set(files) - set(listed) - {MANIFEST, MANIFEST_MAC}):
         problems.append(PackProblem(name, "not listed in the manifest (added to the pack)"))
     for name in REQUIRED:
         if name not in listed:
             problems.append(PackProblem(name, "required file not in the manifest"))
     info["files"] = len(listed)
+    rid = _restatement_id(files)
+    info["restatement_id"] = rid
+    if key is not None:
+        stored = files.get(MANIFEST_MAC, b"").decode("ascii", "replace").strip()
+        expected = manifest_mac(key, rid, manifest) if rid is not None else ""
+        info["manifest_mac"] = bool(stored) and hmac.compare_digest(stored, expected)
+        if not stored:
+            problems.append(PackProblem(MANIFEST_MAC, "missing: the manifest cannot be proved restate's"))
+        elif not info["manifest_mac"]:
+            problems.append(
+                PackProblem(MANIFEST_MAC, "does not match: the sums were rewritten, or the key is another")
+            )
     if "changelog.json" in files:
-        problems += _check_changelog(files["changelog.json"], key)
-        with contextlib.suppress(ValueError, TypeError):
+        problems += _check_changelog(files["changelog.json"], key, rid)
+        with contextlib.suppress(ValueError, TypeError, RecursionError):
             info["entries"] = len(json.loads(files["changelog.json"]))
     return problems, info
 

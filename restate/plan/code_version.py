@@ -108,10 +108,11 @@ def _said(value: Any) -> str:
 
 def commit_summary(folder: Any, commit: str | None) -> str | None:
     """A commit as people name it: “subject” by author on date (None outside git)."""
+    import re
     import subprocess
 
-    if not commit:
-        return None
+    if not commit or not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+        return None  # only a commit id reaches git's command line
     try:
         out = subprocess.run(
             ["git", "log", "-1", "--format=%s%x1f%an%x1f%cs", commit, "--"],

@@ -9,6 +9,7 @@ tests skipped, with the reason printed. Screenshots are kept under test-artifact
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -74,8 +75,11 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """One browser per test module, closed after it: Playwright's sync API runs an event
+    loop in this thread while it is open, on which Prefect's own sync calls would wait
+    forever in the next module."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -164,6 +168,14 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield base
     finally:
+        # Flush the log and event workers that talked to this server while it still
+        # answers: left behind, they retry it forever and a later harness waits on them.
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for worker in (APILogWorker, EventsWorker):
+            with contextlib.suppress(Exception):
+                worker.drain_all(timeout=30)
         server.terminate()
         try:
             server.wait(timeout=20)

@@ -312,10 +312,10 @@ def test_approval_and_promotion_notices_link_and_attach_the_evidence_pack(
     report = notify_restatement(settings, 1, "approval_needed", manifest=manifest)
     assert report.complete and report.sent
 
-    page = tmp_path / "evidence" / "restatement-1" / "evidence.html"
+    page = tmp_path / "evidence" / "restatement-1-approval_needed" / "evidence.html"
     assert verify_pack(page.parent)[0] == []
     where = (
-        "https://evidence.finance.example.com/packs/restatement-1/evidence.html"
+        "https://evidence.finance.example.com/packs/restatement-1-approval_needed/evidence.html"
         if published
         else f"{page} (on the tool's host; `restate evidence 1` writes it again)"
     )

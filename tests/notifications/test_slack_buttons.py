@@ -222,3 +222,61 @@ def test_reject_command_needs_a_reason_and_an_approver(serve_commands, warehouse
     )
     _, _, token, _, _ = srv.post("approve 1", user_id=APPROVER)
     assert "cannot be approved: restatement 1 was withdrawn" in srv.answer(token)["text"]
+
+
+def test_the_reason_is_answered_only_to_slack_hosts(serve_commands, warehouse) -> None:  # noqa: F811
+    """A view's private_metadata names where the answer goes: anything but Slack's hosts (or
+    the configured API host) is never posted to, even in a correctly signed request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    srv = serve_commands()
+    try:
+        code, _ = _post(
+            srv,
+            {
+                "type": "view_submission",
+                "team": {"id": "T1"},
+                "user": {"id": APPROVER, "username": "approver"},
+                "api_app_id": "A1",
+                "token": "legacy",
+                "trigger_id": "t3",
+                "view": {
+                    "id": "V0002",
+                    "type": "modal",
+                    "callback_id": "restatement_reject_reason",
+                    "private_metadata": json.dumps(
+                        {"restatement_id": 1, "response_url": f"http://127.0.0.2:{other.server_port}/steal"}
+                    ),
+                    "state": {
+                        "values": {"comment": {"comment": {"type": "plain_text_input", "value": "no"}}}
+                    },
+                },
+            },
+        )
+        assert code == 200
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the rejection itself is done through the gate
+            if (
+                warehouse.scalar("select status from restate_meta.restatements where restatement_id = 1")
+                == "cancelled"
+            ):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert hits == []
+    finally:
+        other.shutdown()
