@@ -116,6 +116,7 @@ def _validations(engine: Engine, meta: str, restatement_id: int) -> list[dict[st
             for c in result.get("checks", [])
         ]
         r["errors"] = result.get("errors", [])
+        r["skipped"] = result.get("skipped", [])
         r["duration_s"] = result.get("duration_s")
         out.append(r)
     return out

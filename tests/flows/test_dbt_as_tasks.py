@@ -16,20 +16,21 @@ from tests.conftest import expected_daily_sql, land, make_settings, raw_glob, ta
 pytestmark = pytest.mark.slow
 
 
-def _materialized_assets(client: Any) -> list[str]:
-    """The assets whose materialization the server recorded (events arrive a little after)."""
+def _materialized_assets(client: Any, expected: tuple[str, ...]) -> list[str]:
+    """The assets whose materialization the server recorded (events arrive a little after
+    the run, not all at once): until every expected one is there, or 60 s."""
     import time
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     found: list[str] = []
     while time.monotonic() < deadline:
         response = client.request(
             "POST",
             "/events/filter",
-            json={"filter": {"event": {"prefix": ["prefect.asset.materialization"]}}, "limit": 50},
+            json={"filter": {"event": {"prefix": ["prefect.asset.materialization.succeeded"]}}, "limit": 50},
         )
         found = sorted({e["resource"]["prefect.resource.id"] for e in response.json().get("events", [])})
-        if found:
+        if all(any(a.endswith(name) for a in found) for name in expected):
             return found
         time.sleep(0.5)
     return found
@@ -59,7 +60,7 @@ def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch
                 tasks = client.read_task_runs(
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])), limit=200
                 )
-                assets = _materialized_assets(client)
+                assets = _materialized_assets(client, ("fct_revenue_daily", "int_deduped_events"))
     finally:
         get_settings.cache_clear()
     names = {t.name: t.state.name for t in tasks}
