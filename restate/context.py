@@ -80,9 +80,12 @@ class Context:
 
     def project(self) -> ProjectContract:
         if self._project is None:
-            from restate.contract.project import project_contract
+            from restate.contract.project import check_target
+            from restate.contract.spec import read_contract
 
-            self._project = project_contract(self.settings, self.dbt)
+            manifest = self.manifest()  # parsed once per context, shared with planning
+            check_target(self.settings, manifest)
+            self._project = read_contract(manifest)
         return self._project
 
     def publish(self, restatement_id: int, event: Event | str, detail: str | None = None) -> dict[str, Any]:

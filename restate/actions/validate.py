@@ -28,7 +28,13 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
         plan = load_plan(engine, settings, restatement_id)
         refuse_cancelled(engine, settings, restatement_id)
         result = run_validation(
-            settings, engine, plan.restate_schema, plan.period_start, plan.period_end, restatement_id
+            settings,
+            engine,
+            plan.restate_schema,
+            plan.period_start,
+            plan.period_end,
+            restatement_id,
+            project=ctx.project(),  # the context's parsed project: no second dbt parse
         )
         validation_id = store_validation(engine, settings, result)
         evidence = json.loads(
