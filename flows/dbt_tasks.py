@@ -16,6 +16,10 @@ from typing import Any
 from restate.dbt.runner import DbtProject, Invoker, use_invoker
 from restate.settings import Settings
 
+# The commands whose nodes become tasks; every other command (parse above all) keeps
+# dbt's own runner and the parsed manifest restate hands it.
+BUILDS = ("run", "build", "seed", "snapshot", "test")
+
 
 def prefect_dbt_invoker(settings: Settings) -> Invoker:
     """An Invoker running each command through prefect-dbt's PrefectDbtRunner."""
@@ -29,6 +33,10 @@ def prefect_dbt_invoker(settings: Settings) -> Invoker:
     )
 
     def invoke(args: list[str], parsed: Any) -> Any:
+        if not args or args[0] not in BUILDS:  # parse, compile, ...: nothing to show as tasks
+            from dbt.cli.main import dbtRunner
+
+            return dbtRunner(manifest=parsed).invoke(args)
         # raise_on_failure off: restate reads the result and raises its own DbtError.
         runner = PrefectDbtRunner(manifest=parsed, settings=dbt_settings, raise_on_failure=False)
         return runner.invoke(args)

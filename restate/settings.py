@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     sources_file: Path | None = None
     slack_platform_channel: str = "#data-platform"
     slack_approvers: list[str] = Field(default_factory=list)
+    # Who each Slack user is, by the name they plan and force with ({"U012ABC": "ana"}): the
+    # approver gate then refuses Ana's click on her own restatement as it refuses `ana`.
+    slack_people: dict[str, str] = Field(default_factory=dict)
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_user: str | None = None

@@ -176,18 +176,35 @@ def require_listed(settings: Settings, name: str) -> str:
     return _listed(settings, name, approvers(settings))
 
 
+def _identities(settings: Settings, name: str) -> set[str]:
+    keys = {_key(name)}
+    if name.startswith(SLACK_PREFIX):
+        person = settings.slack_people.get(name.removeprefix(SLACK_PREFIX))
+        if person:
+            keys.add(_key(person))
+    return keys
+
+
+def _same_person(settings: Settings, name: str | None, other: str | None) -> bool:
+    """Whether two recorded names are one person: equal, or a Slack id (`slack:<id>`) and
+    the name RESTATE_SLACK_PEOPLE gives that user."""
+    if not name or not other:
+        return False
+    return bool(_identities(settings, name) & _identities(settings, other))
+
+
 def check_approver(settings: Settings, duties: Duties, approver: str) -> str:
     """Raise DutyError unless `approver` may approve this restatement; return the listed name."""
     rid = duties.restatement_id
     others = eligible(settings, duties)
     if not approvers(settings):
         raise DutyError("no approvers configured: set RESTATE_APPROVERS")
-    if _key(approver) == _key(duties.requested_by):
+    if _same_person(settings, approver, duties.requested_by):
         raise DutyError(
             f"{duties.requested_by} requested restatement {rid} and cannot approve it; "
             f"approvers: {_names(others)}"
         )
-    if duties.forced_by and _key(approver) == _key(duties.forced_by):
+    if duties.forced_by and _same_person(settings, approver, duties.forced_by):
         raise DutyError(
             f"{duties.forced_by} forced the validation of restatement {rid} and cannot also "
             f"approve it; approvers: {_names(others)}"

@@ -280,3 +280,21 @@ def test_the_reason_is_answered_only_to_slack_hosts(serve_commands, warehouse) -
         assert hits == []
     finally:
         other.shutdown()
+
+
+def test_a_requester_known_by_her_slack_id_cannot_approve_her_own(
+    serve_commands,  # noqa: F811
+    warehouse,  # noqa: F811
+    tmp_path,
+) -> None:
+    """RESTATE_SLACK_PEOPLE says who each Slack user is: the requester's click is refused."""
+    from restate.settings import Settings
+    from restate.state.duties import DutyError, check_approver, load
+    from tests.notifications.conftest import make_settings
+
+    s: Settings = make_settings(tmp_path, slack_approvers=[APPROVER], slack_people={APPROVER: "Alice"})
+    duties = load(warehouse, s, 1)  # restatement 1 was requested by alice
+    with pytest.raises(DutyError, match="requested restatement 1"):
+        check_approver(s, duties, f"slack:{APPROVER}")
+    unmapped = make_settings(tmp_path, slack_approvers=[APPROVER])
+    assert check_approver(unmapped, duties, f"slack:{APPROVER}") == f"slack:{APPROVER}"
