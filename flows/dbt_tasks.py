@@ -1,10 +1,10 @@
 """dbt inside flows through prefect-dbt: each model of a command is its own Prefect task
 (state, logs, and an asset per materialized relation for lineage).
 
-The flows wrap the commands people watch in the UI with it: an incremental load's dbt run
-and a restatement's follow-on views. Restatement chunks keep restate's in-process runner
-(no Prefect task per node per chunk, see benchmarks/prefect_dbt_bench.py for what a call
-costs through each).
+The incremental-load flow wraps its dbt run with it (every 15 minutes, each model of
+the load is a task people can watch). Restatements keep restate's in-process runner for
+chunks and follow-on views: benchmarks/prefect_dbt_bench.py measures a call through each
+(a view: 0.18 s vs 0.66 s warm; the first call in a fresh flow process 2.9 s).
 """
 
 from __future__ import annotations
