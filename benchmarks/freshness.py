@@ -2,7 +2,10 @@
 
 For each staged slice: move its Parquet files into the landing folder (the slice
 "arrives"), run the Prefect incremental-load flow, and record the latency from
-arrival to the end of the load. The parent runs this once with nothing else
+arrival to the end of the load, with the wall-clock times of both (so the parent can
+tell which loads overlapped its restatement). The first slice warms the process up
+before anything else starts; with --go-file the rest wait for the parent's signal
+(given once its restatement is writing). The parent runs this once with nothing else
 going on (idle) and once while a 14-month restatement runs (loaded).
 """
 
@@ -63,11 +66,15 @@ def main() -> None:
     latencies: list[float] = []
     rows: list[int] = []
     retries: list[int] = []
+    arrived_at: list[float] = []
+    finished_at: list[float] = []
     for slice_dir in args.slices:
         arrived = time.perf_counter()
+        arrived_at.append(time.time())
         files = land_slice(slice_dir, landing)
         result, attempts = load_until_done(arrived)
         latency = time.perf_counter() - arrived
+        finished_at.append(time.time())
         latencies.append(latency)
         rows.append(result.rows_new)
         retries.append(attempts - 1)
@@ -78,7 +85,16 @@ def main() -> None:
                 time.sleep(0.2)
         else:
             time.sleep(args.pause)
-    emit_result({"latencies_s": latencies, "rows_new": rows, "retries": retries, "import_s": IMPORT_S})
+    emit_result(
+        {
+            "latencies_s": latencies,
+            "rows_new": rows,
+            "retries": retries,
+            "arrived_at": arrived_at,
+            "finished_at": finished_at,
+            "import_s": IMPORT_S,
+        }
+    )
 
 
 if __name__ == "__main__":

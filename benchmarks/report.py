@@ -25,6 +25,11 @@ TARGETS: list[tuple[str, float, str]] = [
     ("one day / fourteen months", 0.02, "one day costs at most 2% of 14 months"),
     ("rerun / full", 0.60, "rerun after a kill half way costs at most 60% of a full run"),
     ("loaded / idle freshness", 1.5, "15-minute loads at most 1.5x slower during a restatement"),
+    (
+        "worst loaded / idle freshness",
+        1.5,
+        "every load overlapping a restatement at most 1.5x its idle latency",
+    ),
 ]
 
 
@@ -67,6 +72,9 @@ def compute_ratios(r: dict[str, Any]) -> dict[str, float | None]:
         "rerun / full": _ratio(_get(r, "resume", "median_s"), full),
         "loaded / idle freshness": _ratio(
             _get(r, "freshness", "loaded", "median_s"), _get(r, "freshness", "idle", "median_s")
+        ),
+        "worst loaded / idle freshness": _ratio(
+            _get(r, "freshness", "loaded", "max_s"), _get(r, "freshness", "idle", "median_s")
         ),
     }
 
@@ -296,13 +304,18 @@ def _freshness_lines(r: dict[str, Any]) -> list[str]:
         "",
         "## Freshness",
         "",
-        "Latency from a 15-minute slice landing to the incremental flow finishing:",
-        f"idle {', '.join(_fmt(x, 1) for x in idle['runs_s'])} s (median {_fmt(idle['median_s'], 1)});",
-        f"during the 14-month restatement {', '.join(_fmt(x, 1) for x in loaded['runs_s'])} s "
-        f"(median {_fmt(loaded['median_s'], 1)}); rows per slice {idle['rows_per_slice']}.",
-        f"The restatement was still running when the last load finished: "
-        f"{loaded['restatement_still_running_at_end']}; loads retried while it held the DuckDB "
-        f"file: {loaded.get('load_retries', 'n/a')}.",
+        "Latency from a 15-minute slice landing to the incremental flow finishing (each load"
+        " after the process's warm-up slice; none discarded):",
+        f"idle {', '.join(_fmt(x, 1) for x in idle['runs_s'])} s (median {_fmt(idle['median_s'], 1)},"
+        f" max {_fmt(idle.get('max_s'), 1)});",
+        f"loads started once the 14-month restatement was writing: "
+        f"{', '.join(_fmt(x, 1) for x in loaded['runs_s'])} s, of which overlapping it "
+        f"{loaded.get('overlapped')} ({loaded.get('loads_during_restatement')} loads; median "
+        f"{_fmt(loaded['median_s'], 1)}, max {_fmt(loaded.get('max_s'), 1)} over those);"
+        f" rows per slice {idle['rows_per_slice']}.",
+        f"The restatement took {_fmt(loaded.get('background_restatement_s'), 1)} s and was still "
+        f"running when the last load finished: {loaded['restatement_still_running_at_end']}; "
+        f"loads retried while it held the DuckDB file: {loaded.get('load_retries', 'n/a')}.",
     ]
 
 

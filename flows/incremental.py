@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.dbt_tasks import dbt_as_tasks
 from restate.actions import execute_window, prepare_window
+from restate.dbt import distributed
 from restate.ingest.loads import LoadResult, LoadWindow
 from restate.settings import apply_process_env, get_settings
 
@@ -20,8 +21,13 @@ def plan_load_window() -> LoadWindow:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def run_load(window: LoadWindow) -> LoadResult:
     settings = get_settings()
-    with dbt_as_tasks(settings):  # every model of the load is its own task in the UI
-        return execute_window(settings, window)
+    try:
+        with dbt_as_tasks(settings):  # every model of the load is its own task in the UI
+            return execute_window(settings, window)
+    finally:
+        # dbt-duckdb keeps the file open in this process: a long-lived worker would lock
+        # every restatement (another process) out of the warehouse until it exits.
+        distributed.release_warehouse(settings)
 
 
 @task(cache_policy=NO_CACHE)

@@ -48,8 +48,13 @@ def extract_table(name: str) -> dict[str, Any]:
 @task(cache_policy=NO_CACHE)
 def load_landed() -> dict[str, Any]:
     from restate.actions import load_once
+    from restate.dbt import distributed
 
-    result = load_once(get_settings())
+    settings = get_settings()
+    try:
+        result = load_once(settings)
+    finally:
+        distributed.release_warehouse(settings)  # let a restatement's process in
     return {
         "load": result.load_id,
         "rows_quarantined": result.rows_quarantined,

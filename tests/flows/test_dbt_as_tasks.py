@@ -55,6 +55,16 @@ def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch
         ):
             state = incremental_load(return_state=True)
             assert state.is_completed(), state
+            # The load let go of the file: a restatement in another process can open it now.
+            import subprocess
+            import sys
+
+            other = subprocess.run(
+                [sys.executable, "-c", f"import duckdb; duckdb.connect({str(s.warehouse_path)!r}).close()"],
+                capture_output=True,
+                text=True,
+            )
+            assert other.returncode == 0, other.stderr[-300:]
             run_id = state.state_details.flow_run_id
             with get_client(sync_client=True) as client:
                 tasks = client.read_task_runs(
