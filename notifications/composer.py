@@ -62,6 +62,9 @@ class NoticeContext:
     # What differs between the code that built the as-reported numbers and the code the
     # restatement ran, in words (restate.plan.code_version.change_summary).
     code_change: str | None = None
+    # The validation whose numbers the notice shows: an Approve click is refused once
+    # another validation replaced it.
+    validation_id: str | None = None
     # Which time the event happened to this restatement (2 = promoted again after a
     # rollback): each occurrence is its own notice.
     occurrence: int = 1
@@ -432,7 +435,7 @@ def _blocks(
             _section("*Numbers as reported before this restatement*\n" + _code(ctx.as_reported_sql))
         )
     if ctx.event is NoticeEvent.APPROVAL_NEEDED:
-        blocks.append(_decision_buttons(ctx.restatement_id))
+        blocks.append(_decision_buttons(ctx.restatement_id, ctx.validation_id))
     blocks.append(
         {
             "type": "context",
@@ -442,10 +445,12 @@ def _blocks(
     return blocks
 
 
-def _decision_buttons(restatement_id: int) -> dict[str, Any]:
+def _decision_buttons(restatement_id: int, validation_id: str | None = None) -> dict[str, Any]:
     """Approve / Reject: the same gate as `/restatement approve` (listed approvers, never
-    the requester); Approve asks for a confirmation, Reject for the reason."""
+    the requester); Approve asks for a confirmation, Reject for the reason. Approve carries
+    the validation the notice shows ("7:3f2a9c1e0b4d"), so it never approves newer numbers."""
     rid = str(restatement_id)
+    bound = f"{rid}:{validation_id}" if validation_id else rid
     return {
         "type": "actions",
         "block_id": f"decide-{rid}",
@@ -455,7 +460,7 @@ def _decision_buttons(restatement_id: int) -> dict[str, Any]:
                 "action_id": APPROVE_ACTION,
                 "text": {"type": "plain_text", "text": "Approve"},
                 "style": "primary",
-                "value": rid,
+                "value": bound,
                 "confirm": {
                     "title": {"type": "plain_text", "text": f"Approve #{rid}?"},
                     "text": {

@@ -472,15 +472,19 @@ def _code_change(engine: Engine, settings: Settings, restatement_id: int) -> str
 
 
 def _forced(engine: Engine, settings: Settings, restatement_id: int) -> dict[str, str | None]:
-    """Who forced the latest validation through, and why (nothing when it was not forced)."""
+    """The latest validation (its id binds the notice's Approve button to the numbers it
+    shows), and who forced it through and why (when it was forced)."""
     rows = engine.query(
-        f"select forced_by, force_reason from {settings.meta_schema}.validations "
+        f"select forced_by, force_reason, validation_id from {settings.meta_schema}.validations "
         "where restatement_id = ? order by checked_at desc limit 1",
         [restatement_id],
     )
-    if not rows or not rows[0][0]:
+    if not rows:
         return {}
-    return {"forced_by": str(rows[0][0]), "force_reason": rows[0][1]}
+    found: dict[str, str | None] = {"validation_id": str(rows[0][2])}
+    if rows[0][0]:
+        found.update(forced_by=str(rows[0][0]), force_reason=rows[0][1])
+    return found
 
 
 def _kept_as_loaded(engine: Engine, settings: Settings, restatement_id: int, occurrence: int) -> list[str]:

@@ -351,7 +351,7 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
         action = (body.get("actions") or [{}])[0]
         user = body.get("user") or {}
         return (
-            _parse_id(str(action.get("value", ""))),
+            _parse_id(str(action.get("value", "")).partition(":")[0]),
             str(user.get("id", "")),
             str(user.get("username") or user.get("name") or ""),
         )
@@ -364,9 +364,21 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
         if rid is None:
             respond(text="That button carries no restatement id.", response_type="ephemeral")
             return
+        shown = str(((body.get("actions") or [{}])[0]).get("value", "")).partition(":")[2] or None
         engine = factory()
         try:
-            reply = decide(engine, settings, user_id, user_name, rid, "approve", None, "button: Approve")
+            latest = engine.scalar(
+                f"select validation_id from {settings.meta_schema}.validations "
+                "where restatement_id = ? order by checked_at desc limit 1",
+                [rid],
+            )
+            if shown is not None and latest is not None and str(latest) != shown:
+                reply = Reply(
+                    f"Restatement #{rid} was validated again since this notice: its numbers may "
+                    f"differ from what you saw. See the newer notice or `/restatement diff {rid}`."
+                )
+            else:
+                reply = decide(engine, settings, user_id, user_name, rid, "approve", None, "button: Approve")
         finally:
             engine.close()
         _answer_click(respond, body, reply)

@@ -298,3 +298,36 @@ def test_a_requester_known_by_her_slack_id_cannot_approve_her_own(
         check_approver(s, duties, f"slack:{APPROVER}")
     unmapped = make_settings(tmp_path, slack_approvers=[APPROVER])
     assert check_approver(unmapped, duties, f"slack:{APPROVER}") == f"slack:{APPROVER}"
+
+
+def test_an_approve_button_never_approves_numbers_newer_than_its_notice(
+    serve_commands,  # noqa: F811
+    warehouse,  # noqa: F811
+) -> None:
+    """The button carries the validation its notice showed: once another validation
+    replaced it, the click is refused; the current one approves."""
+    from notifications.dispatch import build_context
+
+    changelog.append(warehouse, "restate_meta", "validated", {"validation_id": "v1"}, restatement_id=1)
+    ctx = build_context(warehouse, make_settings_for_notice(), 1, NoticeEvent.APPROVAL_NEEDED)
+    blocks = compose(ctx).blocks
+    approve = next(
+        e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == APPROVE_ACTION
+    )
+    assert approve["value"] == "1:v1"  # the seeded restatement's latest validation
+    srv = serve_commands()
+    code, token, _ = _click(srv, APPROVE_ACTION, APPROVER, value="1:v0-older")
+    assert code == 200
+    assert "validated again since this notice" in srv.answer(token)["text"]
+    assert _approved_by(warehouse) is None
+    code, token, _ = _click(srv, APPROVE_ACTION, APPROVER, value=approve["value"])
+    assert f"approved by <@{APPROVER}>" in json.dumps(srv.answer(token))
+    assert _approved_by(warehouse) == f"slack:{APPROVER}"
+
+
+def make_settings_for_notice() -> Any:
+    from pathlib import Path
+
+    from tests.notifications.conftest import make_settings
+
+    return make_settings(Path("."))
