@@ -4,7 +4,7 @@
 The incremental-load flow wraps its dbt run with it (every 15 minutes, each model of
 the load is a task people can watch). Restatements keep restate's in-process runner for
 chunks and follow-on views: benchmarks/prefect_dbt_bench.py measures a call through each
-(a view: 0.18 s vs 0.66 s warm; the first call in a fresh flow process 2.9 s).
+(a view: 0.20 s vs 0.71 s warm; a first call in a process costs several times more).
 """
 
 from __future__ import annotations

@@ -162,8 +162,8 @@ def restatement(
         return results
 
     # restate's own dbt runner throughout (chunks and follow-on views): prefect-dbt's runner
-    # costs 0.5 s per call warm and 2.7 s in a fresh flow process (make bench-prefect-dbt),
-    # more than a one-day restatement's whole budget.
+    # costs 0.5 s more per call warm and 2.9 s more on a process's first call
+    # (make bench-prefect-dbt): more than a one-day restatement's whole budget.
     ran = actions.run_restatement(settings, restatement_id, run_chunks=chunks_as_tasks)
     create_table_artifact(
         key=f"restatement-{restatement_id}-chunks",

@@ -367,11 +367,12 @@ def build_bolt_app(settings: Settings, engine_factory: Callable[[], Engine] | No
         shown = str(((body.get("actions") or [{}])[0]).get("value", "")).partition(":")[2] or None
         engine = factory()
         try:
-            latest = engine.scalar(
-                f"select validation_id from {settings.meta_schema}.validations "
-                "where restatement_id = ? order by checked_at desc limit 1",
-                [rid],
-            )
+            from restate.state import duties
+
+            try:
+                latest = duties.load(engine, settings, rid).validation_id
+            except ValueError:  # no such restatement: decide() says so
+                latest = None
             if shown is not None and latest is not None and str(latest) != shown:
                 reply = Reply(
                     f"Restatement #{rid} was validated again since this notice: its numbers may "
