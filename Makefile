@@ -51,6 +51,10 @@ lint: $(STAMP) ## ruff check + format check + mypy
 bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 	$(PY) benchmarks/run.py
 
+.PHONY: bench-restate
+bench-restate: $(STAMP) ## restate's figures alone (14 months, one day, rerun), reusing the data
+	$(PY) benchmarks/restate_only.py
+
 .PHONY: bench-webhooks
 bench-webhooks: $(STAMP) ## payment webhook receiver: events/s and p50/p99 acknowledgement latency
 	$(PY) benchmarks/webhooks_bench.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -200,13 +201,40 @@ def prepare_data(scale: Scale) -> DataSet:
         "freshness_slice_rows": slices.result["slice_rows"],
         "warehouse_mb": round((ds.baseline / "warehouse.duckdb").stat().st_size / 2**20, 1),
     }
-    return DataSet(
+    ready = DataSet(
         **{
             **ds.__dict__,
             "start": str(gen.result["period_start"]),
             "end": str(gen.result["period_end"]),
             "info": info,
         }
+    )
+    (data / "dataset.json").write_text(
+        json.dumps({"scale": scale.__dict__, "start": ready.start, "end": ready.end, "info": info})
+    )
+    return ready
+
+
+def reuse_data(scale: Scale) -> DataSet | None:
+    """The data an earlier run prepared at the same scale, or None."""
+    data = WORK / "data"
+    try:
+        saved = json.loads((data / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("scale") != scale.__dict__:
+        return None
+    return DataSet(
+        landing=data / "landing",
+        finance=data / "finance",
+        baseline=data / "baseline",
+        deduped=data / "deduped.parquet",
+        fresh_landing=data / "fresh_landing",
+        fresh_baseline=data / "fresh_baseline",
+        fresh_slices=data / "fresh_slices",
+        start=saved["start"],
+        end=saved["end"],
+        info=saved["info"],
     )
 
 
@@ -291,6 +319,14 @@ def measure_limit(python: Path, ds: DataSet, scale: Scale, tag: str) -> dict[str
 
 def _restate_run(ds: DataSet, name: str, args: list[str], run_dir: Path, **kw: Any) -> ChildRun:
     fresh_copy(ds.baseline, run_dir)
+    # The fix is a var here (revenue_logic v1 -> the default); in production it is a code
+    # change dbt re-parses file by file, and any command since (a load, `restate models`)
+    # has parsed the project where it lives. Untimed, as that parse is in production.
+    run_child(
+        f"{name}: parse the fixed project",
+        [str(RESTATE_BIN), "models"],
+        env=restate_env(run_dir, ds.landing, ds.finance),
+    )
     return run_child(
         name,
         py_child("restate_bench.py", *args),

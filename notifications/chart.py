@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from typing import TYPE_CHECKING, Any
 
 from notifications.dimensions import dimensions_cell
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 AS_REPORTED_COLOR = "#9aa5b1"
 RESTATED_COLOR = "#1f6feb"
@@ -69,6 +68,11 @@ def build_figure(monthly: Sequence[dict[str, Any]], title: str, max_panels: int 
     panels = _panels(monthly, max_panels)
     if not panels:
         return None
+    # Imported here: matplotlib costs ~0.4 s, and most notices (a plan) draw no chart.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     # Constrained layout makes room for every title, tick label and rotated month.
     fig = Figure(figsize=(9, 4.6 * len(panels) + 0.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)

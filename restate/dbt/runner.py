@@ -51,6 +51,10 @@ class NodeResult:
     status: str
     execution_time: float
     message: str | None
+    # What `dbt compile` rendered, the node's config and the nodes it reads (compile only).
+    compiled_code: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +72,8 @@ _DBT_LOCK = threading.Lock()
 RUNTIME_ONLY_VARS = frozenset({"restate_chunk"})
 # Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
 _PARSED: dict[str, Any] = {}
+# manifest.json as the last parse with the installation's vars wrote it, by _parse_key.
+_MANIFESTS: dict[str, str] = {}
 # Files that declare a project's dbt packages (dbt reads dependencies.yml first).
 PACKAGE_FILES = ("dependencies.yml", "packages.yml")
 # Folders whose files never change what dbt parses (dbt output, installed packages,
@@ -145,6 +151,22 @@ class DbtProject:
         ]
         return self.invoke(command, vars=vars, query_tag=query_tag)
 
+    def compile_deferred(
+        self, models: list[str], vars: dict[str, Any], query_tag: dict[str, Any] | None = None
+    ) -> DbtResult:
+        """The SQL `run_deferred` would run for these models with these vars, compiled
+        against the warehouse as it is now (is_incremental() included), without running it."""
+        command = [
+            "compile",
+            "--select",
+            *models,
+            "--defer",
+            "--favor-state",
+            "--state",
+            str(self.prod_state_dir),
+        ]
+        return self.invoke(command, vars=vars, query_tag=query_tag)
+
     def _packages_dir(self) -> Path:
         """Where `dbt deps` installs the project's packages (packages-install-path)."""
         config = yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
@@ -190,12 +212,68 @@ class DbtProject:
 
     @staticmethod
     def _reuses_parse(command: list[str], vars: dict[str, Any] | None) -> bool:
-        """Chunk runs differ only in runtime-only vars: parse once, reuse the manifest.
+        """Chunk runs and loads differ only in runtime-only vars: parse once, reuse the manifest.
 
         dbt re-parses the whole project whenever --vars change, which cost more than
-        the chunk's SQL; the chunk bounds never affect what parsing produces.
+        the chunk's SQL; the chunk bounds and load windows never affect what parsing
+        produces. A restatement's follow-on views share its chunks' parse.
         """
-        return bool(command) and command[0] == "run" and bool(RUNTIME_ONLY_VARS & set(vars or {}))
+        names = set(vars or {})
+        return (
+            bool(command)
+            and command[0] in ("run", "compile")
+            and bool((RUNTIME_ONLY_VARS | {"restate_schema"}) & names)
+        )
+
+    def _parse_state_file(self, parse_vars: dict[str, Any]) -> Path:
+        """Where dbt's partial-parse state for these parse-time vars is kept between
+        processes. dbt keeps one per target folder and throws it away when --vars
+        change, so planning (production's vars) and a restatement (its schema's vars)
+        would each re-parse the whole project after the other; one file per set of vars
+        lets each process start from its own."""
+        key = json.dumps(
+            [str(self.project_dir), self.settings.dbt_target, parse_vars], sort_keys=True, default=str
+        )
+        name = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.settings.state_dir / "dbt_parse" / f"{name}.msgpack"
+
+    def _parse(self, parse_vars: dict[str, Any]) -> Any:
+        """`dbt parse` with these vars, starting from their saved partial-parse state
+        (dbt itself re-parses whatever changed since); the new state is saved for them."""
+        from dbt.cli.main import dbtRunner
+
+        args = ["parse", *self._base_args(), "--quiet", "--no-use-colors"]
+        if parse_vars:
+            args += ["--vars", json.dumps(parse_vars, default=str)]
+        saved = self._parse_state_file(parse_vars)
+        if saved.is_file():
+            args += ["--partial-parse-file-path", str(saved)]
+        res = dbtRunner().invoke(args)
+        if not res.success:
+            raise DbtError(f"dbt parse failed: {res.exception or 'see dbt logs'}")
+        written = self.target_path / "partial_parse.msgpack"
+        if written.is_file():
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            staged = saved.with_name(f"{saved.name}.{os.getpid()}.{threading.get_ident()}")
+            shutil.copyfile(written, staged)
+            os.replace(staged, saved)  # a reader never sees half a file
+        return res
+
+    def _parse_key(self, parse_vars: dict[str, Any]) -> str:
+        """What a parse depends on: the project, the installation (its target folder and
+        profile), the dbt target and vars, the project files' state."""
+        return json.dumps(
+            [
+                str(self.project_dir),
+                str(self.target_path),
+                str(self.profiles_dir),
+                self.settings.dbt_target,
+                parse_vars,
+                self._project_fingerprint(),
+            ],
+            sort_keys=True,
+            default=str,
+        )
 
     def _project_fingerprint(self) -> str:
         """Paths, times and sizes of the project's files and of its installed packages
@@ -217,21 +295,10 @@ class DbtProject:
 
     def _parsed_manifest(self, vars: dict[str, Any] | None) -> Any:
         """The parsed Manifest for these parse-time vars (parsing once per process)."""
-        from dbt.cli.main import dbtRunner
-
         parse_vars = {k: v for k, v in (vars or {}).items() if k not in RUNTIME_ONLY_VARS}
-        key = json.dumps(
-            [str(self.project_dir), self.settings.dbt_target, parse_vars, self._project_fingerprint()],
-            sort_keys=True,
-            default=str,
-        )
+        key = self._parse_key(parse_vars)
         if key not in _PARSED:
-            args = ["parse", *self._base_args(), "--quiet", "--no-use-colors"]
-            if parse_vars:
-                args += ["--vars", json.dumps(parse_vars, default=str)]
-            res = dbtRunner().invoke(args)
-            if not res.success:
-                raise DbtError(f"dbt parse failed: {res.exception or 'see dbt logs'}")
+            res = self._parse(parse_vars)
             _PARSED.clear()  # one restatement at a time per process; keep memory flat
             _PARSED[key] = res.result
         return _PARSED[key]
@@ -248,6 +315,9 @@ class DbtProject:
                     status=str(r.status),
                     execution_time=float(r.execution_time or 0.0),
                     message=r.message,
+                    compiled_code=getattr(r.node, "compiled_code", None),
+                    config=_config_dict(r.node),
+                    depends_on=list(getattr(getattr(r.node, "depends_on", None), "nodes", None) or []),
                 )
             )
         if not res.success:
@@ -259,9 +329,18 @@ class DbtProject:
         return DbtResult(success=True, nodes=nodes, elapsed_s=elapsed)
 
     def manifest(self) -> dict[str, Any]:
-        """The parsed manifest (parsing first if the project changed)."""
-        self.invoke(["parse"])
-        return json.loads((self.target_path / "manifest.json").read_text())
+        """The parsed manifest with the installation's vars (dbt re-parses what changed)."""
+        apply_process_env(self.settings)
+        parse_vars = self.settings.dbt_vars()
+        with _DBT_LOCK:
+            self._install_packages()
+            key = self._parse_key(parse_vars)
+            if key not in _MANIFESTS:  # unchanged since this process parsed it: as it was
+                self._parse(parse_vars)
+                _MANIFESTS.clear()
+                _MANIFESTS[key] = (self.target_path / "manifest.json").read_text()
+            loaded: dict[str, Any] = json.loads(_MANIFESTS[key])
+        return loaded
 
     def last_manifest(self) -> dict[str, Any]:
         """The manifest dbt wrote on its last invocation (no parse)."""
@@ -281,3 +360,11 @@ class DbtProject:
             if node["resource_type"] == "model":
                 hashes[node["name"]] = hashlib.sha256(node["raw_code"].encode()).hexdigest()
         return hashes
+
+
+def _config_dict(node: Any) -> dict[str, Any]:
+    config = getattr(node, "config", None)
+    try:
+        return dict(config.to_dict()) if config is not None else {}
+    except Exception:  # a node type whose config does not serialise: nothing to report
+        return {}

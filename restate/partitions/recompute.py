@@ -11,6 +11,7 @@ from typing import Any
 from restate.contract.spec import ModelContract
 from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
+from restate.partitions.templates import run_templates, templates_for
 from restate.plan.plans import Chunk, Plan
 from restate.settings import Settings
 from restate.state import changelog
@@ -53,6 +54,16 @@ def scope_predicate(plan: Plan, contract: ModelContract, chunk: Chunk | None = N
         sql += f" and {contract.entity_column} in ({', '.join('?' for _ in plan.accounts)})"
         params.extend(plan.accounts)
     return sql, params
+
+
+def chunk_predicate(engine: Engine, plan: Plan, model: str, chunk: Chunk) -> tuple[str, list[Any]]:
+    """The rows of one restated table that a chunk replaces (what partition_scope selects)."""
+    contract = plan.contract(model)
+    where, params = scope_predicate(plan, contract, chunk)
+    if chunk.buckets > 1 and contract.entity_column:
+        bucket = engine.account_bucket_sql(contract.entity_column, chunk.buckets)
+        where += f" and {bucket} = {int(chunk.bucket)}"
+    return where, params
 
 
 def chunk_vars(settings: Settings, plan: Plan, chunk: Chunk) -> dict[str, Any]:
@@ -108,24 +119,29 @@ def recompute_chunk(
         "started_at = ?, runner = ?, attempts = attempts + 1 where restatement_id = ? and chunk_id = ?",
         [_now(), this_process(), plan.restatement_id, chunk.chunk_id],
     )
+    vars = chunk_vars(settings, plan, chunk)
+    dbt_s = 0.0
     try:
-        result = dbt.run_deferred(
-            plan.models,
-            vars=chunk_vars(settings, plan, chunk),
-            query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
-        )
+        # The first chunk builds the isolated tables through dbt; later ones run the SQL dbt
+        # compiled once for the restatement (restate/partitions/templates.py), where it can.
+        templates = templates_for(settings, engine, dbt, plan, chunk, vars)
+        if templates is None:
+            dbt_s = dbt.run_deferred(
+                plan.models,
+                vars=vars,
+                query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, chunk=chunk.chunk_id),
+            ).elapsed_s
+        else:
+            run_templates(
+                engine, plan, chunk, templates, lambda model: chunk_predicate(engine, plan, model, chunk)
+            )
     except Exception:
         # Said as it is: `restate status` shows the chunk failed, not forever running.
         mark_chunk(engine, settings, plan, chunk.chunk_id, "failed", finished_at=_now())
         raise
     rows = 0
     for model in plan.models:
-        contract = plan.contract(model)
-        where, params = scope_predicate(plan, contract, chunk)
-        if chunk.buckets > 1 and contract.entity_column:
-            where += (
-                f" and {engine.account_bucket_sql(contract.entity_column, chunk.buckets)} = {chunk.bucket}"
-            )
+        where, params = chunk_predicate(engine, plan, model, chunk)
         rows += int(
             engine.scalar(f"select count(*) from {plan.restate_schema}.{model} where {where}", params) or 0
         )
@@ -142,7 +158,7 @@ def recompute_chunk(
         duration_s=duration,
     )
     crash_point(settings, "chunk_done")
-    return ChunkResult(chunk.chunk_id, rows, duration, result.elapsed_s)
+    return ChunkResult(chunk.chunk_id, rows, duration, dbt_s)
 
 
 def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:

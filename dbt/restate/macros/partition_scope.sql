@@ -6,6 +6,10 @@
       (x listed entities);
     - incremental load: every date listed by the meta.restate.touched_dates model;
     - first build: everything.
+    A chunk with "template": true renders the same predicate with the tokens
+    __restate_chunk_start__, __restate_chunk_end__ and __restate_chunk_bucket__ in
+    place of its bounds: the tool compiles a model once per restatement this way and
+    runs the SQL for every further chunk with the tokens replaced by checked values.
     The chunk comes in as a var; every value in it is checked here (dates, integers,
     entity ids against the declared pattern) and quoted by restate_literal, so a
     value that was edited on its way can never become SQL.
@@ -19,8 +23,14 @@
     {%- set chunk = var('restate_chunk', none) -%}
     {%- if chunk -%}
         {%- set date_column = restate.restate_meta_column('date_column', 'the partition date column') -%}
-        {%- set start = restate.restate_date_literal(chunk["start"]) -%}
-        {%- set end = restate.restate_date_literal(chunk["end"]) -%}
+        {%- set template = chunk.get("template", false) is sameas true -%}
+        {%- if template -%}
+            {%- set start = "cast('__restate_chunk_start__' as date)" -%}
+            {%- set end = "cast('__restate_chunk_end__' as date)" -%}
+        {%- else -%}
+            {%- set start = restate.restate_date_literal(chunk["start"]) -%}
+            {%- set end = restate.restate_date_literal(chunk["end"]) -%}
+        {%- endif -%}
         {%- set buckets = restate.restate_int(chunk.get("buckets", 1)) -%}
         {%- set entities = chunk.get("entities") or chunk.get("accounts") -%}
         {%- if buckets > 1 or entities -%}
@@ -28,7 +38,7 @@
         {%- endif -%}
         {{ date_column }} between {{ start }} and {{ end }}
         {%- if buckets > 1 %}
-        and {{ restate.entity_bucket(entity_column, buckets) }} = {{ restate.restate_int(chunk["bucket"]) }}
+        and {{ restate.entity_bucket(entity_column, buckets) }} = {{ "__restate_chunk_bucket__" if template else restate.restate_int(chunk["bucket"]) }}
         {%- endif %}
         {%- if entities %}
         {%- set pattern = chunk.get("entity_pattern") or "[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}" %}

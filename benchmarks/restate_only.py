@@ -1,0 +1,42 @@
+"""restate's own figures alone (14 months, one day, rerun after a kill), for iterating on them.
+
+`make bench-restate`: the same children and checks as `make bench`, without the floors,
+peers and freshness; the data of an earlier run at the same BENCH_EVENTS is reused.
+Prints the figures; writes nothing under version control (RESULTS.md comes from `make bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from common import VENV_PY, WORK, Scale, say
+from steps import measure_limit, measure_restate, measure_resume, prefect_server, prepare_data, reuse_data
+
+
+def main() -> int:
+    scale = Scale.from_env()
+    for sub in ("logs", "out", "runs", "prefect-home"):
+        (WORK / sub).mkdir(parents=True, exist_ok=True)
+    ds = reuse_data(scale)
+    expected = WORK / "out" / "limit_raw_project.parquet"
+    if ds is None or not expected.exists():
+        ds = prepare_data(scale)
+        measure_limit(VENV_PY, ds, scale, "project")  # writes the expected table
+    else:
+        say(f"reusing the data prepared at {scale.events:,} events")
+    figures = {}
+    with prefect_server():
+        figures["full"] = measure_restate(ds, "full", scale.slow_runs, expected)
+        figures["day"] = measure_restate(ds, "day", scale.runs, expected)
+        figures["rerun"] = measure_resume(ds, scale.slow_runs, expected)
+    for name, fig in figures.items():
+        say(f"{name}: {fig['median_s']:.2f} s, peak {fig['peak_rss_mb']:.0f} MB, parts {fig['parts']}")
+    say(f"one day / 14 months {figures['day']['median_s'] / figures['full']['median_s']:.3f}")
+    say(f"rerun / full {figures['rerun']['median_s'] / figures['full']['median_s']:.3f}")
+    print(json.dumps(figures, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
