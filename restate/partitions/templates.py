@@ -109,8 +109,20 @@ def templates_for(
     (an earlier chunk built it through dbt); None means: run this chunk through dbt."""
     if not all(engine.relation_exists(plan.restate_schema, model) for model in plan.models):
         return None
+    # Everything the compiled SQL depends on, installation included (its target folder):
+    # two warehouses with the same project and restatement id share nothing.
     key = json.dumps(
-        [str(dbt.project_dir), plan.restatement_id, chunk.buckets, plan.code_version, plan.accounts],
+        [
+            str(dbt.project_dir),
+            str(dbt.target_path),
+            settings.engine,
+            settings.dbt_target,
+            plan.restate_schema,
+            plan.source_watermark,
+            chunk.buckets,
+            plan.code_version,
+            plan.accounts,
+        ],
         sort_keys=True,
         default=str,
     )

@@ -157,3 +157,19 @@ def test_a_token_the_tool_does_not_fill_is_refused() -> None:
 
 def test_a_model_missing_from_the_compile_keeps_dbt(tmp_path: Path) -> None:
     assert templates.usable_templates(DbtResult(True, [node("a", SCOPED)]), ["a", "b"], buckets=2) is None
+
+
+@pytest.mark.slow
+def test_two_installations_in_one_process_never_share_compiled_chunks(tmp_path: Path) -> None:
+    """Same project, same restatement id, another warehouse and production schema: the
+    second installation compiles its own SQL (a template kept per process by project and
+    restatement id alone once ran one warehouse's SQL on another)."""
+    results = []
+    for n, prod in enumerate(("analytics", "finance_marts")):
+        s = make_settings(tmp_path / f"wh{n}", chunk_days=20, prod_schema=prod)
+        land(s, None, datetime(2026, 10, 25))
+        load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+        rid, chunks = restate_once(s, None)
+        assert rid == 1 and len(chunks) >= 3
+        results.append(restated_rows(s, rid))
+    assert results[0] and results[0] == results[1]
