@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -43,6 +44,12 @@ IMPORT_S = time.perf_counter() - IMPORT_STARTED
 # Seconds per part, filled by the wrappers below.
 PARTS: dict[str, float] = defaultdict(float)
 COUNTS: dict[str, int] = defaultdict(int)
+# The process's peak RSS (MB) when each part last finished: where memory grows.
+PEAKS: dict[str, float] = {}
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timed(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,6 +61,7 @@ def _timed(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             PARTS[part] += time.perf_counter() - started
             COUNTS[part] += 1
+            PEAKS[part] = round(_peak_mb(), 1)
 
     return wrapper
 
@@ -85,6 +93,7 @@ def _instrument() -> None:
     def run_chunk(settings: Any, restatement_id: int, chunk_id: str) -> dict[str, Any]:
         out = original_chunk(settings, restatement_id, chunk_id)
         COUNTS["chunks_reused" if out.get("reused") else "chunks_computed"] += 1
+        PEAKS["chunks"] = round(_peak_mb(), 1)
         emit_progress("chunk_done", chunk_id=chunk_id, reused=bool(out.get("reused")))
         return out
 
@@ -128,6 +137,7 @@ def run_to_promotion(restatement_id: int, force_validation: bool) -> dict[str, A
         started = time.perf_counter()
         promote(engine, settings, load_plan(engine, settings, restatement_id), approver)
         PARTS["promotion"] += time.perf_counter() - started
+        PEAKS["promotion"] = round(_peak_mb(), 1)
     return result
 
 
@@ -176,6 +186,7 @@ def main() -> None:
             get_settings(), request_for(args.scope, args.start, args.end, args.day, args.account)
         )
         PARTS["plan_wall"] = time.perf_counter() - plan_started
+        PEAKS["plan"] = round(_peak_mb(), 1)
         emit_progress("planned", restatement_id=plan.restatement_id, chunks=len(plan.chunks))
         rid = plan.restatement_id
     else:
@@ -190,6 +201,7 @@ def main() -> None:
             "parts": breakdown(total),
             "phases": {k: round(v, 3) for k, v in PARTS.items()},
             "counts": dict(COUNTS),
+            "peak_rss_mb_after": PEAKS,
             "restatement_id": rid,
             "rows_written": result["recompute"]["rows_written"],
             "prod_rows": rows,

@@ -47,6 +47,7 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
             result = actions.run_chunk(settings, restatement_id, chunk_id)
     finally:
         distributed.release_warehouse(settings)  # let the next writer process in
+        distributed.let_waiting_writers_in(settings)  # a load waiting for the file goes first
     return {**result, "worker": actions.worker_identity()}
 
 

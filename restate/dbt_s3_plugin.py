@@ -35,6 +35,13 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         self.configure_cursor(conn)
+        # The tool's memory and thread bounds, when dbt opens the database first.
+        from restate.engines.duckdb import limit_resources
+
+        threads = os.environ.get("DBT_RESTATE_DUCKDB_THREADS")
+        limit_resources(
+            conn, os.environ.get("DBT_RESTATE_DUCKDB_MEMORY_LIMIT"), int(threads) if threads else None
+        )
         if "s3" not in conn.list_filesystems():
             import s3fs
 

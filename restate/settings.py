@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     dbt_profile: str | None = None
     dbt_target: str = "dev"
     dbt_threads: int = 4
+    # DuckDB: memory it may hold before spilling to disk (its own default is 80% of RAM, and
+    # it keeps what it read cached up to that) and its threads (None: one per core).
+    # Applied to restate's sessions and to dbt's (they share the database in one process).
+    duckdb_memory_limit: str = Field(default="1GB", pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B)\s*$")
+    duckdb_threads: int | None = Field(default=None, ge=1)
+    # DuckDB has one writer per file: between two chunks a restatement lets a process
+    # waiting for the file (a load) in first, for up to this long.
+    duckdb_yield_s: float = Field(default=30.0, ge=0)
     # dbt vars every invocation carries (RESTATE_PROJECT_VARS, a JSON object): e.g. the
     # version of a model's logic that a restatement corrects. Recorded with every run.
     project_vars: dict[str, Any] = Field(default_factory=dict)
@@ -308,6 +316,9 @@ class Settings(BaseSettings):
             "DBT_RESTATE_PROD_SCHEMA": self.prod_schema,
             "DBT_RESTATE_THREADS": str(self.dbt_threads),
             "DBT_RESTATE_TARGET": self.dbt_target,
+            # Read by restate.dbt_s3_plugin when dbt opens the DuckDB file first.
+            "DBT_RESTATE_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit.strip(),
+            "DBT_RESTATE_DUCKDB_THREADS": str(self.duckdb_threads or ""),
         }
         # s3:// landing: dbt-duckdb's fsspec filesystem and s3fs read the standard AWS chain.
         aws = {

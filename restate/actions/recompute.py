@@ -67,7 +67,7 @@ def run_chunks_in_threads(
 ) -> list[dict[str, Any]]:
     """Recompute chunks in this process, as many at a time as the engine takes (one
     writer on DuckDB), in plan order; a failed chunk fails the run after the others."""
-    from restate.dbt.distributed import release_warehouse
+    from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -77,6 +77,7 @@ def run_chunks_in_threads(
             return run_chunk(settings, restatement_id, chunk_id)
         finally:
             release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
+            let_waiting_writers_in(settings)  # a load waiting for the file goes first
 
     # The chunks run on their own threads' sessions; hand this thread's back meanwhile so
     # another process (a 15-minute load) can write between chunks on DuckDB.

@@ -23,3 +23,14 @@ def release_warehouse(settings: Settings) -> None:
         if env is not None:
             env.close()
             DuckDBConnectionManager._ENV = None
+
+
+def let_waiting_writers_in(settings: Settings) -> float:
+    """Between two chunks, with every handle on the DuckDB file closed: let a process that
+    waits for the file (a 15-minute load) in before the next chunk reopens it. Returns
+    the seconds yielded (0 on engines with concurrent writers)."""
+    if settings.engine != "duckdb":
+        return 0.0
+    from restate.engines.duckdb import yield_to_waiting_writers
+
+    return yield_to_waiting_writers(settings.warehouse_path, settings.duckdb_yield_s)

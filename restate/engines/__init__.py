@@ -28,7 +28,12 @@ def open_engine(settings: Settings, **query_tag: Any) -> Engine:
         from restate.engines.duckdb import DuckDBEngine
         from restate.engines.object_store import landing_filesystem
 
-        engine = DuckDBEngine(settings.warehouse_path, filesystem=landing_filesystem(settings))
+        engine = DuckDBEngine(
+            settings.warehouse_path,
+            filesystem=landing_filesystem(settings),
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+        )
     else:
         from restate.engines.credentials import snowflake_connect_kwargs
         from restate.engines.snowflake import SnowflakeEngine

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,24 +25,38 @@ class DuckDBEngine(Engine):
     # raw.events carries the processing time typed (values that do not parse count as missing).
 
     def __init__(
-        self, path: Path, wait_s: float = 30.0, filesystem: AbstractFileSystem | None = None
+        self,
+        path: Path,
+        wait_s: float = 30.0,
+        filesystem: AbstractFileSystem | None = None,
+        memory_limit: str | None = None,
+        threads: int | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                self.con = duckdb.connect(str(path))
-                break
-            except duckdb.IOException as exc:
-                # DuckDB allows one writing process per file: wait for the lock.
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseBusyError(
-                        f"{path} is locked by another process (a load or restatement "
-                        f"is running); retry when it ends"
-                    ) from exc
-                time.sleep(0.5)
+        waiting: Path | None = None
+        try:
+            while True:
+                try:
+                    self.con = duckdb.connect(str(path))
+                    break
+                except duckdb.IOException as exc:
+                    # DuckDB allows one writing process per file: wait for the lock, and say
+                    # so, so that a restatement lets this process in between two chunks.
+                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                        raise WarehouseBusyError(
+                            f"{path} is locked by another process (a load or restatement "
+                            f"is running); retry when it ends"
+                        ) from exc
+                    if waiting is None:
+                        waiting = _announce_waiter(path)
+                    time.sleep(0.1)
+        finally:
+            if waiting is not None:
+                waiting.unlink(missing_ok=True)
         self.con.execute("set enable_progress_bar = false")
+        limit_resources(self.con, memory_limit, threads)
         if filesystem is not None and filesystem.protocol[0] not in self.con.list_filesystems():
             # s3:// landing: DuckDB's httpfs cannot be installed offline, fsspec (s3fs) can.
             self.con.register_filesystem(filesystem)
@@ -94,3 +111,63 @@ class DuckDBEngine(Engine):
             [schema, name],
         )
         return [r[0] for r in rows]
+
+
+def limit_resources(con: duckdb.DuckDBPyConnection, memory_limit: str | None, threads: int | None) -> None:
+    """Bound the database's memory (beyond it DuckDB spills to disk) and threads. Both are
+    global to the database: one process's sessions and dbt's share them."""
+    if memory_limit:
+        con.execute(f"set memory_limit = '{_checked_size(memory_limit)}'")
+    if threads:
+        con.execute(f"set threads = {int(threads)}")
+
+
+def _checked_size(value: str) -> str:
+    text = value.strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", text):
+        raise ValueError(f"DuckDB memory limit {value!r} is not a size such as 1GB or 512MB")
+    return text
+
+
+# A process waiting for the file leaves a marker named after its pid in <file>.waiting/.
+def _waiting_dir(path: Path) -> Path:
+    return path.with_name(f"{path.name}.waiting")
+
+
+def _announce_waiter(path: Path) -> Path | None:
+    try:
+        folder = _waiting_dir(path)
+        folder.mkdir(exist_ok=True)
+        marker = folder / f"{os.getpid()}-{threading.get_ident()}"
+        marker.touch()
+        return marker
+    except OSError:  # a read-only folder: waiting still works, only without priority
+        return None
+
+
+def waiting_writers(path: Path) -> list[int]:
+    """Pids of live processes waiting for the DuckDB file (stale markers are removed)."""
+    folder = _waiting_dir(path)
+    pids = []
+    for marker in folder.glob("*-*") if folder.is_dir() else []:
+        try:
+            pid = int(marker.name.split("-", 1)[0])
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                pids.append(pid)
+        except (ValueError, ProcessLookupError):
+            marker.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pids.append(pid)
+    return pids
+
+
+def yield_to_waiting_writers(path: Path, max_wait_s: float) -> float:
+    """Between two steps of a long job that has closed its handles on the file: while
+    another process waits for the file, wait (up to max_wait_s) so it gets in first.
+    Returns the seconds yielded. DuckDB has one writer per file and no queue: without
+    this, a restatement reopening the file at once after each chunk starves a load."""
+    started = time.monotonic()
+    while waiting_writers(path) and time.monotonic() - started < max_wait_s:
+        time.sleep(0.05)
+    return time.monotonic() - started

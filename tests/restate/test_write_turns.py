@@ -1,0 +1,81 @@
+"""One writer per DuckDB file: a long job that reopens the file step after step (a
+restatement's chunks) lets a process waiting for it (a 15-minute load) in between two
+steps, instead of starving it until the job ends. Real processes, real DuckDB file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from restate.engines.duckdb import DuckDBEngine, waiting_writers, yield_to_waiting_writers
+
+STEPS = 60
+
+JOB = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from restate.engines.duckdb import DuckDBEngine, yield_to_waiting_writers
+    path, steps, yield_s = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    for step in range(steps):
+        engine = DuckDBEngine(path)
+        engine.execute("insert into steps values (?, 'job', now())", [step])
+        time.sleep(0.05)  # a chunk's work, holding the file
+        print(step, flush=True)
+        engine.close()
+        yield_to_waiting_writers(path, yield_s)  # the next step reopens the file at once
+    """
+)
+
+
+def start_job(db: Path, yield_s: float) -> subprocess.Popen[str]:
+    engine = DuckDBEngine(db)
+    engine.execute("create table steps (step integer, who varchar, written_at timestamp)")
+    engine.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    job = subprocess.Popen(
+        [sys.executable, "-c", JOB, str(db), str(STEPS), str(yield_s)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert job.stdout is not None
+    for line in job.stdout:  # until the job has written its fifth step
+        if int(line) >= 4:
+            return job
+    raise AssertionError("the job never started writing")
+
+
+def test_a_waiting_writer_gets_in_between_two_steps(tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    job = start_job(db, yield_s=30.0)
+    try:
+        started = time.monotonic()
+        engine = DuckDBEngine(db, wait_s=60)  # the load: waits for the file
+        waited = time.monotonic() - started
+        done = engine.scalar("select count(*) from steps")
+        engine.execute("insert into steps values (-1, 'load', now())")
+        engine.close()
+    finally:
+        assert job.wait(timeout=120) == 0
+    assert done < STEPS, "the load only got in once the job had finished"
+    assert waited < 1.0, f"the load waited {waited:.2f} s for steps of 0.05 s"
+    assert not waiting_writers(db)  # the load's marker is gone once it is in
+
+
+def test_a_dead_waiters_marker_is_ignored_and_removed(tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    DuckDBEngine(db).close()
+    folder = db.with_name(f"{db.name}.waiting")
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / f"{dead.pid}-1").touch()
+    (folder / "not-a-pid").touch()
+    assert waiting_writers(db) == []
+    assert yield_to_waiting_writers(db, 5.0) < 0.5
+    assert not (folder / f"{dead.pid}-1").exists()
