@@ -17,20 +17,38 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 RESULTS_JSON = BENCH_DIR / "results.json"
 RESULTS_PNG = BENCH_DIR / "results.png"
 
-# (ratio name, upper bound, what the target means), from the issue.
+# (ratio name, upper bound, what the target means), from the issues.
 TARGETS: list[tuple[str, float, str]] = [
-    ("restate / limit (raw floor)", 2.0, "14-month restatement within 2x the engine's floor"),
+    (
+        "restate / limit (aggregate floor)",
+        3.0,
+        "14 months within 3x the floor that matters (the restated mart from its deduplicated upstream)",
+    ),
+    ("restate / SQLMesh", 1.0, "faster than SQLMesh despite isolation, checks, diff and archive"),
     ("restate / dbt microbatch", 1.0, "faster than microbatch despite isolation and checks"),
-    ("restate / SQLMesh", 1.0, "faster than SQLMesh despite isolation and checks"),
+    ("restate peak RSS (GB)", 1.0, "peak memory of the 14-month restatement at most 1 GB"),
+    ("one day (s)", 2.0, "a one-day restatement within 2 s end to end"),
     ("one day / fourteen months", 0.02, "one day costs at most 2% of 14 months"),
-    ("rerun / full", 0.60, "rerun after a kill half way costs at most 60% of a full run"),
-    ("loaded / idle freshness", 1.5, "15-minute loads at most 1.5x slower during a restatement"),
+    ("rerun / full", 0.55, "rerun after a kill half way costs at most 55% of a full run"),
     (
         "worst loaded / idle freshness",
         1.5,
         "every load overlapping a restatement at most 1.5x its idle latency",
     ),
 ]
+
+
+def results_paths(events: int) -> tuple[Path, Path, Path]:
+    """RESULTS.md, results.json and results.png for the default scale (1M raw rows);
+    RESULTS-<scale>.md and so on beside them for another (e.g. RESULTS-10M.md)."""
+    if events == 1_000_000:
+        return RESULTS_MD, RESULTS_JSON, RESULTS_PNG
+    tag = f"{events // 1_000_000}M" if events % 1_000_000 == 0 else f"{events:_}"
+    return (
+        BENCH_DIR / f"RESULTS-{tag}.md",
+        BENCH_DIR / f"results-{tag}.json",
+        BENCH_DIR / f"results-{tag}.png",
+    )
 
 
 def _get(results: dict[str, Any], *path: str) -> Any:
@@ -67,6 +85,8 @@ def compute_ratios(r: dict[str, Any]) -> dict[str, float | None]:
         "SQLMesh / limit (aggregate floor, SQLMesh's DuckDB)": _ratio(
             sm, _get(r, "limit", "sqlmesh", "agg", "median_s")
         ),
+        "restate peak RSS (GB)": _ratio(_get(r, "restate", "full", "peak_rss_mb"), 1024.0),
+        "one day (s)": _get(r, "restate", "day", "median_s"),
         "one day / fourteen months": _ratio(_get(r, "restate", "day", "median_s"), full),
         "one account / fourteen months": _ratio(_get(r, "restate", "account", "median_s"), full),
         "rerun / full": _ratio(_get(r, "resume", "median_s"), full),
@@ -161,8 +181,9 @@ def _target_lines(ratios: dict[str, float | None]) -> list[str]:
 
 def _parts_lines(r: dict[str, Any]) -> list[str]:
     lines = [
-        "| restatement | total s | orchestration | dbt (overhead) | SQL | checks (Soda) | promotion |",
-        "|---|---|---|---|---|---|---|",
+        "| restatement | total s | orchestration | dbt (overhead) | SQL | checks (Soda) | promotion "
+        "| peak RSS MB after plan / chunks / checks / promotion |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for scope in ("full", "day", "account"):
         stats = _get(r, "restate", scope)
@@ -171,12 +192,17 @@ def _parts_lines(r: dict[str, Any]) -> list[str]:
         p = stats["parts"]
         lines.append(
             f"| {scope} | {_fmt(stats['median_s'], 1)} | {_fmt(p['orchestration'], 1)} | {_fmt(p['dbt'], 1)} "
-            f"| {_fmt(p['sql'], 1)} | {_fmt(p['checks'], 1)} | {_fmt(p['promotion'], 1)} |"
+            f"| {_fmt(p['sql'], 1)} | {_fmt(p['checks'], 1)} | {_fmt(p['promotion'], 1)} "
+            f"| {_peaks(stats.get('peak_rss_mb_after') or {})} |"
         )
     return lines
 
 
-def render_markdown(r: dict[str, Any], ratios: dict[str, float | None]) -> str:
+def _peaks(after: dict[str, float]) -> str:
+    return " / ".join(_fmt(after.get(step), 0) for step in ("plan", "chunks", "checks", "promotion"))
+
+
+def render_markdown(r: dict[str, Any], ratios: dict[str, float | None], png: str = "results.png") -> str:
     m, ds, sc = r["machine"], r["dataset"], r["scale"]
     lines = [
         "# Benchmark results",
@@ -238,7 +264,7 @@ def render_markdown(r: dict[str, Any], ratios: dict[str, float | None]) -> str:
     lines += _where_time_goes(r)
     lines += _validation_lines(r)
     lines += _freshness_lines(r)
-    lines += ["", "![time per tool](results.png)", ""]
+    lines += ["", f"![time per tool]({png})", ""]
     return "\n".join(lines)
 
 
@@ -251,8 +277,10 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
         "- orchestration = everything outside dbt, SQL, checks and promotion: Prefect task",
         "  bookkeeping, the meta-schema updates per chunk, plan storage.",
         "- dbt = wall time of each in-process dbt invocation minus its models' execution time",
-        f"  ({counts.get('dbt_invocations', '?')} invocations in the 14-month run: one parse for the plan,",
-        "  one per chunk, one for the follow-on view).",
+        f"  ({counts.get('dbt_invocations', '?')} invocations in the 14-month run: the restatement's parse,",
+        "  one run for the first chunk, one compile whose SQL every later chunk runs, one for the",
+        "  follow-on view), plus planning's parse of the project (dbt's partial parse).",
+        "- SQL = the models' execution time inside dbt plus the later chunks' compiled SQL.",
     ]
     if probe:
         lines += [
@@ -342,9 +370,10 @@ def plot(r: dict[str, Any], path: Path) -> None:
 def write_reports(results: dict[str, Any]) -> dict[str, float | None]:
     ratios = compute_ratios(results)
     results["ratios"] = ratios
-    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    RESULTS_MD.write_text(render_markdown(results, ratios))
-    plot(results, RESULTS_PNG)
+    md, js, png = results_paths(int(results["scale"]["events"]))
+    js.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md.write_text(render_markdown(results, ratios, png.name))
+    plot(results, png)
     return ratios
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common import VENV_PY, WORK, Scale, say
-from report import RESULTS_MD, write_reports
+from report import results_paths, write_reports
 from steps import (
     ensure_sqlmesh_venv,
     measure_freshness,
@@ -111,7 +111,8 @@ def main() -> int:
             results["skipped"]["SQLMesh"] = f"sqlmesh failed: {str(exc)[-400:]}"
     results["elapsed_s"] = time.monotonic() - started
     ratios = write_reports(results)
-    print(f"\nwrote {RESULTS_MD.relative_to(RESULTS_MD.parents[1])}")
+    written = results_paths(scale.events)[0]
+    print(f"\nwrote {written.relative_to(written.parents[1])}")
     for name, value in ratios.items():
         print(f"  {name:55s} {'n/a' if value is None else f'{value:.3f}'}")
     return 0

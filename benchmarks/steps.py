@@ -379,6 +379,7 @@ def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[
     return {
         **stats,
         "parts": parts,
+        "peak_rss_mb_after": done[0].result.get("peak_rss_mb_after", {}),
         "import_s": median([r.result["import_s"] for r in done]),
         "counts": done[0].result["counts"],
         "validation_passed": all(r.result["phases"].get("validation_passed") for r in done),
@@ -435,6 +436,7 @@ def measure_resume(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
         "killed_at_s": median([k.wall_s for k, _, _ in results]),
         "counts": reruns[0].result["counts"],
         "parts": reruns[0].result["parts"],
+        "peak_rss_mb_after": reruns[0].result.get("peak_rss_mb_after", {}),
         "correct": True,
     }
 

@@ -35,8 +35,10 @@ def run_restatement(
         chunks = run_chunks(restatement_id, chunk_ids, on_chunk)
     step("building follow-on views")
     stats = finish_run(ctx, restatement_id)
+    _let_loads_in(ctx)
     step("validating (Soda contracts)")
     validation = run_validation_step(ctx, restatement_id)
+    _let_loads_in(ctx)
     step("diffing against production")
     run_diff(ctx, restatement_id)
     return {
@@ -47,3 +49,14 @@ def run_restatement(
         "validation": validation,
         "diff": monthly_diff(ctx, restatement_id),
     }
+
+
+def _let_loads_in(ctx: Context) -> None:
+    """Between two steps: hand the warehouse back and let a process waiting for it (a
+    15-minute load on DuckDB's single-writer file) go first."""
+    from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
+    from restate.engines import release_sessions
+
+    release_sessions()
+    release_warehouse(ctx.settings)
+    let_waiting_writers_in(ctx.settings)

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -72,6 +73,8 @@ _DBT_LOCK = threading.Lock()
 RUNTIME_ONLY_VARS = frozenset({"restate_chunk"})
 # Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
 _PARSED: dict[str, Any] = {}
+# env_var('NAME' ...) in a project or profile file.
+_ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 # manifest.json as the last parse with the installation's vars wrote it, by _parse_key.
 _MANIFESTS: dict[str, str] = {}
 # Files that declare a project's dbt packages (dbt reads dependencies.yml first).
@@ -334,13 +337,45 @@ class DbtProject:
         parse_vars = self.settings.dbt_vars()
         with _DBT_LOCK:
             self._install_packages()
-            key = self._parse_key(parse_vars)
-            if key not in _MANIFESTS:  # unchanged since this process parsed it: as it was
+            state = f"{self._parse_key(parse_vars)}:{self._env_fingerprint()}"
+            key = hashlib.sha256(state.encode()).hexdigest()
+            kept = self.settings.state_dir / "dbt_parse" / f"manifest-{key[:24]}.json"
+            if key not in _MANIFESTS and kept.is_file():
+                # Parsed by an earlier command from the same files, vars, profile and
+                # environment: what dbt would parse now, without importing dbt at all.
+                _MANIFESTS.clear()
+                _MANIFESTS[key] = kept.read_text()
+            if key not in _MANIFESTS:
                 self._parse(parse_vars)
                 _MANIFESTS.clear()
-                _MANIFESTS[key] = (self.target_path / "manifest.json").read_text()
+                _MANIFESTS[key] = text = (self.target_path / "manifest.json").read_text()
+                for old in kept.parent.glob("manifest-*.json"):
+                    old.unlink(missing_ok=True)
+                staged = kept.with_name(f"{kept.name}.{os.getpid()}.{threading.get_ident()}")
+                staged.write_text(text)
+                os.replace(staged, kept)
             loaded: dict[str, Any] = json.loads(_MANIFESTS[key])
         return loaded
+
+    def _env_fingerprint(self) -> str:
+        """The dbt version and the values of the environment variables the project and its
+        profile read with env_var() (hashed: some are secrets)."""
+        import dbt.version
+
+        names: set[str] = set()
+        files = [self.profiles_dir / "profiles.yml"]
+        packages = self._packages_dir()
+        for root in [self.project_dir, *([packages] if packages.is_dir() else [])]:
+            files += [p for p in root.rglob("*") if p.suffix in (".sql", ".yml", ".yaml") and p.is_file()]
+        for path in files:
+            try:
+                names.update(_ENV_VAR.findall(path.read_text(errors="replace")))
+            except OSError:
+                continue
+        values = {n: os.environ.get(n) for n in sorted(names) if n != "DBT_RESTATE_QUERY_TAG"}
+        return hashlib.sha256(
+            json.dumps([dbt.version.__version__, values], sort_keys=True).encode()
+        ).hexdigest()
 
     def last_manifest(self) -> dict[str, Any]:
         """The manifest dbt wrote on its last invocation (no parse)."""
@@ -348,9 +383,17 @@ class DbtProject:
         return loaded
 
     def save_prod_state(self) -> None:
-        """Keep production's manifest for --defer by restatement runs."""
+        """Keep production's manifest for --defer by restatement runs: the project as
+        parsed with the installation's vars (what loads build production with), never
+        whatever the last dbt command in the target folder wrote there (another process's
+        restatement writes its isolated schema's manifest to the same folder)."""
         self.prod_state_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(self.target_path / "manifest.json", self.prod_state_dir / "manifest.json")
+        final = self.prod_state_dir / "manifest.json"
+        staged = final.with_name(f"manifest.json.{os.getpid()}.{threading.get_ident()}")
+        apply_process_env(self.settings)
+        with _DBT_LOCK:
+            self._parsed_manifest(self.settings.dbt_vars()).write(str(staged))
+        os.replace(staged, final)
 
     @staticmethod
     def model_code_hashes(manifest: dict[str, Any]) -> dict[str, str]:

@@ -168,6 +168,24 @@ def yield_to_waiting_writers(path: Path, max_wait_s: float) -> float:
     Returns the seconds yielded. DuckDB has one writer per file and no queue: without
     this, a restatement reopening the file at once after each chunk starves a load."""
     started = time.monotonic()
+    if holds_file(path):  # a handle still open here: the waiter could not get in anyway
+        return 0.0
     while waiting_writers(path) and time.monotonic() - started < max_wait_s:
         time.sleep(0.05)
     return time.monotonic() - started
+
+
+def holds_file(path: Path) -> bool:
+    """True when this process has the DuckDB file open (Linux: its file descriptors);
+    False where that cannot be known."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return False
+    target = str(path.resolve())
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd) == target:
+                return True
+        except OSError:
+            continue
+    return False

@@ -79,3 +79,21 @@ def test_a_dead_waiters_marker_is_ignored_and_removed(tmp_path: Path) -> None:
     assert waiting_writers(db) == []
     assert yield_to_waiting_writers(db, 5.0) < 0.5
     assert not (folder / f"{dead.pid}-1").exists()
+
+
+def test_a_process_that_still_holds_the_file_does_not_wait_for_waiters(tmp_path: Path) -> None:
+    """Waiting while holding the file would only stall both processes: it returns at once."""
+    db = tmp_path / "warehouse.duckdb"
+    engine = DuckDBEngine(db)
+    waiter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        folder = db.with_name(f"{db.name}.waiting")
+        folder.mkdir()
+        (folder / f"{waiter.pid}-1").touch()
+        assert waiting_writers(db) == [waiter.pid]
+        assert yield_to_waiting_writers(db, 5.0) < 0.5
+        engine.close()
+        assert 0.9 < yield_to_waiting_writers(db, 1.0) < 2.0  # file free: it waits for the waiter
+    finally:
+        waiter.kill()
+        waiter.wait()
