@@ -52,11 +52,14 @@ def run_restatement(
 
 
 def _let_loads_in(ctx: Context) -> None:
-    """Between two steps: hand the warehouse back and let a process waiting for it (a
-    15-minute load on DuckDB's single-writer file) go first."""
+    """Between two steps: when a process waits for the warehouse (a 15-minute load on
+    DuckDB's single-writer file), hand it back and let that process go first."""
     from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
     from restate.engines import release_sessions
+    from restate.engines.duckdb import waiting_writers
 
+    if ctx.settings.engine != "duckdb" or not waiting_writers(ctx.settings.warehouse_path):
+        return  # nobody waits: keep the session
     release_sessions()
     release_warehouse(ctx.settings)
     let_waiting_writers_in(ctx.settings)
