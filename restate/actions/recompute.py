@@ -100,6 +100,19 @@ def finish_run(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:
         return finish_recompute(ctx.settings, engine, ctx.dbt, plan)
 
 
+def recompute_stats(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:
+    """What the recompute wrote, as finish_run reports it, without running anything."""
+    ctx = Context.of(ctx)
+    with ctx.session() as engine:
+        return engine.query_dicts(
+            f"""select count(*) as chunks, count_if(status = 'done') as done,
+                coalesce(sum(rows_written), 0) as rows_written, coalesce(sum(duration_s), 0) as seconds,
+                coalesce(sum(attempts), 0) as attempts
+            from {ctx.settings.meta_schema}.restatement_partitions where restatement_id = ?""",
+            [restatement_id],
+        )[0]
+
+
 def worker_identity() -> str:
     """host:pid of the process running a chunk (chunks may run on task workers)."""
     return f"{socket.gethostname()}:{os.getpid()}"

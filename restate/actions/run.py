@@ -6,8 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from restate.actions.diff import monthly_diff, run_diff
-from restate.actions.recompute import ChunkRunner, Progress, finish_run, run_chunks_in_threads, start_run
-from restate.actions.validate import run_validation_step
+from restate.actions.recompute import (
+    ChunkRunner,
+    Progress,
+    finish_run,
+    recompute_stats,
+    run_chunks_in_threads,
+    start_run,
+)
+from restate.actions.validate import kept_validation, run_validation_step
 from restate.context import Context
 from restate.settings import Settings, apply_process_env
 
@@ -33,11 +40,18 @@ def run_restatement(
         chunks = run_chunks_in_threads(ctx, restatement_id, chunk_ids, on_chunk)
     else:
         chunks = run_chunks(restatement_id, chunk_ids, on_chunk)
-    step("building follow-on views")
-    stats = finish_run(ctx, restatement_id)
-    _let_loads_in(ctx)
-    step("validating (Soda contracts)")
-    validation = run_validation_step(ctx, restatement_id)
+    # Resumed after the checks had run on these very chunks: keep their result.
+    kept = kept_validation(ctx, restatement_id) if all(c.get("reused") for c in chunks) else None
+    if kept is None:
+        step("building follow-on views")
+        stats = finish_run(ctx, restatement_id)
+        _let_loads_in(ctx)
+        step("validating (Soda contracts)")
+        validation = run_validation_step(ctx, restatement_id)
+    else:
+        step(kept["report"])
+        stats = recompute_stats(ctx, restatement_id)
+        validation = kept
     _let_loads_in(ctx)
     step("diffing against production")
     run_diff(ctx, restatement_id)

@@ -61,9 +61,18 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
             f"select approved_by from {settings.meta_schema}.restatements where restatement_id = ?",
             [restatement_id],
         )
-    if not result.passed:
+    announce_validation(ctx, restatement_id, result.passed, report, plan.requires_approval and not approved)
+    return {"validation_id": validation_id, "passed": result.passed, "report": report}
+
+
+def announce_validation(
+    ctx: Context, restatement_id: int, passed: bool, report: str, approval_needed: bool
+) -> None:
+    """The notice a validation owes (its occurrence is the changelog's count of validations,
+    so announcing the same validation again reaches only whoever was not served yet)."""
+    if not passed:
         ctx.publish(restatement_id, Event.VALIDATION_FAILED, detail=report)
-    elif plan.requires_approval and not approved:
+    elif approval_needed:
         ctx.publish(
             restatement_id,
             Event.APPROVAL_NEEDED,
@@ -72,7 +81,56 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
                 f"or `/restatement approve {restatement_id}` in Slack."
             ),
         )
-    return {"validation_id": validation_id, "passed": result.passed, "report": report}
+
+
+def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, Any] | None:
+    """The restatement's last validation when a resumed run changed nothing it checked:
+    the restatement is still validated (or failed validation), every chunk is done, and the
+    validation started after the last chunk finished. None: validate again."""
+    ctx = Context.of(ctx)
+    m = ctx.settings.meta_schema
+    with ctx.session() as engine:
+        status = engine.scalar(
+            f"select status from {m}.restatements where restatement_id = ?", [restatement_id]
+        )
+        if status not in ("validated", "validation_failed"):
+            return None
+        chunks = engine.query_dicts(
+            f"select count(*) filter (where status <> 'done') as open, max(finished_at) as last "
+            f"from {m}.restatement_partitions where restatement_id = ?",
+            [restatement_id],
+        )[0]
+        rows = engine.query_dicts(
+            f"select validation_id, passed, forced_by, checked_at from {m}.validations "
+            "where restatement_id = ? and scope = 'restatement' order by checked_at desc limit 1",
+            [restatement_id],
+        )
+        plan = load_plan(engine, ctx.settings, restatement_id)
+        approved = engine.scalar(
+            f"select approved_by from {m}.restatements where restatement_id = ?", [restatement_id]
+        )
+    if not rows or chunks["open"] or chunks["last"] is None or rows[0]["checked_at"] < chunks["last"]:
+        return None
+    last = rows[0]
+    if bool(last["passed"]) != (status == "validated"):
+        return None  # the status and the stored result disagree: validate again
+    forced = f", forced by {last['forced_by']}" if last["forced_by"] else ""
+    verdict = "passed" if last["passed"] else f"failed{forced}"
+    report = (
+        f"validation {last['validation_id']} kept ({verdict}): no chunk changed since it ran "
+        f"at {last['checked_at']:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    # A run killed between the validation and its notice still owes it.
+    if not last["forced_by"]:
+        announce_validation(
+            ctx, restatement_id, bool(last["passed"]), report, plan.requires_approval and not approved
+        )
+    return {
+        "validation_id": last["validation_id"],
+        "passed": bool(last["passed"]),
+        "kept": True,
+        "report": report,
+    }
 
 
 def force_validation(

@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from restate.contract.spec import ContractError, ProjectContract
 from restate.engines.base import Engine
 from restate.ingest import landing
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
+from restate.state.clock import utc_now
 from restate.validation import reference
 
 DATASOURCES_DIR = PROJECT_ROOT / "soda_checks" / "datasources"
@@ -690,7 +691,7 @@ def run_validation(
 
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
-    checked_at = datetime.now(UTC).replace(tzinfo=None)
+    checked_at = utc_now()  # the meta schema's one clock: compared with chunks' finished_at
     engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
     project = project if project is not None else project_contract(settings)
     reference.load_reference_exports(engine, settings)

@@ -1,0 +1,77 @@
+"""A resumed run keeps the checks that already ran on the same chunks, and only those.
+
+Real DuckDB, dbt and Soda: a restatement run to validation, then run again in the ways a
+resume meets it (nothing changed; a chunk recomputed since; killed before the status
+recorded the validation)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from restate.actions import create_plan, load_once, run_restatement
+from restate.engines import connect
+from restate.plan.plans import PlanRequest
+from restate.settings import Settings
+from tests.conftest import land, make_settings
+
+pytestmark = pytest.mark.slow
+
+PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the finance checks pass
+
+
+@pytest.fixture
+def validated(tmp_path: Path) -> tuple[Settings, int]:
+    s = make_settings(tmp_path / "wh")
+    land(s, None, datetime(2026, 10, 20))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+    plan = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana", "FIN-1"), notify=False
+    )
+    first = run_restatement(s, plan.restatement_id)
+    assert first["validation"]["passed"] and not first["validation"].get("kept")
+    return s, plan.restatement_id
+
+
+def validations(s: Settings, rid: int) -> int:
+    with connect(s) as e:
+        return int(e.scalar("select count(*) from restate_meta.validations where restatement_id = ?", [rid]))
+
+
+def test_a_rerun_with_every_chunk_unchanged_keeps_the_validation(validated: tuple[Settings, int]) -> None:
+    s, rid = validated
+    again = run_restatement(s, rid)
+    assert again["reused"] == len(again["chunks"])
+    assert again["validation"]["kept"] and again["validation"]["passed"]
+    assert "kept (passed)" in again["validation"]["report"]
+    assert validations(s, rid) == 1
+    assert again["recompute"]["rows_written"] > 0
+
+
+def test_a_chunk_recomputed_since_the_validation_is_checked_again(validated: tuple[Settings, int]) -> None:
+    s, rid = validated
+    with connect(s) as e:
+        e.execute(
+            "update restate_meta.restatement_partitions set status = 'pending' where restatement_id = ? "
+            "and chunk_id = (select min(chunk_id) from restate_meta.restatement_partitions "
+            "where restatement_id = ?)",
+            [rid, rid],
+        )
+    again = run_restatement(s, rid)
+    assert again["reused"] == len(again["chunks"]) - 1
+    assert not again["validation"].get("kept") and again["validation"]["passed"]
+    assert validations(s, rid) == 2
+
+
+def test_a_validation_the_status_never_recorded_is_run_again(validated: tuple[Settings, int]) -> None:
+    """Killed after storing the result but before the status transaction: not kept."""
+    s, rid = validated
+    with connect(s) as e:
+        e.execute(
+            "update restate_meta.restatements set status = 'recomputed' where restatement_id = ?", [rid]
+        )
+    again = run_restatement(s, rid)
+    assert not again["validation"].get("kept")
+    assert validations(s, rid) == 2
