@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = Field(default="1GB", pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B)\s*$")
     duckdb_threads: int | None = Field(default=None, ge=1)
     # DuckDB has one writer per file: between two chunks a restatement lets a process
-    # waiting for the file (a load) in first, for up to this long.
-    duckdb_yield_s: float = Field(default=30.0, ge=0)
+    # waiting for the file (a load) in first, for up to this long (then it goes on, so two
+    # processes can never wait for each other longer).
+    duckdb_yield_s: float = Field(default=5.0, ge=0)
     # dbt vars every invocation carries (RESTATE_PROJECT_VARS, a JSON object): e.g. the
     # version of a model's logic that a restatement corrects. Recorded with every run.
     project_vars: dict[str, Any] = Field(default_factory=dict)

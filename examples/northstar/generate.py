@@ -88,6 +88,9 @@ class GenerateSpec:
     late_share: float = 0.06
     moved_share: float = 0.02
     bad_share: float = 0.005
+    # Order ids the shop issued twice: a second order placed in another store under an id
+    # already taken (a checkout retry after a timeout). Never the latest version of its id.
+    id_collisions: int = 0
 
     @property
     def start_date(self) -> date:
@@ -223,7 +226,22 @@ def simulate(spec: GenerateSpec) -> list[Version]:
             bad_seq += 1
             rows += _bad_rows(day, spec, rng, bad_seq)
         day += timedelta(days=1)
+    rows += _collisions(rows, spec)
     return [r for r in rows if r.processed_at <= spec.now]
+
+
+def _collisions(rows: list[Version], spec: GenerateSpec) -> list[Version]:
+    """spec.id_collisions extra 'placed' versions reusing an order id in another store."""
+    rng = random.Random(spec.seed + 1)  # its own stream: the orders above stay as they were
+    placed = sorted(
+        (r for r in rows if r.valid and r.status == "placed" and r.order_id and r.store_id),
+        key=lambda r: str(r.order_id),
+    )
+    extra = []
+    for row in rng.sample(placed, min(spec.id_collisions, len(placed))):
+        other = f"store_{(int(str(row.store_id)[-2:]) % spec.stores) + 1:02d}"
+        extra.append(replace(row, store_id=other, updated_at=row.updated_at + timedelta(seconds=1)))
+    return extra
 
 
 def latest_valid(rows: list[Version]) -> dict[str, Version]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -14,6 +15,8 @@ import duckdb
 from fsspec import AbstractFileSystem
 
 from restate.engines.base import Engine
+
+log = logging.getLogger(__name__)
 
 
 class WarehouseBusyError(RuntimeError):
@@ -51,6 +54,7 @@ class DuckDBEngine(Engine):
                         ) from exc
                     if waiting is None:
                         waiting = _announce_waiter(path)
+                        log.info("waiting for %s: %s", path, exc)
                     time.sleep(0.1)
         finally:
             if waiting is not None:
@@ -172,7 +176,11 @@ def yield_to_waiting_writers(path: Path, max_wait_s: float) -> float:
         return 0.0
     while waiting_writers(path) and time.monotonic() - started < max_wait_s:
         time.sleep(0.05)
-    return time.monotonic() - started
+    waited = time.monotonic() - started
+    if waited >= max_wait_s > 0:
+        pids = waiting_writers(path)
+        log.warning("%s: processes %s still wait for the file after %.1f s; going on", path, pids, waited)
+    return waited
 
 
 def holds_file(path: Path) -> bool:
