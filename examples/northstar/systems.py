@@ -70,6 +70,7 @@ class SystemsSpec:
     charged_after_cancel: int = 3
     retry_share: float = 0.03
     seed: int = 11
+    fulfil_within_days: int = 5
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Disagreements:
 
     payments_without_order: set[str] = field(default_factory=set)
     shipped_not_reported: set[str] = field(default_factory=set)
+    # The rule applied to the generator's own records: charged, not cancelled, no shipment
+    # reported, placed more than fulfil_within_days before the latest order. The planted
+    # unreported shipments old enough, plus paid orders whose shipment has not happened.
+    paid_never_fulfilled: set[str] = field(default_factory=set)
     charged_after_cancel: set[str] = field(default_factory=set)
     duplicate_order_ids: set[str] = field(default_factory=set)
     orders: int = 0
@@ -147,11 +152,12 @@ def systems_rows(
                     "charge.succeeded", order_id, order.gross_amount + order.tax_amount, charge_at, seq, rng
                 )
             )
-        if order.refund_amount > 0:
+        if order.refund_amount > 0 and charge_at is not None and order.gross_amount is not None:
+            # A cancelled order is refunded its whole charge; a return, what the shop refunded.
+            cancelled = order.status == "cancelled"
+            refund = order.gross_amount + order.tax_amount if cancelled else order.refund_amount
             seq += 1
-            payments.append(
-                _event("charge.refunded", order_id, order.refund_amount, order.updated_at, seq, rng)
-            )
+            payments.append(_event("charge.refunded", order_id, refund, order.updated_at, seq, rng))
         ship = _first(by_order[order_id], "shipped")
         if ship is not None:
             if order_id in unreported:
@@ -182,6 +188,18 @@ def systems_rows(
         for p in payments
         if rng.random() < systems.retry_share
     ]
+    charged = {str(p["order_id"]) for p in payments if p["event_type"] == "charge.succeeded"}
+    reported = {str(s["order_id"]) for s in shipments}
+    newest = max(v.order_ts for v in latest.values())
+    cutoff = newest - timedelta(days=systems.fulfil_within_days)
+    truth.paid_never_fulfilled = {
+        o
+        for o, v in latest.items()
+        if o in charged
+        and v.status in ("paid", "shipped", "refunded")
+        and o not in reported
+        and v.order_ts < cutoff
+    }
     truth.payment_events = len(payments)
     truth.shipments = len(shipments)
     return payments + retries, shipments, truth

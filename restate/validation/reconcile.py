@@ -131,6 +131,7 @@ def check_production(
     def entry(c: ValidationCheck) -> dict[str, Any]:
         return {
             "check": c.name,
+            "qualifier": c.qualifier,
             "dataset": c.dataset,
             "outcome": c.outcome,
             "measured": c.measured,
