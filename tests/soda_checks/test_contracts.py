@@ -46,7 +46,7 @@ INT_TABLES = ("int_deduped_events", "int_quarantined_events")
 ROW_ACCOUNTING = "raw rows = kept + superseded + quarantined"
 FINANCE_DAILY = "daily totals within"
 FINANCE_MONTHLY = "monthly totals within"
-REFUND_VS_RAW = "daily refund rate matches the raw events"
+REFUND_VS_UPSTREAM = "daily refund rate matches the deduplicated events"
 REFUND_BOUNDS = "daily refund rate between"
 GRAIN = "grain keys"
 DEDUPE = "duplicate event_id"
@@ -232,9 +232,11 @@ def test_removed_refund_fails_refund_rate_and_finance_on_its_date(settings: Sett
     day = refund["event_date"].isoformat()
     assert not result.passed
     failed = failed_names(result)
-    assert any(REFUND_VS_RAW in n for n in failed)
-    assert all(any(k in n for k in (REFUND_VS_RAW, FINANCE_DAILY, FINANCE_MONTHLY)) for n in failed), failed
-    assert result.check(REFUND_VS_RAW).partitions == [day]
+    assert any(REFUND_VS_UPSTREAM in n for n in failed)
+    assert all(any(k in n for k in (REFUND_VS_UPSTREAM, FINANCE_DAILY, FINANCE_MONTHLY)) for n in failed), (
+        failed
+    )
+    assert result.check(REFUND_VS_UPSTREAM).partitions == [day]
     finance = result.check(FINANCE_DAILY)
     assert finance.partitions == [day]
     flagged = {(d["currency"], d["metric"]) for d in finance.details}
@@ -332,7 +334,7 @@ def test_dropped_partition_fails_finance_and_refund_rate_on_its_date(
     missing = {d["metric"] for d in result.check(FINANCE_DAILY).details if d["value"] is None}
     assert missing == {"gross_revenue", "refunds", "net_revenue"}
     assert result.check(FINANCE_MONTHLY).partitions == [day.strftime("%Y-%m")]
-    assert result.check(REFUND_VS_RAW).partitions == [day.isoformat()]
+    assert result.check(REFUND_VS_UPSTREAM).partitions == [day.isoformat()]
     assert result.check(ROW_ACCOUNTING).passed  # the sources are intact
 
 
@@ -343,7 +345,10 @@ def test_dropped_event_partition_fails_row_accounting(settings: Settings, engine
 
     result = validate(settings, engine, "broken_drop_int")
 
-    assert failed_names(result) == {result.check(ROW_ACCOUNTING).name}
+    # The raw accounting names the day; the mart, intact, no longer matches its upstream
+    # on that day either; nothing else fails.
+    assert failed_names(result) == {result.check(ROW_ACCOUNTING).name, result.check(REFUND_VS_UPSTREAM).name}
+    assert result.check(REFUND_VS_UPSTREAM).partitions == [day.isoformat()]
     accounting = result.check(ROW_ACCOUNTING)
     assert accounting.partitions == [day.isoformat()]
     row = accounting.details[0]
