@@ -68,6 +68,8 @@ class SystemsSpec:
     orphan_payments: int = 4
     unreported_shipments: int = 5
     charged_after_cancel: int = 3
+    orphan_shipments: int = 2
+    wrong_amount_charges: int = 2
     retry_share: float = 0.03
     seed: int = 11
     fulfil_within_days: int = 5
@@ -85,6 +87,8 @@ class Disagreements:
     paid_never_fulfilled: set[str] = field(default_factory=set)
     charged_after_cancel: set[str] = field(default_factory=set)
     duplicate_order_ids: set[str] = field(default_factory=set)
+    shipments_without_order: set[str] = field(default_factory=set)
+    amount_mismatch: set[str] = field(default_factory=set)
     orders: int = 0
     payment_events: int = 0
     shipments: int = 0
@@ -138,6 +142,10 @@ def systems_rows(
     charged_anyway = set(rng.sample(never_paid, min(systems.charged_after_cancel, len(never_paid))))
     shipped = sorted(o for o in latest if _first(by_order[o], "shipped"))
     unreported = set(rng.sample(shipped, min(systems.unreported_shipments, len(shipped))))
+    paid_kept = sorted(
+        o for o, v in latest.items() if v.status in ("paid", "shipped") and o not in charged_anyway
+    )
+    mischarged = set(rng.sample(paid_kept, min(systems.wrong_amount_charges, len(paid_kept))))
     for order_id in sorted(latest):
         order = latest[order_id]
         paid = _first(by_order[order_id], "paid")
@@ -147,11 +155,11 @@ def systems_rows(
             truth.charged_after_cancel.add(order_id)
         if charge_at is not None and order.gross_amount is not None:
             seq += 1
-            payments.append(
-                _event(
-                    "charge.succeeded", order_id, order.gross_amount + order.tax_amount, charge_at, seq, rng
-                )
-            )
+            total = order.gross_amount + order.tax_amount
+            if order_id in mischarged:  # the provider charged another amount
+                total += Decimal("1.00")
+                truth.amount_mismatch.add(order_id)
+            payments.append(_event("charge.succeeded", order_id, total, charge_at, seq, rng))
         if order.refund_amount > 0 and charge_at is not None and order.gross_amount is not None:
             # A cancelled order is refunded its whole charge; a return, what the shop refunded.
             cancelled = order.status == "cancelled"
@@ -175,6 +183,20 @@ def systems_rows(
                     }
                 )
     last = max((r.updated_at for r in rows), default=datetime.combine(spec.end_date, datetime.min.time()))
+    for n in range(systems.orphan_shipments):
+        order_id = f"NS-S{n:06d}"
+        at = last - timedelta(days=n + 2)
+        shipments.append(
+            {
+                "order_id": order_id,
+                "shipped_at": at,
+                "carrier": CARRIERS[0],
+                "units": 1,
+                "source_file": f"shipments_{at:%Y%m%d}.csv",
+                "received_at": at + timedelta(hours=2),
+            }
+        )
+        truth.shipments_without_order.add(order_id)
     for n in range(systems.orphan_payments):
         seq += 1
         order_id = f"NS-X{n:06d}"

@@ -111,6 +111,8 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
         )
     if not rows or chunks["open"] or chunks["last"] is None or rows[0]["checked_at"] < chunks["last"]:
         return None
+    if _inputs_changed_since(ctx.settings, rows[0]["checked_at"]):
+        return None
     last = rows[0]
     if bool(last["passed"]) != (status == "validated"):
         return None  # the status and the stored result disagree: validate again
@@ -131,6 +133,33 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
         "kept": True,
         "report": report,
     }
+
+
+def _inputs_changed_since(settings: Settings, checked_at: Any) -> bool:
+    """True when what the checks read besides the chunks may have changed since they ran:
+    a contract file, the reference exports' declaration, a finance file. A finance
+    folder that cannot be listed here (object storage) counts as changed."""
+    from datetime import UTC
+    from pathlib import Path
+
+    if "://" in settings.finance:
+        return True
+    paths: list[Path] = []
+    if settings.soda_contracts_dir is not None and settings.soda_contracts_dir.is_dir():
+        paths += list(settings.soda_contracts_dir.rglob("*.yml"))
+    if settings.reference_exports is not None:
+        paths.append(settings.reference_exports)
+    finance = Path(settings.finance)
+    if finance.is_dir():
+        paths += [p for p in finance.rglob("*") if p.is_file()]
+    since = checked_at.replace(tzinfo=UTC).timestamp()
+    for path in paths:
+        try:
+            if path.stat().st_mtime >= since:
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def force_validation(

@@ -70,7 +70,7 @@ _DBT_LOCK = threading.Lock()
 
 # Vars that only reach SQL bodies at compile time, never a node's config or schema:
 # a parsed manifest stays valid when only these change (see DbtProject.invoke).
-RUNTIME_ONLY_VARS = frozenset({"restate_chunk"})
+RUNTIME_ONLY_VARS = frozenset({"restate_chunk", "ingested_since", "ingested_until"})
 # Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
 _PARSED: dict[str, Any] = {}
 # env_var('NAME' ...) in a project or profile file.
@@ -340,41 +340,68 @@ class DbtProject:
             state = f"{self._parse_key(parse_vars)}:{self._env_fingerprint()}"
             key = hashlib.sha256(state.encode()).hexdigest()
             kept = self.settings.state_dir / "dbt_parse" / f"manifest-{key[:24]}.json"
-            if key not in _MANIFESTS and kept.is_file():
-                # Parsed by an earlier command from the same files, vars, profile and
-                # environment: what dbt would parse now, without importing dbt at all.
-                _MANIFESTS.clear()
-                _MANIFESTS[key] = kept.read_text()
             if key not in _MANIFESTS:
-                self._parse(parse_vars)
-                _MANIFESTS.clear()
-                _MANIFESTS[key] = text = (self.target_path / "manifest.json").read_text()
-                for old in kept.parent.glob("manifest-*.json"):
-                    old.unlink(missing_ok=True)
+                try:
+                    # Parsed by an earlier command from the same files, vars, profile and
+                    # environment: what dbt would parse now, without importing dbt at all.
+                    text = kept.read_text()
+                    json.loads(text)
+                    _MANIFESTS.clear()
+                    _MANIFESTS[key] = text
+                except (OSError, ValueError):
+                    pass  # none yet, or replaced meanwhile: parse
+            if key not in _MANIFESTS:
+                # The parsed Manifest itself, never target/manifest.json: another process's
+                # run or compile may rewrite that file between this parse and a read.
+                manifest = self._parse(parse_vars).result
+                kept.parent.mkdir(parents=True, exist_ok=True)
                 staged = kept.with_name(f"{kept.name}.{os.getpid()}.{threading.get_ident()}")
-                staged.write_text(text)
+                manifest.write(str(staged))
+                text = staged.read_text()
+                for old in kept.parent.glob("manifest-*.json"):
+                    if old != kept:
+                        old.unlink(missing_ok=True)
                 os.replace(staged, kept)
+                _MANIFESTS.clear()
+                _MANIFESTS[key] = text
             loaded: dict[str, Any] = json.loads(_MANIFESTS[key])
         return loaded
 
     def _env_fingerprint(self) -> str:
-        """The dbt version and the values of the environment variables the project and its
-        profile read with env_var() (hashed: some are secrets)."""
+        """The dbt version and profile name, the contents of the project's, its packages' and
+        its profile's files, and the values of the environment variables they read with
+        env_var() (all hashed: some are secrets)."""
         import dbt.version
 
         names: set[str] = set()
+        contents = hashlib.sha256()
         files = [self.profiles_dir / "profiles.yml"]
         packages = self._packages_dir()
-        for root in [self.project_dir, *([packages] if packages.is_dir() else [])]:
-            files += [p for p in root.rglob("*") if p.suffix in (".sql", ".yml", ".yaml") and p.is_file()]
+        roots = [self.project_dir]
+        if packages.is_dir():
+            roots += [p.resolve() for p in sorted(packages.iterdir()) if p.is_dir()]
+        for root in roots:
+            files += sorted(
+                p
+                for p in root.rglob("*")
+                if p.is_file()
+                and (p.suffix in (".sql", ".yml", ".yaml", ".py", ".csv") or p.name == ".dbtignore")
+                and not _SKIPPED & set(p.relative_to(root).parts)
+            )
         for path in files:
             try:
-                names.update(_ENV_VAR.findall(path.read_text(errors="replace")))
+                data = path.read_bytes()
             except OSError:
                 continue
+            # Contents, not only times and sizes: an edit that keeps both is still seen.
+            contents.update(f"{path}\0{len(data)}\0".encode() + data)
+            names.update(_ENV_VAR.findall(data.decode(errors="replace")))
         values = {n: os.environ.get(n) for n in sorted(names) if n != "DBT_RESTATE_QUERY_TAG"}
         return hashlib.sha256(
-            json.dumps([dbt.version.__version__, values], sort_keys=True).encode()
+            json.dumps(
+                [dbt.version.__version__, self.settings.dbt_profile, values, contents.hexdigest()],
+                sort_keys=True,
+            ).encode()
         ).hexdigest()
 
     def last_manifest(self) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class DuckDBEngine(Engine):
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        if _let_in_at is not None and time.monotonic() - _let_in_at < AFTER_YIELD_WAIT_S:
+            # This process just let another one go first: wait for it to finish.
+            wait_s = max(wait_s, AFTER_YIELD_WAIT_S)
         deadline = time.monotonic() + wait_s
         waiting: Path | None = None
         try:
@@ -133,6 +136,12 @@ def _checked_size(value: str) -> str:
     return text
 
 
+# After letting a waiting process in, the next open waits this long for it to finish
+# (a load's whole run), not the default 30 s that would fail the restatement meanwhile.
+AFTER_YIELD_WAIT_S = 600.0
+_let_in_at: float | None = None
+
+
 # A process waiting for the file leaves a marker named after its pid in <file>.waiting/.
 def _waiting_dir(path: Path) -> Path:
     return path.with_name(f"{path.name}.waiting")
@@ -171,9 +180,12 @@ def yield_to_waiting_writers(path: Path, max_wait_s: float) -> float:
     another process waits for the file, wait (up to max_wait_s) so it gets in first.
     Returns the seconds yielded. DuckDB has one writer per file and no queue: without
     this, a restatement reopening the file at once after each chunk starves a load."""
+    global _let_in_at
     started = time.monotonic()
     if holds_file(path):  # a handle still open here: the waiter could not get in anyway
         return 0.0
+    if waiting_writers(path):
+        _let_in_at = started
     while waiting_writers(path) and time.monotonic() - started < max_wait_s:
         time.sleep(0.05)
     waited = time.monotonic() - started

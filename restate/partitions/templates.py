@@ -14,11 +14,12 @@ Anything else keeps one dbt invocation per chunk.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-from restate.dbt.runner import DbtProject, DbtResult
+from restate.dbt.runner import DbtError, DbtProject, DbtResult
 from restate.engines.base import Engine
 from restate.plan.plans import Chunk, Plan
 from restate.settings import Settings
@@ -27,6 +28,8 @@ from restate.sql import Native
 START, END, BUCKET = "__restate_chunk_start__", "__restate_chunk_end__", "__restate_chunk_bucket__"
 TOKEN_PREFIX = "__restate_chunk_"
 HOOKS = ("pre-hook", "post-hook", "pre_hook", "post_hook")
+
+log = logging.getLogger(__name__)
 
 
 class TemplateError(RuntimeError):
@@ -109,6 +112,8 @@ def templates_for(
     (an earlier chunk built it through dbt); None means: run this chunk through dbt."""
     if not all(engine.relation_exists(plan.restate_schema, model) for model in plan.models):
         return None
+    if any(TOKEN_PREFIX in str(entity) for entity in plan.accounts or []):
+        return None  # a token inside an entity id would be replaced too: dbt per chunk
     # Everything the compiled SQL depends on, installation included (its target folder):
     # two warehouses with the same project and restatement id share nothing.
     key = json.dumps(
@@ -122,19 +127,29 @@ def templates_for(
             chunk.buckets,
             plan.code_version,
             plan.accounts,
+            # The project as it is now (a resumed run after an edit compiles again).
+            dbt._project_fingerprint(),
+            settings.dbt_vars(),
         ],
         sort_keys=True,
         default=str,
     )
     with _LOCK:
         if key not in _CACHE:
-            compiled = dbt.compile_deferred(
-                plan.models,
-                vars={**vars, "restate_chunk": template_var(settings, plan, chunk)},
-                query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, step="compile"),
-            )
+            try:
+                compiled = dbt.compile_deferred(
+                    plan.models,
+                    vars={**vars, "restate_chunk": template_var(settings, plan, chunk)},
+                    query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, step="compile"),
+                )
+                usable = usable_templates(compiled, plan.models, chunk.buckets)
+            except (DbtError, TemplateError) as exc:
+                # A model that cannot compile with tokens for bounds (it computes with the
+                # chunk's dates itself): every chunk keeps going through dbt.
+                log.info("restatement %s: chunks run through dbt (%s)", plan.restatement_id, exc)
+                usable = None
             _CACHE.clear()  # one restatement at a time per process keeps memory flat
-            _CACHE[key] = usable_templates(compiled, plan.models, chunk.buckets)
+            _CACHE[key] = usable
         return _CACHE[key]
 
 

@@ -75,3 +75,15 @@ def test_a_validation_the_status_never_recorded_is_run_again(validated: tuple[Se
     again = run_restatement(s, rid)
     assert not again["validation"].get("kept")
     assert validations(s, rid) == 2
+
+
+def test_a_finance_file_that_changed_since_the_validation_is_checked_again(
+    validated: tuple[Settings, int],
+) -> None:
+    """The checks read the finance exports too: a corrected export means checking again."""
+    s, rid = validated
+    export = next(p for p in Path(s.finance).rglob("*") if p.is_file())
+    export.touch()
+    again = run_restatement(s, rid)
+    assert not again["validation"].get("kept")
+    assert validations(s, rid) == 2

@@ -4,11 +4,14 @@
 -- Rebuilt whole on every load: it compares the systems as they stand now.
 {{ config(materialized='table') }}
 
+-- A deleted order is still the shop's: its status reads 'deleted' (a charge left on it
+-- is a disagreement, not a payment without an order).
 with orders as (
-    select order_id, store_id, status, order_ts, order_date, gross_amount, tax_amount,
-        refund_amount
+    select order_id, store_id,
+        case when deleted_at is not null then 'deleted' else status end as status,
+        order_ts, order_date, coalesce(gross_amount, 0) as gross_amount,
+        coalesce(tax_amount, 0) as tax_amount, coalesce(refund_amount, 0) as refund_amount
     from {{ ref('int_orders_latest') }}
-    where deleted_at is null
 ),
 
 -- The shop issued an id twice when one id was placed in two stores.
@@ -24,7 +27,8 @@ payments as (
         order_id,
         sum(case when event_type = 'charge.succeeded' then amount else 0 end) as charged,
         sum(case when event_type = 'charge.refunded' then amount else 0 end) as refunded,
-        min(case when event_type = 'charge.succeeded' then event_created end) as charged_at
+        min(case when event_type = 'charge.succeeded' then event_created end) as charged_at,
+        min(event_created) as first_event_at
     from {{ ref('stg_payments__events') }}
     where order_id is not null
     group by order_id
@@ -45,7 +49,7 @@ as_of as (
 joined as (
     select
         coalesce(o.order_id, p.order_id, s.order_id) as order_id,
-        cast(coalesce(o.order_ts, p.charged_at, s.shipped_at) as date) as check_date,
+        cast(coalesce(o.order_ts, p.first_event_at, s.shipped_at) as date) as check_date,
         o.store_id,
         o.status as order_status,
         o.order_ts,
@@ -89,18 +93,19 @@ select
         and coalesce(charged, 0) > 0
         and order_status in ('paid', 'shipped', 'refunded')
         and not in_fulfilment
-        and order_ts < latest_order_ts - to_days({{ var('fulfil_within_days', 5) | int }})
+        and order_ts < {{ dbt.dateadd('day', -(var('fulfil_within_days', 5) | int), 'latest_order_ts') }}
         as paid_never_fulfilled,
     -- The shop and the payment provider disagree on what happened to the order:
     -- cancelled but still charged beyond its refunds; unpaid in the shop but charged; a
     -- refund the provider did not make (or made for another amount). Only for orders
     -- the provider knows: without its records there is nothing to disagree with.
     in_shop and in_payments and (
-        (order_status = 'cancelled' and coalesce(charged, 0) > coalesce(refunded, 0))
+        (order_status in ('cancelled', 'deleted') and coalesce(charged, 0) > coalesce(refunded, 0))
         or (order_status = 'placed' and coalesce(charged, 0) > 0)
         or (order_status = 'refunded' and coalesce(refunded, 0) <> refund_amount)
     ) as status_disagreement,
     -- Charged another amount than the order's total (a cancelled order's charge aside).
-    in_shop and in_payments and order_status <> 'cancelled' and coalesce(charged, 0) <> order_total
+    in_shop and in_payments and order_status not in ('cancelled', 'deleted')
+        and coalesce(charged, 0) <> order_total
         as amount_mismatch
 from joined
