@@ -51,6 +51,10 @@ class Engine(ABC):
     def relation_exists(self, schema: str, name: str) -> bool: ...
 
     @abstractmethod
+    def result_columns(self, sql: str) -> list[str]:
+        """Lower-case names of the columns a query returns (run with no rows)."""
+
+    @abstractmethod
     def columns(self, schema: str, name: str) -> list[str]: ...
 
     def set_query_tag(self, **fields: Any) -> None:

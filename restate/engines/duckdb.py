@@ -111,6 +111,10 @@ class DuckDBEngine(Engine):
         )
         return bool(rows)
 
+    def result_columns(self, sql: str) -> list[str]:
+        description = self.con.execute(f"select * from (\n{sql}\n) as q limit 0").description or []
+        return [str(d[0]).lower() for d in description]
+
     def columns(self, schema: str, name: str) -> list[str]:
         rows = self.query(
             "select column_name from information_schema.columns "

@@ -17,7 +17,7 @@ from typing import Any
 import snowflake.connector
 
 from restate.engines.base import Engine
-from restate.sql import render
+from restate.sql import Native, render
 
 # Snowflake folds unquoted identifiers to upper case; the tool names them in lower case.
 _FOLD = "upper"
@@ -72,6 +72,13 @@ class SnowflakeEngine(Engine):
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self._run(sql, params).close()
+
+    def result_columns(self, sql: str) -> list[str]:
+        cur = self._run(Native(f"select * from (\n{sql}\n) as q limit 0"), None)
+        try:
+            return [str(d[0]).lower() for d in cur.description or []]
+        finally:
+            cur.close()
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         cur = self._run(sql, params)

@@ -143,6 +143,8 @@ def templates_for(
                     query_tag=engine.query_tag_for(restatement_id=plan.restatement_id, step="compile"),
                 )
                 usable = usable_templates(compiled, plan.models, chunk.buckets)
+                if usable is not None and not same_columns(engine, plan.restate_schema, chunk, usable):
+                    usable = None  # dbt decides, as the model's on_schema_change says
             except (DbtError, TemplateError) as exc:
                 # A model that cannot compile with tokens for bounds (it computes with the
                 # chunk's dates itself): every chunk keeps going through dbt.
@@ -151,6 +153,18 @@ def templates_for(
             _CACHE.clear()  # one restatement at a time per process keeps memory flat
             _CACHE[key] = usable
         return _CACHE[key]
+
+
+def same_columns(engine: Engine, schema: str, chunk: Chunk, templates: list[ChunkTemplate]) -> bool:
+    """Each compiled query returns exactly the columns its isolated table has: the insert
+    names the table's columns, so a column added or dropped by the SQL would otherwise
+    go unnoticed, where dbt would apply the model's on_schema_change."""
+    for template in templates:
+        table = {c.lower() for c in engine.columns(schema, template.model)}
+        if set(engine.result_columns(template.render(chunk))) != table:
+            log.info("%s.%s: the compiled SQL returns other columns than the table", schema, template.model)
+            return False
+    return True
 
 
 def run_templates(

@@ -173,3 +173,19 @@ def test_two_installations_in_one_process_never_share_compiled_chunks(tmp_path: 
         assert rid == 1 and len(chunks) >= 3
         results.append(restated_rows(s, rid))
     assert results[0] and results[0] == results[1]
+
+
+def test_compiled_sql_returning_other_columns_than_its_table_keeps_dbt(tmp_path: Path) -> None:
+    """The insert names the table's columns: SQL that gained or lost one goes back to dbt
+    (which applies the model's on_schema_change) instead of being cut to fit."""
+    from restate.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(tmp_path / "w.duckdb")
+    engine.execute("create schema restate_9")
+    engine.execute("create table restate_9.m (d date, a varchar, amount decimal(18, 2))")
+    chunk = Chunk("c", date(2026, 1, 1), date(2026, 1, 31), 0, 1)
+    base = f"select cast('{templates.START}' as date) as d, 'x' as a, 1.00 as amount"
+    assert templates.same_columns(engine, "restate_9", chunk, [templates.ChunkTemplate("m", base)])
+    for other in (base + ", 2 as extra", base.replace(", 1.00 as amount", "")):
+        assert not templates.same_columns(engine, "restate_9", chunk, [templates.ChunkTemplate("m", other)])
+    engine.close()
