@@ -41,6 +41,7 @@ BUNDLED_EXAMPLES: dict[Path, dict[str, Any]] = {
     PROJECT_ROOT / "dbt" / "northstar": {
         "soda_contracts_dir": PROJECT_ROOT / "soda_checks" / "northstar",
         "reference_exports": PROJECT_ROOT / "examples" / "northstar" / "reference_exports.yml",
+        "explainer": "examples.northstar.explain:explain_period",
     },
 }
 

@@ -113,3 +113,65 @@ def test_an_installation_without_payments_or_shipments_builds_empty_relations(tm
     assert cli.scalar("select count(*) from analytics.stg_fulfilment__shipments") == 0
     # Every order is then charged by no one: no status or amount finding is invented.
     assert cli.scalar("select count(*) from analytics.int_order_crosscheck where status_disagreement") == 0
+
+
+def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) -> None:
+    """Production built with the historical refund bug: `restate explain` puts the bug in
+    the logic part (to the cent of an independent computation from the landed files), the
+    rest in the source part, and lists the cross-system findings of the period."""
+    import csv
+    from decimal import Decimal
+
+    from examples.northstar.expected import expected_daily
+
+    cli = Cli(tmp_path)
+    landing = cli.data / "landing"
+    generate(SPEC, landing, cli.data / "finance")
+    truth = write_systems(SPEC, landing, SYSTEMS)
+    cli("load", RESTATE_PROJECT_VARS='{"refund_logic": "v1"}')
+    start, end = "2026-09-01", "2026-10-31"
+    out = cli(
+        "explain",
+        "--start",
+        start,
+        "--end",
+        end,
+        "--json",
+        RESTATE_EXPLAINER="examples.northstar.explain:explain_period",
+    )
+    found = json.loads(out.stdout)
+
+    def net(refund_logic: str) -> Decimal:
+        rows = expected_daily(landing, refund_logic)
+        return sum((v.net_sales for (day, _), v in rows.items() if start <= str(day) <= end), Decimal(0))
+
+    finance = Decimal(0)
+    for path in sorted((cli.data / "finance").glob("orders_*.csv")):
+        with path.open() as fh:
+            finance += sum(
+                (Decimal(r["net"]) for r in csv.DictReader(fh) if start <= r["date"] <= end), Decimal(0)
+            )
+    assert Decimal(found["production"]) == net("v1")
+    assert Decimal(found["recomputed"]) == net("v2")
+    assert Decimal(found["logic"]) == net("v1") - net("v2") < 0  # the bug took refunds out twice
+    assert Decimal(found["finance"]) == finance
+    assert Decimal(found["source"]) == net("v2") - finance
+    assert found["verdict"][0].startswith("transformation logic")  # what a drafted restatement names
+    assert (
+        found["verdict"][-1].startswith("cross-system:")
+        and "4 payments without an order" in found["verdict"][-1]
+    )
+    counts = {f["finding"]: f["orders"] for f in found["findings"]}
+    assert counts["payment_without_order"] == len(truth.payments_without_order)
+    assert counts["shipment_without_order"] == len(truth.shipments_without_order)
+    assert counts["status_disagreement"] == len(truth.charged_after_cancel)
+    assert counts["duplicate_order_id"] == len(truth.duplicate_order_ids)
+    text = cli(
+        "explain",
+        "--start",
+        start,
+        "--end",
+        end,
+        RESTATE_EXPLAINER="examples.northstar.explain:explain_period",
+    ).stdout
+    assert "transformation logic" in text and "payments without an order: 4 orders" in text
