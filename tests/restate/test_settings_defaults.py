@@ -34,7 +34,7 @@ def test_the_bundled_examples_keep_their_own(monkeypatch: pytest.MonkeyPatch) ->
     northstar = Settings()
     assert northstar.soda_contracts_dir == PROJECT_ROOT / "soda_checks" / "northstar"
     assert northstar.reference_exports == PROJECT_ROOT / "examples" / "northstar" / "reference_exports.yml"
-    assert northstar.explainer is None and northstar.demo is None
+    assert northstar.explainer == "examples.northstar.explain:explain_period" and northstar.demo is None
 
 
 def test_a_set_value_wins_even_when_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
