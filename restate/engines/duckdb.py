@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -41,7 +42,7 @@ class DuckDBEngine(Engine):
             # This process just let another one go first: wait for it to finish.
             wait_s = max(wait_s, AFTER_YIELD_WAIT_S)
         deadline = time.monotonic() + wait_s
-        waiting: Path | None = None
+        waiting: _Waiter | None = None
         try:
             while True:
                 try:
@@ -61,7 +62,7 @@ class DuckDBEngine(Engine):
                     time.sleep(0.1)
         finally:
             if waiting is not None:
-                waiting.unlink(missing_ok=True)
+                waiting.done()
         self.con.execute("set enable_progress_bar = false")
         limit_resources(self.con, memory_limit, threads)
         if filesystem is not None and filesystem.protocol[0] not in self.con.list_filesystems():
@@ -151,31 +152,56 @@ def _waiting_dir(path: Path) -> Path:
     return path.with_name(f"{path.name}.waiting")
 
 
-def _announce_waiter(path: Path) -> Path | None:
+class _Waiter:
+    """A marker file the waiting process holds an exclusive flock on while it waits: a
+    marker nobody holds a lock on is stale (its process died, whatever its pid is now)."""
+
+    def __init__(self, marker: Path, handle: Any) -> None:
+        self.marker, self.handle = marker, handle
+
+    def done(self) -> None:
+        self.marker.unlink(missing_ok=True)
+        self.handle.close()  # releases the lock
+
+
+def _announce_waiter(path: Path) -> _Waiter | None:
     try:
         folder = _waiting_dir(path)
         folder.mkdir(exist_ok=True)
-        marker = folder / f"{os.getpid()}-{threading.get_ident()}"
-        marker.touch()
-        return marker
+        name = f"{os.getpid()}-{threading.get_ident()}"
+        # Locked under a temporary name, then renamed: a scan never sees it unlocked.
+        staged = folder / f"t-{name}"
+        handle = staged.open("w")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        marker = folder / f"w-{name}"
+        staged.rename(marker)
+        return _Waiter(marker, handle)
     except OSError:  # a read-only folder: waiting still works, only without priority
         return None
 
 
 def waiting_writers(path: Path) -> list[int]:
-    """Pids of live processes waiting for the DuckDB file (stale markers are removed)."""
+    """Pids of processes waiting for the DuckDB file now: markers another process holds
+    locked (stale ones, whose holder died, are removed)."""
     folder = _waiting_dir(path)
     pids = []
-    for marker in folder.glob("*-*") if folder.is_dir() else []:
+    for marker in sorted(folder.glob("w-*")) if folder.is_dir() else []:
         try:
-            pid = int(marker.name.split("-", 1)[0])
-            if pid != os.getpid():
-                os.kill(pid, 0)
-                pids.append(pid)
-        except (ValueError, ProcessLookupError):
+            pid = int(marker.name.split("-")[1])
+        except (IndexError, ValueError):
             marker.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
+            continue
+        if pid == os.getpid():
+            continue  # this process's own threads never wait for it
+        try:
+            with marker.open("a") as probe:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(probe, fcntl.LOCK_UN)
+            marker.unlink(missing_ok=True)  # nobody holds it: its waiter is gone
+        except BlockingIOError:
             pids.append(pid)
+        except OSError:
+            continue  # removed meanwhile
     return pids
 
 

@@ -67,29 +67,50 @@ def test_a_waiting_writer_gets_in_between_two_steps(tmp_path: Path) -> None:
     assert not waiting_writers(db)  # the load's marker is gone once it is in
 
 
-def test_a_dead_waiters_marker_is_ignored_and_removed(tmp_path: Path) -> None:
+def test_a_marker_nobody_holds_is_ignored_and_removed(tmp_path: Path) -> None:
+    """A waiter that died leaves its marker unlocked; so does one whose pid now belongs to
+    another process (pid reuse): neither makes anyone wait."""
     db = tmp_path / "warehouse.duckdb"
     DuckDBEngine(db).close()
     folder = db.with_name(f"{db.name}.waiting")
     folder.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (folder / f"{dead.pid}-1").touch()
-    (folder / "not-a-pid").touch()
-    assert waiting_writers(db) == []
-    assert yield_to_waiting_writers(db, 5.0) < 0.5
-    assert not (folder / f"{dead.pid}-1").exists()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (folder / f"w-{dead.pid}-1").touch()
+        (folder / f"w-{alive.pid}-1").touch()  # a live pid that is not waiting
+        (folder / "w-not-a-pid").touch()
+        assert waiting_writers(db) == []
+        assert yield_to_waiting_writers(db, 5.0) < 0.5
+        assert not list(folder.glob("w-*"))
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+WAITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from restate.engines.duckdb import _announce_waiter
+    waiter = _announce_waiter(Path(sys.argv[1]))
+    print("waiting", flush=True)
+    time.sleep(30)
+    """
+)
 
 
 def test_a_process_that_still_holds_the_file_does_not_wait_for_waiters(tmp_path: Path) -> None:
     """Waiting while holding the file would only stall both processes: it returns at once."""
     db = tmp_path / "warehouse.duckdb"
     engine = DuckDBEngine(db)
-    waiter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITER, str(db)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
-        folder = db.with_name(f"{db.name}.waiting")
-        folder.mkdir()
-        (folder / f"{waiter.pid}-1").touch()
+        assert waiter.stdout is not None and waiter.stdout.readline().strip() == "waiting"
         assert waiting_writers(db) == [waiter.pid]
         assert yield_to_waiting_writers(db, 5.0) < 0.5
         engine.close()
@@ -97,3 +118,4 @@ def test_a_process_that_still_holds_the_file_does_not_wait_for_waiters(tmp_path:
     finally:
         waiter.kill()
         waiter.wait()
+    assert waiting_writers(db) == []  # killed: its lock went with it
