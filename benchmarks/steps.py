@@ -117,12 +117,8 @@ def prefect_server() -> Iterator[dict[str, Any]]:
         log.close()
 
 
-def prepare_data(scale: Scale) -> DataSet:
-    """Generate 14 months once; build production with the buggy logic; stage freshness slices."""
-    data = WORK / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    ds = DataSet(
+def _dataset(data: Path, start: str, end: str, info: dict[str, Any]) -> DataSet:
+    return DataSet(
         landing=data / "landing",
         finance=data / "finance",
         baseline=data / "baseline",
@@ -130,10 +126,18 @@ def prepare_data(scale: Scale) -> DataSet:
         fresh_landing=data / "fresh_landing",
         fresh_baseline=data / "fresh_baseline",
         fresh_slices=data / "fresh_slices",
-        start="",
-        end="",
-        info={},
+        start=start,
+        end=end,
+        info=info,
     )
+
+
+def prepare_data(scale: Scale) -> DataSet:
+    """Generate 14 months once; build production with the buggy logic; stage freshness slices."""
+    data = WORK / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    ds = _dataset(data, "", "", {})
     gen_args = [
         "--months",
         str(scale.months),
@@ -224,18 +228,7 @@ def reuse_data(scale: Scale) -> DataSet | None:
         return None
     if saved.get("scale") != scale.__dict__:
         return None
-    return DataSet(
-        landing=data / "landing",
-        finance=data / "finance",
-        baseline=data / "baseline",
-        deduped=data / "deduped.parquet",
-        fresh_landing=data / "fresh_landing",
-        fresh_baseline=data / "fresh_baseline",
-        fresh_slices=data / "fresh_slices",
-        start=saved["start"],
-        end=saved["end"],
-        info=saved["info"],
-    )
+    return _dataset(data, saved["start"], saved["end"], saved["info"])
 
 
 def _stats(runs: list[ChildRun], key: str = "total_s") -> dict[str, Any]:

@@ -32,22 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from examples.northstar.generate import GenerateSpec, Version, latest_valid, simulate
+from sources.stripe_webhooks import COLUMNS as JOURNAL_COLUMNS
 
-PAYMENT_COLUMNS = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("event_created", pa.timestamp("us")),
-        ("payment_id", pa.string()),
-        ("order_id", pa.string()),
-        ("amount", pa.decimal128(18, 2)),
-        ("currency", pa.string()),
-        ("status", pa.string()),
-        ("payment_method", pa.string()),
-        ("redacted", pa.bool_()),
-        ("received_at", pa.timestamp("us")),
-    ]
-)
+# What `restate webhooks flush` lands, column for column.
+PAYMENT_COLUMNS = pa.schema(JOURNAL_COLUMNS)
 SHIPMENT_COLUMNS = pa.schema(
     [
         ("order_id", pa.string()),

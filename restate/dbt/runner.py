@@ -143,15 +143,7 @@ class DbtProject:
     ) -> DbtResult:
         """Build models into the schema the vars name, reading every other model from
         production (the saved production manifest): how a restatement runs dbt."""
-        command = [
-            "run",
-            "--select",
-            *models,
-            "--defer",
-            "--favor-state",
-            "--state",
-            str(self.prod_state_dir),
-        ]
+        command = self._deferred("run", models)
         return self.invoke(command, vars=vars, query_tag=query_tag)
 
     def compile_deferred(
@@ -159,16 +151,12 @@ class DbtProject:
     ) -> DbtResult:
         """The SQL `run_deferred` would run for these models with these vars, compiled
         against the warehouse as it is now (is_incremental() included), without running it."""
-        command = [
-            "compile",
-            "--select",
-            *models,
-            "--defer",
-            "--favor-state",
-            "--state",
-            str(self.prod_state_dir),
-        ]
+        command = self._deferred("compile", models)
         return self.invoke(command, vars=vars, query_tag=query_tag)
+
+    def _deferred(self, verb: str, models: list[str]) -> list[str]:
+        """`verb` on these models, every other model read from production's saved state."""
+        return [verb, "--select", *models, "--defer", "--favor-state", "--state", str(self.prod_state_dir)]
 
     def _packages_dir(self) -> Path:
         """Where `dbt deps` installs the project's packages (packages-install-path)."""

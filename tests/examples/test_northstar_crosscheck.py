@@ -14,6 +14,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from examples.northstar.generate import GenerateSpec, generate, latest_valid, simulate
@@ -48,7 +49,7 @@ def reconciled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, Disagreem
 
 
 def flagged(cli: Cli, column: str) -> set[str]:
-    con = __import__("duckdb").connect(str(cli.data / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(cli.data / "warehouse.duckdb"), read_only=True)
     try:
         rows = con.execute(f"select order_id from analytics.int_order_crosscheck where {column}").fetchall()
     finally:
