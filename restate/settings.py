@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +208,16 @@ class Settings(BaseSettings):
     aws_credentials_block: str | None = Field(
         default=None, description="prefect-aws AwsCredentials block name"
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        # RESTATE_X="" on an optional setting means "none", not the path "." or "".
+        if value == "" and info.field_name is not None:
+            field = cls.model_fields[info.field_name]
+            if not field.is_required() and field.default is None:
+                return None
+        return value
 
     @model_validator(mode="after")
     def _snowflake_uses_prod_target(self) -> Settings:

@@ -1196,6 +1196,80 @@ def webhooks_flush(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(f"landed {path} ({counts['landed']:,}/{counts['events']:,} events landed so far)")
 
 
+sources_app = typer.Typer(
+    help="Run a declared source once (RESTATE_SOURCES_FILE), as its deployment does.",
+    no_args_is_help=True,
+)
+app.add_typer(sources_app, name="sources")
+
+
+def _declared_sources() -> Any:
+    from sources.config import SourceConfigError
+    from sources.runs import declared
+
+    try:
+        return declared(get_settings())
+    except SourceConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _say_source(row: dict[str, Any]) -> None:
+    figures = ", ".join(f"{k} {v}" for k, v in row.items() if k != "source" and v not in (None, {}, []))
+    console.print(f"{row.get('source', 'load')}: {figures}")
+
+
+@sources_app.command("orders")
+def sources_orders(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every declared PostgreSQL table since its cursor (keyset pages), then the load."""
+    from sources import runs
+
+    s, config = get_settings(), _declared_sources()
+    with working("extracting") as status:
+        tables = []
+        for source in config.postgres:
+            status.update(f"extracting {source.name}")
+            tables.append(runs.extract_table(s, source))
+        status.update("incremental load")
+        load = runs.load_landed(s) if any(t["rows"] for t in tables) else {"load": None}
+    if as_json:
+        emit_json({"tables": tables, "load": load})
+        return
+    for row in tables:
+        _say_source(row)
+    _say_source(load)
+
+
+@sources_app.command("payments")
+def sources_payments(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The webhook journal's events not landed yet as one file, then the load."""
+    from sources import runs
+
+    s, config = get_settings(), _declared_sources()
+    with working("landing the webhook journal"):
+        landed = runs.flush_webhooks(s, config)
+        load = runs.load_landed(s) if landed["rows"] else {"load": None}
+    if as_json:
+        emit_json({"webhooks": landed, "load": load})
+        return
+    _say_source(landed)
+    _say_source(load)
+
+
+@sources_app.command("fulfilment")
+def sources_fulfilment(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every partner's SFTP drop: complete files landed, drifted ones quarantined."""
+    from sources import runs
+
+    s, config = get_settings(), _declared_sources()
+    with working("picking up partner files"):
+        drops = [runs.pick_up_drop(s, d) for d in config.sftp]
+    if as_json:
+        emit_json({"drops": drops})
+        return
+    for row in drops:
+        _say_source(row)
+
+
 @app.command()
 def unlock(
     by: str = typer.Option(..., "--by", help="who releases the lock"),

@@ -17,8 +17,9 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
     """Run the Soda contracts on restate_<id> for the plan's period and store the evidence."""
     import json
 
+    from restate.partitions.promotion import refresh_late_chunks
     from restate.partitions.recompute import set_status
-    from restate.state import changelog
+    from restate.state import changelog, locks
     from restate.state.duties import run_by
     from restate.validation.contracts import format_report, run_validation, store_validation
 
@@ -27,15 +28,20 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
     with ctx.session() as engine:
         plan = load_plan(engine, settings, restatement_id)
         refuse_cancelled(engine, settings, restatement_id)
-        result = run_validation(
-            settings,
-            engine,
-            plan.restate_schema,
-            plan.period_start,
-            plan.period_end,
-            restatement_id,
-            project=ctx.project(),  # the context's parsed project: no second dbt parse
-        )
+        # Checks compare the restated schema with production's upstream (conservation):
+        # under the write lock, with the chunks loads changed since recomputed, both are
+        # as of the same load; loads wait for the checks (as they wait for a promotion).
+        with locks.held(engine, settings.meta_schema, locks.new_holder(f"validate:{restatement_id}")):
+            refresh_late_chunks(engine, settings, plan, ctx.dbt)
+            result = run_validation(
+                settings,
+                engine,
+                plan.restate_schema,
+                plan.period_start,
+                plan.period_end,
+                restatement_id,
+                project=ctx.project(),  # the context's parsed project: no second dbt parse
+            )
         validation_id = store_validation(engine, settings, result)
         evidence = json.loads(
             engine.scalar(

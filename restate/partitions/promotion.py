@@ -284,6 +284,25 @@ def late_chunks(engine: Engine, settings: Settings, plan: Plan) -> list[str]:
     return [c.chunk_id for c in plan.chunks if any(c.start <= d <= c.end for d in dates)]
 
 
+def refresh_late_chunks(engine: Engine, settings: Settings, plan: Plan, dbt: DbtProject) -> list[str]:
+    """Recompute the chunks loads changed since the plan's watermark, advance it, and diff
+    again; their ids. Callers hold the production write lock, so what they check next
+    (validation, promotion) sees the restated schema and production's upstream as of the
+    same load."""
+    from restate.ingest.loads import last_watermark
+    from restate.validation.diff import compute_diff
+
+    refreshed = late_chunks(engine, settings, plan)
+    if refreshed:
+        _refuse_changed_code(settings, dbt, plan, refreshed)
+        by_id = {c.chunk_id: c for c in plan.chunks}
+        for chunk_id in refreshed:
+            recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
+        _advance_watermark(engine, settings, plan, last_watermark(engine, settings.meta_schema))
+        compute_diff(engine, settings, plan)
+    return refreshed
+
+
 def _status(engine: Engine, settings: Settings, restatement_id: int) -> str | None:
     value = engine.scalar(
         f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
@@ -387,7 +406,6 @@ def promote(
     """Under the production write lock: refresh and re-validate every chunk whose inputs
     changed since the plan, then swap every model's partitions in one transaction."""
     from restate.ingest.loads import last_watermark
-    from restate.validation.diff import compute_diff
 
     if _status(engine, settings, plan.restatement_id) == "promoted":
         return {"status": "already_promoted", "restatement_id": plan.restatement_id}
@@ -402,15 +420,9 @@ def promote(
         if _status(engine, settings, plan.restatement_id) == "promoted":
             return {"status": "already_promoted", "restatement_id": plan.restatement_id}
         cols = {m: ensure_archive(engine, settings, plan.contract(m)) for m in plan.models}
-        refreshed = late_chunks(engine, settings, plan)
-        by_id = {c.chunk_id: c for c in plan.chunks}
         validation_id = gate["validation"]["validation_id"]
+        refreshed = refresh_late_chunks(engine, settings, plan, dbt)
         if refreshed:
-            _refuse_changed_code(settings, dbt, plan, refreshed)
-            for chunk_id in refreshed:
-                recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
-            _advance_watermark(engine, settings, plan, last_watermark(engine, settings.meta_schema))
-            compute_diff(engine, settings, plan)
             validation_id = _revalidate(engine, settings, plan, refreshed)
             engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="promote")
         watermark = last_watermark(engine, settings.meta_schema)

@@ -7,81 +7,35 @@ SFTP drop land through their flows."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from restate.engines import connect
-from restate.settings import PROJECT_ROOT, get_settings
+from restate.settings import PROJECT_ROOT, Settings, get_settings
+from tests.orders_source import expected_daily, mart_rows, orders_database, sources_file
 
 pytestmark = pytest.mark.slow
-psycopg = pytest.importorskip("psycopg")
-
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-NORTHSTAR_COLUMNS = {
-    "order_id": "varchar",
-    "store_id": "varchar",
-    "channel": "varchar",
-    "status": "varchar",
-    "order_ts": "timestamp",
-    "updated_at": "timestamp",
-    "order_ingested_at": "timestamp",
-    "gross_amount": "decimal(18, 2)",
-    "tax_amount": "decimal(18, 2)",
-    "refund_amount": "decimal(18, 2)",
-    "deleted_at": "timestamp",
-}
 
 
 @pytest.fixture
 def orders_db() -> Iterator[str]:
-    name = f"restate_orders_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(ADMIN, autocommit=True)
-    admin.execute(f'create database "{name}"')
-    dsn = ADMIN.replace("dbname=postgres", f"dbname={name}")
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(
-            """
-            create table public.orders (
-                order_id varchar primary key, store_id varchar not null, channel varchar not null,
-                status varchar not null, order_ts timestamp not null, updated_at timestamp not null,
-                gross_amount numeric(18, 2) not null, tax_amount numeric(18, 2) not null,
-                refund_amount numeric(18, 2) not null default 0, deleted_at timestamp
-            )
-            """
-        )
-        con.execute("create index orders_keyset on public.orders (updated_at, order_id)")
-    try:
+    with orders_database() as dsn:
         yield dsn
-    finally:
-        admin.execute(f'drop database "{name}" with (force)')
-        admin.close()
 
 
-def _expected(dsn: str) -> dict[tuple, tuple]:
-    """fct_orders_daily from the source table itself: a cancelled order counts nothing."""
-    with psycopg.connect(dsn) as con:
-        rows = con.execute(
-            """
-            select order_ts::date, store_id, count(*), sum(gross_amount), sum(refund_amount),
-                   sum(tax_amount), sum(gross_amount) - sum(refund_amount)
-            from public.orders where status <> 'cancelled' and deleted_at is null group by 1, 2
-            """
-        ).fetchall()
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-def _mart(settings) -> dict[tuple, tuple]:
+def _mart(settings: Settings) -> dict[tuple, tuple]:
     with connect(settings) as e:
-        rows = e.query(
-            "select order_date, store_id, orders, gross_sales, refunds, tax, net_sales "
-            "from analytics.fct_orders_daily where orders > 0"
+        return mart_rows(
+            e.query(
+                "select order_date, store_id, orders, gross_sales, refunds, tax, net_sales "
+                "from analytics.fct_orders_daily"
+            )
         )
-    return {(r[0], r[1]): (r[2], *(Decimal(v).quantize(Decimal("0.01")) for v in r[3:])) for r in rows}
 
 
 def test_orders_from_postgres_reach_the_mart_to_the_cent(
@@ -108,20 +62,7 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
                 for i in range(300)
             ],
         )
-    sources = tmp_path / "sources.yml"
-    sources.write_text(
-        "postgres:\n"
-        "  - name: shop.orders\n"
-        "    dsn: ${ORDERS_DSN}\n"
-        "    table: public.orders\n"
-        "    folder: orders\n"
-        "    cursor_column: updated_at\n"
-        "    key_column: order_id\n"
-        "    landed_at_column: order_ingested_at\n"
-        "    page_size: 100\n"
-        "    settle_s: 1\n"
-        f"    columns: {NORTHSTAR_COLUMNS}\n"
-    )
+    sources = sources_file(tmp_path / "sources.yml")
     env = {
         "ORDERS_DSN": orders_db,
         "RESTATE_DATA_DIR": str(tmp_path / "data"),
@@ -147,7 +88,7 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
             # 3 full pages and the empty one that says there is no more
             assert first["tables"][0]["rows"] == 300 and first["tables"][0]["statements"] == 4
             assert first["load"]["rows_quarantined"] == 0 and first["load"]["watermark"]
-            assert _mart(s) == _expected(orders_db)
+            assert _mart(s) == expected_daily(orders_db)
 
             # At the source: paid orders shipped, a correction of amounts, cancellations,
             # an order moved to the previous day, new orders.
@@ -189,7 +130,7 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
             second = orders_extract()
             assert second["tables"][0]["rows"] == changed  # one new version per changed order
             assert second["tables"][0]["watermark"] > first["tables"][0]["watermark"]
-            assert _mart(s) == _expected(orders_db)
+            assert _mart(s) == expected_daily(orders_db)
             third = orders_extract()  # nothing changed: no rows, no load
             assert third["tables"][0]["rows"] == 0 and third["load"] == {"load": None}
     finally:

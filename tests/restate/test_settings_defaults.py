@@ -44,3 +44,13 @@ def test_a_set_value_wins_even_when_empty(tmp_path: Path, monkeypatch: pytest.Mo
     assert not s.explainer
     assert s.soda_contracts_dir == tmp_path
     assert s.demo == "examples.billing.demo:run_demo"
+
+
+def test_an_empty_optional_path_means_none_not_the_current_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # RESTATE_REFERENCE_EXPORTS="" once became Path("."): "reference exports file . does
+    # not exist" at validation time instead of "no reference exports".
+    monkeypatch.setenv("RESTATE_REFERENCE_EXPORTS", "")
+    monkeypatch.setenv("RESTATE_SODA_CONTRACTS_DIR", "")
+    monkeypatch.setenv("RESTATE_EXPLAINER", "")
+    s = Settings()  # billing, whose defaults would otherwise fill all three
+    assert (s.reference_exports, s.soda_contracts_dir, s.explainer) == (None, None, None)

@@ -1,0 +1,85 @@
+"""One run of each source, as the deployments and `restate sources` do it: each returns
+the figures a run reports (rows landed, quarantined, the new watermark)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restate.engines import connect
+from restate.settings import Settings
+from sources.config import PostgresSource, SftpSource, SourceConfigError, SourcesConfig, load_sources
+
+
+def declared(settings: Settings) -> SourcesConfig:
+    """The sources file of these settings (SourceConfigError when none is set)."""
+    if settings.sources_file is None:
+        raise SourceConfigError("RESTATE_SOURCES_FILE is not set: no sources are declared")
+    return load_sources(settings.sources_file)
+
+
+def extract_table(settings: Settings, source: PostgresSource) -> dict[str, Any]:
+    """One PostgreSQL table since its cursor, landed in keyset pages."""
+    from sources.postgres import extract
+
+    with connect(settings) as engine:
+        report = extract(settings, engine, source.table_source(), source.folder)
+    return {
+        "source": source.name,
+        "rows": report.rows,
+        "statements": report.statements,
+        "longest_statement_ms": round(report.longest_statement_ms, 1),
+        "watermark": report.cursor_after[0] if report.cursor_after else None,
+    }
+
+
+def load_landed(settings: Settings) -> dict[str, Any]:
+    """The incremental load of what landed, then the warehouse handed back to others."""
+    from restate.actions import load_once
+    from restate.dbt import distributed
+
+    try:
+        result = load_once(settings)
+    finally:
+        distributed.release_warehouse(settings)  # let a restatement's process in
+    return {
+        "load": result.load_id,
+        "rows_quarantined": result.rows_quarantined,
+        "watermark": str(result.watermark_after),
+    }
+
+
+def flush_webhooks(settings: Settings, config: SourcesConfig) -> dict[str, Any]:
+    """The webhook journal's events not landed yet, as one landed file."""
+    from sources.stripe_webhooks import Journal
+
+    folder = config.webhooks.folder if config.webhooks is not None else settings.webhook_folder
+    journal = Journal(settings.webhook_journal_path)
+    try:
+        before = journal.counts()
+        path = journal.flush(settings, folder)
+        after = journal.counts()
+    finally:
+        journal.close()
+    return {
+        "source": "webhooks",
+        "rows": after["landed"] - before["landed"],
+        "redacted": after["redacted"],
+        "file": path,
+    }
+
+
+def pick_up_drop(settings: Settings, source: SftpSource) -> dict[str, Any]:
+    """One partner's SFTP drop folder: complete files landed, drifted ones quarantined."""
+    from sources.sftp_drops import pick_up
+
+    with connect(settings) as engine:
+        report = pick_up(settings, engine, source.drop(), source.folder)
+    return {
+        "source": source.name,
+        "rows": report.rows,
+        "files_accepted": len(report.accepted),
+        "files_quarantined": len(report.quarantined),
+        "quarantined": report.quarantined,
+        "files_waiting": len(report.incomplete),
+        "duplicates": len(report.duplicates),
+    }
