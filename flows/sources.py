@@ -3,7 +3,7 @@
 - orders (every 15 minutes): each PostgreSQL table in keyset pages, then the incremental
   load, so a source change reaches the mart in the same run;
 - payments (every 15 minutes): the webhook journal landed as one file, then the load;
-- fulfilment (hourly): each partner's SFTP drop folder.
+- fulfilment (hourly): each partner's SFTP drop folder, then the load.
 Each run reports rows landed, rows or files quarantined and the new watermark (a Prefect
 artifact and the flow's return value). The work itself is `sources.runs`, which
 `restate sources` runs without Prefect.
@@ -29,8 +29,8 @@ def extract_table(name: str) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def load_landed() -> dict[str, Any]:
-    return runs.load_landed(get_settings())
+def load_landed(other_source: bool = False) -> dict[str, Any]:
+    return runs.load_landed(get_settings(), other_source)
 
 
 @task(cache_policy=NO_CACHE)
@@ -66,7 +66,7 @@ def payments_land() -> dict[str, Any]:
     """The webhook journal's new events as one landed file, then the incremental load."""
     apply_process_env(get_settings())
     landed = flush_webhooks()
-    load = load_landed() if landed["rows"] else {"load": None}
+    load = load_landed(other_source=True) if landed["rows"] else {"load": None}
     _publish("payments-land", [landed, load])
     print(f"payments: {landed['rows']:,} events landed; load {load}")
     return {"webhooks": landed, "load": load}
@@ -77,6 +77,7 @@ def fulfilment_pickup() -> dict[str, Any]:
     """Every partner's SFTP drop folder: complete files landed, drifted ones quarantined."""
     apply_process_env(get_settings())
     drops = [pick_up_drop(d.name) for d in runs.declared(get_settings()).sftp]
-    _publish("fulfilment-pickup", drops)
-    print(f"fulfilment: {sum(d['rows'] for d in drops):,} rows from {len(drops)} partners")
-    return {"drops": drops}
+    load = load_landed(other_source=True) if any(d["rows"] for d in drops) else {"load": None}
+    _publish("fulfilment-pickup", [*drops, load])
+    print(f"fulfilment: {sum(d['rows'] for d in drops):,} rows from {len(drops)} partners; load {load}")
+    return {"drops": drops, "load": load}

@@ -32,19 +32,28 @@ def extract_table(settings: Settings, source: PostgresSource) -> dict[str, Any]:
     }
 
 
-def load_landed(settings: Settings) -> dict[str, Any]:
-    """The incremental load of what landed, then the warehouse handed back to others."""
-    from restate.actions import load_once
+def load_landed(settings: Settings, other_source: bool = False) -> dict[str, Any]:
+    """The incremental load of what landed, then the warehouse handed back to others.
+
+    `other_source`: what landed is not the project's declared landing (payment events,
+    partner files). When that landing holds nothing new the load skips, so the models
+    that are not incremental (views, tables joining the systems) are rebuilt instead;
+    `rebuilt` says how many."""
+    from restate.actions import load_once, rebuild_derived
     from restate.dbt import distributed
 
+    rebuilt = None
     try:
         result = load_once(settings)
+        if other_source and result.status == "no_new_data":
+            rebuilt = rebuild_derived(settings)
     finally:
         distributed.release_warehouse(settings)  # let a restatement's process in
     return {
-        "load": result.load_id,
+        "load": None if result.status == "no_new_data" else result.load_id,
         "rows_quarantined": result.rows_quarantined,
         "watermark": str(result.watermark_after),
+        **({"rebuilt": rebuilt} if rebuilt is not None else {}),
     }
 
 

@@ -3,15 +3,18 @@ finance's export for a period, and what the other systems say about those orders
 
 This is the Northstar project's explainer (``RESTATE_EXPLAINER`` =
 ``examples.northstar.explain:explain_period``; restate/validation/explainer.py). The
-difference ``production - finance`` in net sales is split into two parts that add up
+difference ``production - finance`` in net sales is split into three parts that add up
 exactly, each measured from the warehouse:
 
 - **transformation logic** - production against a recomputation of the period with the
-  correct rules from the kept order versions (``int_orders_latest``): a cancelled or
-  deleted order counts nothing, a refund counts once. A logic bug (the historical
-  ``refund_logic: v1``) or an ETL fault shows here;
-- **source** - the recomputation against finance: the shop's orders themselves disagree
-  with finance (late or missing orders, a different amount).
+  correct rules from the kept order versions (``int_orders_latest``, as of the last
+  load): a cancelled or deleted order counts nothing, a refund counts once. A logic bug
+  (the historical ``refund_logic: v1``) or an ETL fault shows here;
+- **late data** - that recomputation against the same rules over every order version
+  landed so far (``stg_shop__orders``, the latest valid version of each order): versions
+  that landed after production's last load;
+- **source** - the recomputation over everything landed against finance: the shop's
+  orders themselves disagree with finance (missing orders, a different amount).
 
 Beside it, the cross-system findings of the period from ``int_order_crosscheck`` (order
 ids issued twice, payments and shipments without an order, paid orders never reported
@@ -26,12 +29,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from restate.contract.spec import read_contract
+from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
+from restate.ingest import landing
+from restate.ingest.loads import EPOCH, last_watermark
 from restate.settings import Settings
 from restate.validation import reference
 
 MART = "fct_orders_daily"
 KEPT = "int_orders_latest"
+STAGED = "stg_shop__orders"
 CROSSCHECK = "int_order_crosscheck"
 REFERENCE = "reference_finance_orders"
 # Finding -> (label, the amount it puts at stake).
@@ -51,8 +59,11 @@ class Explanation:
     end: date
     production: Decimal
     finance: Decimal | None
-    recomputed: Decimal
+    recomputed: Decimal  # the correct rules over the kept versions (as of the last load)
+    recomputed_now: Decimal  # the correct rules over every version landed so far
     logic: Decimal
+    late: Decimal
+    late_versions: int
     source: Decimal | None
     findings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -68,23 +79,48 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def explain(engine: Engine, settings: Settings, start: date, end: date) -> Explanation:
+# The correct rules on one version per order, written here from the data contract rather
+# than taken from the model, so a fault in the model shows instead of being reproduced.
+NET = "case when status = 'cancelled' or deleted_at is not null then 0 else gross_amount - refund_amount end"
+
+
+def explain(
+    engine: Engine, settings: Settings, start: date, end: date, manifest: dict[str, Any] | None = None
+) -> Explanation:
     prod, meta = settings.prod_schema, settings.meta_schema
     production = _money(
         engine.scalar(
             f"select sum(net_sales) from {prod}.{MART} where order_date between ? and ?", [start, end]
         )
     )
-    # The correct rules, written here from the data contract rather than taken from the
-    # model, so a fault in the model shows instead of being reproduced.
     recomputed = _money(
-        engine.scalar(
-            f"""select sum(case when status = 'cancelled' or deleted_at is not null then 0
-                    else gross_amount - refund_amount end)
-            from {prod}.{KEPT} where order_date between ? and ?""",
-            [start, end],
-        )
+        engine.scalar(f"select sum({NET}) from {prod}.{KEPT} where order_date between ? and ?", [start, end])
     )
+    # Every landed version (files landed since the last load included: check them first),
+    # the latest valid one per order, ranked as int_orders_latest ranks them.
+    lc = landing.landing_of(
+        read_contract(manifest if manifest is not None else DbtProject(settings).manifest())
+    )
+    landing.refresh(engine, settings, lc)
+    watermark = last_watermark(engine, meta) or EPOCH
+    now_row = engine.query(
+        f"""
+        with ranked as (
+            select *, row_number() over (
+                partition by order_id
+                order by updated_at desc nulls last, ingested_at desc nulls last,
+                    source_file desc nulls last, source_row_number desc nulls last
+            ) as version_rank
+            from {prod}.{STAGED} where rejection_reason is null
+        )
+        select
+            (select sum({NET}) from ranked where version_rank = 1 and order_date between ? and ?),
+            (select count(*) from {prod}.{STAGED}
+             where rejection_reason is null and ingested_at > ? and order_date between ? and ?)
+        """,
+        [start, end, watermark, start, end],
+    )[0]
+    recomputed_now, late_versions = _money(now_row[0]), int(now_row[1] or 0)
     finance: Decimal | None = None
     notes: list[str] = []
     reference.load_reference_exports(engine, settings)  # finance's files as they are now
@@ -114,8 +150,11 @@ def explain(engine: Engine, settings: Settings, start: date, end: date) -> Expla
         production=production,
         finance=finance,
         recomputed=recomputed,
+        recomputed_now=recomputed_now,
         logic=production - recomputed,
-        source=None if finance is None else recomputed - finance,
+        late=recomputed - recomputed_now,
+        late_versions=late_versions,
+        source=None if finance is None else recomputed_now - finance,
         findings=findings,
         notes=notes,
     )
@@ -128,7 +167,12 @@ def _verdict(found: Explanation) -> list[str]:
         (
             abs(found.logic),
             f"transformation logic: production differs from the correct rules by {found.logic:+,}",
-        )
+        ),
+        (
+            abs(found.late),
+            f"late data: {found.late_versions:,} order versions landed after production's last load "
+            f"move net sales by {-found.late:+,}",
+        ),
     ]
     if found.source is not None:
         parts.append(
@@ -147,8 +191,12 @@ def format_explanation(found: Explanation) -> str:
     lines.append(
         f"  transformation logic (production - recomputation with the correct rules): {found.logic:+,}"
     )
+    lines.append(
+        f"  late data (kept versions - every landed version, {found.late_versions:,} landed since "
+        f"the last load): {found.late:+,}"
+    )
     if found.source is not None:
-        lines.append(f"  source (recomputation - finance): {found.source:+,}")
+        lines.append(f"  source (every landed version - finance): {found.source:+,}")
     if found.findings:
         lines.append("  cross-system findings:")
         for f in found.findings:

@@ -1247,7 +1247,7 @@ def sources_payments(as_json: bool = typer.Option(False, "--json")) -> None:
     s, config = get_settings(), _declared_sources()
     with working("landing the webhook journal"):
         landed = runs.flush_webhooks(s, config)
-        load = runs.load_landed(s) if landed["rows"] else {"load": None}
+        load = runs.load_landed(s, other_source=True) if landed["rows"] else {"load": None}
     if as_json:
         emit_json({"webhooks": landed, "load": load})
         return
@@ -1257,17 +1257,20 @@ def sources_payments(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @sources_app.command("fulfilment")
 def sources_fulfilment(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every partner's SFTP drop: complete files landed, drifted ones quarantined."""
+    """Every partner's SFTP drop: complete files landed, drifted ones quarantined; then
+    the load."""
     from sources import runs
 
     s, config = get_settings(), _declared_sources()
     with working("picking up partner files"):
         drops = [runs.pick_up_drop(s, d) for d in config.sftp]
+        load = runs.load_landed(s, other_source=True) if any(d["rows"] for d in drops) else {"load": None}
     if as_json:
-        emit_json({"drops": drops})
+        emit_json({"drops": drops, "load": load})
         return
     for row in drops:
         _say_source(row)
+    _say_source(load)
 
 
 @app.command()

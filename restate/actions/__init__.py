@@ -11,14 +11,14 @@ the Slack app and the demo all call these and nothing below them.
     promote    promote                      promoted
     rollback   rollback                     rolled_back
     cancel     cancel
-    load       load_once (prepare_window, execute_window: its steps)
+    load       load_once (prepare_window, execute_window: its steps), rebuild_derived
     reconcile  reconcile_once               drift_detected
 """
 
 from restate.actions.approve import approve, awaiting_approval
 from restate.actions.cancel import cancel, reject
 from restate.actions.diff import monthly_diff, run_diff
-from restate.actions.load import execute_window, load_once, prepare_window
+from restate.actions.load import execute_window, load_once, prepare_window, rebuild_derived
 from restate.actions.plan import create_plan, get_plan, refuse_cancelled
 from restate.actions.promote import promote
 from restate.actions.recompute import (
@@ -50,6 +50,7 @@ __all__ = [
     "monthly_diff",
     "prepare_window",
     "promote",
+    "rebuild_derived",
     "reconcile_once",
     "refuse_cancelled",
     "reject",

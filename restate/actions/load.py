@@ -68,3 +68,20 @@ def load_once(ctx: Context | Settings, on_step: Step | None = None) -> LoadResul
     ctx = Context.of(ctx)
     window = prepare_window(ctx)
     return execute_window(ctx, window, on_step)
+
+
+def rebuild_derived(ctx: Context | Settings) -> int:
+    """Rebuild every model that is not incremental (views, tables) under the production
+    write lock; the number of models built. For a source landed outside the project's
+    declared landing (payment events, partner files): a table joining several systems
+    sees the new files now, not at the next load of the declared landing. Incremental
+    models read only that landing's window, which holds nothing new: left alone."""
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    with ctx.session() as engine:
+        init_meta(engine, settings.meta_schema)
+        with locks.held(engine, settings.meta_schema, holder=locks.new_holder("rebuild")):
+            result = ctx.dbt.invoke(
+                ["run", "--exclude", "config.materialized:incremental"], vars=settings.dbt_vars()
+            )
+    return sum(1 for n in result.nodes if n.status == "success")

@@ -117,13 +117,18 @@ def test_an_installation_without_payments_or_shipments_builds_empty_relations(tm
 
 
 def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) -> None:
-    """Production built with the historical refund bug: `restate explain` puts the bug in
-    the logic part (to the cent of an independent computation from the landed files), the
-    rest in the source part, and lists the cross-system findings of the period."""
+    """Production built with the historical refund bug, then order versions landed after
+    its last load: `restate explain` puts the bug in the logic part, the late versions in
+    the late-data part, the rest in the source part (each to the cent of an independent
+    computation from the landed files), and lists the cross-system findings."""
     import csv
+    from datetime import datetime
     from decimal import Decimal
 
-    from examples.northstar.expected import expected_daily
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from examples.northstar.expected import expected_daily, rejection_reason
 
     cli = Cli(tmp_path)
     landing = cli.data / "landing"
@@ -131,6 +136,31 @@ def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) ->
     truth = write_systems(SPEC, landing, SYSTEMS)
     cli("load", RESTATE_PROJECT_VARS='{"refund_logic": "v1"}')
     start, end = "2026-09-01", "2026-10-31"
+
+    def net(refund_logic: str) -> Decimal:
+        rows = expected_daily(landing, refund_logic)
+        return sum((v.net_sales for (day, _), v in rows.items() if start <= str(day) <= end), Decimal(0))
+
+    loaded_v1, loaded_v2 = net("v1"), net("v2")
+    # Late: after the load, new versions of 30 orders of the period land (half cancelled,
+    # half with 5.00 more), and 10 orders nobody had seen.
+    first = pq.read_table(sorted(landing.glob("orders/*/*.parquet"))[0])
+    rows = [r for r in first.to_pylist() if start <= str(r["order_ts"])[:10] <= end][:40]
+    arrived = datetime(2026, 12, 1, 9, 0)
+    for n, row in enumerate(rows):
+        if n < 30:
+            row["status"] = "cancelled" if n % 2 else row["status"]
+            row["gross_amount"] += 0 if n % 2 else Decimal("5.00")
+        else:
+            row["order_id"] = f"LATE-{n}"
+        row["updated_at"], row["order_ingested_at"] = arrived, arrived
+    (landing / "orders" / "late_batch").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=first.schema), landing / "orders" / "late_batch" / "part.parquet"
+    )
+    landed_v2 = net("v2")
+    valid_late = sum(1 for r in rows if rejection_reason(r) is None)  # the generator plants bad rows
+    assert landed_v2 != loaded_v2
     out = cli(
         "explain",
         "--start",
@@ -141,22 +171,20 @@ def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) ->
         RESTATE_EXPLAINER="examples.northstar.explain:explain_period",
     )
     found = json.loads(out.stdout)
-
-    def net(refund_logic: str) -> Decimal:
-        rows = expected_daily(landing, refund_logic)
-        return sum((v.net_sales for (day, _), v in rows.items() if start <= str(day) <= end), Decimal(0))
-
     finance = Decimal(0)
     for path in sorted((cli.data / "finance").glob("orders_*.csv")):
         with path.open() as fh:
             finance += sum(
                 (Decimal(r["net"]) for r in csv.DictReader(fh) if start <= r["date"] <= end), Decimal(0)
             )
-    assert Decimal(found["production"]) == net("v1")
-    assert Decimal(found["recomputed"]) == net("v2")
-    assert Decimal(found["logic"]) == net("v1") - net("v2") < 0  # the bug took refunds out twice
+    assert Decimal(found["production"]) == loaded_v1
+    assert Decimal(found["recomputed"]) == loaded_v2
+    assert Decimal(found["logic"]) == loaded_v1 - loaded_v2 < 0  # the bug took refunds out twice
+    assert Decimal(found["late"]) == loaded_v2 - landed_v2 and found["late_versions"] == valid_late
     assert Decimal(found["finance"]) == finance
-    assert Decimal(found["source"]) == net("v2") - finance
+    assert Decimal(found["source"]) == landed_v2 - finance
+    parts = Decimal(found["logic"]) + Decimal(found["late"]) + Decimal(found["source"])
+    assert parts == Decimal(found["production"]) - finance
     assert found["verdict"][0].startswith("transformation logic")  # what a drafted restatement names
     assert (
         found["verdict"][-1].startswith("cross-system:")
@@ -176,3 +204,4 @@ def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) ->
         RESTATE_EXPLAINER="examples.northstar.explain:explain_period",
     ).stdout
     assert "transformation logic" in text and "payments without an order: 4 orders" in text
+    assert f"late data (kept versions - every landed version, {valid_late} landed since the last load)" in text

@@ -2,8 +2,9 @@
 Northstar orders from a real PostgreSQL into the Northstar marts, inserted and then
 updated and deleted at the source (status changes, amount corrections, an order moved
 to another day, soft deletes), each run reporting rows and the watermark; the mart equals an independent
-computation from the source table, to the cent. Then the payments journal and a partner
-SFTP drop land through their flows."""
+computation from the source table, to the cent. Then the payments journal lands through
+its flow and the cross-system table sees it. (All three systems from their real servers
+through the CLI: tests/examples/test_northstar_sources_end_to_end.py.)"""
 
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
     for key in ("RESTATE_DUCKDB_PATH", "RESTATE_PROJECT_VARS", "PREFECT_API_URL"):
         monkeypatch.delenv(key, raising=False)
     get_settings.cache_clear()
-    from flows.sources import orders_extract
+    from flows.sources import orders_extract, payments_land
+    from sources.stripe_webhooks import Journal, payment_event
 
     try:
         with prefect_test_harness(server_startup_timeout=120):
@@ -133,5 +135,34 @@ def test_orders_from_postgres_reach_the_mart_to_the_cent(
             assert _mart(s) == expected_daily(orders_db)
             third = orders_extract()  # nothing changed: no rows, no load
             assert third["tables"][0]["rows"] == 0 and third["load"] == {"load": None}
+
+            # The payment provider's events (received earlier by the webhook receiver;
+            # tests/sources/test_payment_webhooks.py) land through their flow: the orders
+            # landing holds nothing new, so the models joining the systems are rebuilt.
+            journal = Journal(s.webhook_journal_path)
+            try:
+                for n in range(3):
+                    journal.record(
+                        payment_event(
+                            {
+                                "id": f"evt_{n}",
+                                "type": "charge.succeeded",
+                                "created": int(later.timestamp()),
+                                "data": {"object": {"id": f"pi_{n}", "amount": 1000 + n, "currency": "usd",
+                                                    "metadata": {"order_id": f"NS-000000{n}"}}},
+                            }
+                        )
+                    )  # fmt: skip
+            finally:
+                journal.close()
+            paid = payments_land()
+            assert paid["webhooks"]["rows"] == 3 and paid["load"]["rebuilt"] > 0
+            with connect(s) as e:
+                charged = e.query(
+                    "select order_id, charged from analytics.int_order_crosscheck where charged is not null "
+                    "order by order_id"
+                )
+            assert charged == [(f"NS-000000{n}", Decimal(1000 + n) / 100) for n in range(3)]
+            assert payments_land()["load"] == {"load": None}  # nothing new in the journal
     finally:
         get_settings.cache_clear()
