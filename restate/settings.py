@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -212,10 +212,13 @@ class Settings(BaseSettings):
     @field_validator("*", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
-        # RESTATE_X="" on an optional setting means "none", not the path "." or "".
+        # RESTATE_X="" on an optional path or name means "none", not the path "." or the
+        # name "". Dates, flags and secrets keep refusing or keeping "" as they always did
+        # (an empty close date must not switch the closed-period guard off).
         if value == "" and info.field_name is not None:
             field = cls.model_fields[info.field_name]
-            if not field.is_required() and field.default is None:
+            kinds = get_args(field.annotation)
+            if field.default is None and type(None) in kinds and any(k in (Path, str) for k in kinds):
                 return None
         return value
 

@@ -10,9 +10,9 @@ exactly, each measured from the warehouse:
   correct rules from the kept order versions (``int_orders_latest``, as of the last
   load): a cancelled or deleted order counts nothing, a refund counts once. A logic bug
   (the historical ``refund_logic: v1``) or an ETL fault shows here;
-- **late data** - that recomputation against the same rules over every order version
-  landed so far (``stg_shop__orders``, the latest valid version of each order): versions
-  that landed after production's last load;
+- **late data** - that recomputation against the same rules over the kept versions and
+  every valid version the next load would read (``stg_shop__orders``), the latest per
+  order: versions that landed after production's last load;
 - **source** - the recomputation over everything landed against finance: the shop's
   orders themselves disagree with finance (missing orders, a different amount).
 
@@ -25,7 +25,7 @@ count and amount: evidence for the source part, and for whoever drafts the resta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -96,29 +96,41 @@ def explain(
     recomputed = _money(
         engine.scalar(f"select sum({NET}) from {prod}.{KEPT} where order_date between ? and ?", [start, end])
     )
-    # Every landed version (files landed since the last load included: check them first),
-    # the latest valid one per order, ranked as int_orders_latest ranks them.
+    # The kept versions and every valid version the next load would read (files landed
+    # since the last load included: check them first), the latest per order, ranked as
+    # int_orders_latest ranks them. History whose files the landing no longer holds stays
+    # in the kept versions, so it is never mistaken for late data.
     lc = landing.landing_of(
         read_contract(manifest if manifest is not None else DbtProject(settings).manifest())
     )
     landing.refresh(engine, settings, lc)
     watermark = last_watermark(engine, meta) or EPOCH
+    next_window = watermark - timedelta(hours=settings.lookback_hours) if watermark > EPOCH else EPOCH
+    columns = (
+        "order_id, order_date, status, deleted_at, gross_amount, refund_amount, updated_at, ingested_at, "
+        "source_file, source_row_number"
+    )
     now_row = engine.query(
         f"""
-        with ranked as (
+        with candidates as (
+            select {columns} from {prod}.{KEPT}
+            union all
+            select {columns} from {prod}.{STAGED} where rejection_reason is null and ingested_at > ?
+        ),
+        ranked as (
             select *, row_number() over (
                 partition by order_id
                 order by updated_at desc nulls last, ingested_at desc nulls last,
                     source_file desc nulls last, source_row_number desc nulls last
             ) as version_rank
-            from {prod}.{STAGED} where rejection_reason is null
+            from candidates
         )
         select
             (select sum({NET}) from ranked where version_rank = 1 and order_date between ? and ?),
             (select count(*) from {prod}.{STAGED}
              where rejection_reason is null and ingested_at > ? and order_date between ? and ?)
         """,
-        [start, end, watermark, start, end],
+        [next_window, start, end, watermark, start, end],
     )[0]
     recomputed_now, late_versions = _money(now_row[0]), int(now_row[1] or 0)
     finance: Decimal | None = None

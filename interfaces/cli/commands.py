@@ -668,6 +668,7 @@ def run(
             f"{result['recompute']['rows_written']:,} rows -> restate_{restatement_id}; "
             f"validation {'passed' if v.get('passed') else '[red]FAILED[/]'}"
         )
+        _say_refreshed(v.get("refreshed"))
         if v.get("report"):
             console.print(v["report"], markup=False)
     if not v.get("passed"):
@@ -675,6 +676,12 @@ def run(
         raise typer.Exit(code=1)
     if not as_json:
         console.print(f"next: restate diff {restatement_id}; restate promote {restatement_id}")
+
+
+def _say_refreshed(chunks: list[str] | None) -> None:
+    """What a validation recomputed first: chunks loads changed since the plan."""
+    if chunks:
+        console.print(f"before checking, recomputed chunks loads changed since the plan: {', '.join(chunks)}")
 
 
 def _run_as_flow(s: Any, restatement_id: int, progress: Any, bar: Any, as_json: bool) -> dict[str, Any]:
@@ -751,7 +758,8 @@ def validate(
     if as_json:
         emit_json(out)
     else:
-        console.print(out["report"])
+        _say_refreshed(out.get("refreshed"))
+        console.print(out["report"], markup=False)
     if not out["passed"]:
         raise typer.Exit(code=1)
 
@@ -1215,7 +1223,8 @@ def _declared_sources() -> Any:
 
 def _say_source(row: dict[str, Any]) -> None:
     figures = ", ".join(f"{k} {v}" for k, v in row.items() if k != "source" and v not in (None, {}, []))
-    console.print(f"{row.get('source', 'load')}: {figures}")
+    # Partners name their files and values: printed as they are, never read as markup.
+    console.print(f"{row.get('source', 'load')}: {figures}", markup=False, highlight=False)
 
 
 @sources_app.command("orders")

@@ -70,18 +70,24 @@ def load_once(ctx: Context | Settings, on_step: Step | None = None) -> LoadResul
     return execute_window(ctx, window, on_step)
 
 
-def rebuild_derived(ctx: Context | Settings) -> int:
+def rebuild_derived(ctx: Context | Settings) -> int | None:
     """Rebuild every model that is not incremental (views, tables) under the production
-    write lock; the number of models built. For a source landed outside the project's
-    declared landing (payment events, partner files): a table joining several systems
-    sees the new files now, not at the next load of the declared landing. Incremental
-    models read only that landing's window, which holds nothing new: left alone."""
+    write lock; the number of models built, None before anything was ever loaded (the
+    first load builds everything). For a source landed outside the project's declared
+    landing (payment events, partner files): a table joining several systems sees the new
+    files now, not at the next load of the declared landing. Incremental models read only
+    that landing's window, which holds nothing new, and the models a load's window
+    defines (the declared touched-dates models) are left for the next load."""
+    from restate.ingest.loads import last_watermark
+
     ctx = Context.of(ctx)
     settings = ctx.settings
+    excluded = ["config.materialized:incremental"]
+    excluded += sorted({c.touched_dates for c in ctx.project().models.values() if c.touched_dates})
     with ctx.session() as engine:
         init_meta(engine, settings.meta_schema)
+        if last_watermark(engine, settings.meta_schema) is None:
+            return None
         with locks.held(engine, settings.meta_schema, holder=locks.new_holder("rebuild")):
-            result = ctx.dbt.invoke(
-                ["run", "--exclude", "config.materialized:incremental"], vars=settings.dbt_vars()
-            )
+            result = ctx.dbt.invoke(["run", "--exclude", *excluded], vars=settings.dbt_vars())
     return sum(1 for n in result.nodes if n.status == "success")

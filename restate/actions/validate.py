@@ -3,20 +3,24 @@ failed validation through with a listed approver's name and reason."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from restate.actions.plan import refuse_cancelled
 from restate.context import Context
 from restate.events import Event
+from restate.ingest.loads import last_watermark
 from restate.plan.plans import load_plan
 from restate.settings import Settings
 from restate.state.faults import crash_point
 
+# The states a restatement is validated in: its chunks are all done, and it is neither
+# live (promoted), withdrawn (cancelled) nor rolled back.
+VALIDATABLE = ("recomputed", "validated", "validation_failed")
+
 
 def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:
     """Run the Soda contracts on restate_<id> for the plan's period and store the evidence."""
-    import json
-
     from restate.partitions.promotion import refresh_late_chunks
     from restate.partitions.recompute import set_status
     from restate.state import changelog, locks
@@ -25,14 +29,29 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
 
     ctx = Context.of(ctx)
     settings = ctx.settings
+    meta = settings.meta_schema
+    refreshed: list[str] = []
     with ctx.session() as engine:
-        plan = load_plan(engine, settings, restatement_id)
         refuse_cancelled(engine, settings, restatement_id)
         # Checks compare the restated schema with production's upstream (conservation):
         # under the write lock, with the chunks loads changed since recomputed, both are
         # as of the same load; loads wait for the checks (as they wait for a promotion).
-        with locks.held(engine, settings.meta_schema, locks.new_holder(f"validate:{restatement_id}")):
-            refresh_late_chunks(engine, settings, plan, ctx.dbt)
+        with locks.held(engine, meta, locks.new_holder(f"validate:{restatement_id}")):
+            # Read under the lock: a promotion, rollback or cancellation that held it
+            # first decides whether there is anything left to check, and a promotion
+            # may have moved the plan's watermark.
+            status = engine.scalar(
+                f"select status from {meta}.restatements where restatement_id = ?", [restatement_id]
+            )
+            if status not in VALIDATABLE:
+                raise ValueError(
+                    f"restatement {restatement_id} is {status or 'unknown'}: only a recomputed restatement "
+                    "is validated"
+                )
+            plan = load_plan(engine, settings, restatement_id)
+            if last_watermark(engine, meta) != plan.source_watermark:
+                refreshed = refresh_late_chunks(engine, settings, plan, ctx.dbt)
+            crash_point(settings, "validation_refreshed")
             result = run_validation(
                 settings,
                 engine,
@@ -42,25 +61,24 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
                 restatement_id,
                 project=ctx.project(),  # the context's parsed project: no second dbt parse
             )
-        validation_id = store_validation(engine, settings, result)
-        evidence = json.loads(
-            engine.scalar(
-                f"select result_json from {settings.meta_schema}.validations where validation_id = ?",
-                [validation_id],
+            validation_id = store_validation(engine, settings, result)
+            evidence = json.loads(
+                engine.scalar(
+                    f"select result_json from {meta}.validations where validation_id = ?", [validation_id]
+                )
             )
-        )
-        with engine.transaction():
-            set_status(
-                engine, settings, restatement_id, "validated" if result.passed else "validation_failed"
-            )
-            changelog.append(
-                engine,
-                settings.meta_schema,
-                "validated" if result.passed else "validation_failed",
-                {"validation_id": validation_id, "evidence": evidence},
-                restatement_id=restatement_id,
-                actor=run_by(settings),
-            )
+            with engine.transaction():
+                set_status(
+                    engine, settings, restatement_id, "validated" if result.passed else "validation_failed"
+                )
+                changelog.append(
+                    engine,
+                    meta,
+                    "validated" if result.passed else "validation_failed",
+                    {"validation_id": validation_id, "evidence": evidence, "refreshed_chunks": refreshed},
+                    restatement_id=restatement_id,
+                    actor=run_by(settings),
+                )
         crash_point(settings, "validated")
         report = format_report(result)
         approved = engine.scalar(
@@ -68,7 +86,7 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
             [restatement_id],
         )
     announce_validation(ctx, restatement_id, result.passed, report, plan.requires_approval and not approved)
-    return {"validation_id": validation_id, "passed": result.passed, "report": report}
+    return {"validation_id": validation_id, "passed": result.passed, "report": report, "refreshed": refreshed}
 
 
 def announce_validation(
@@ -107,16 +125,19 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
             [restatement_id],
         )[0]
         rows = engine.query_dicts(
-            f"select validation_id, passed, forced_by, checked_at from {m}.validations "
+            f"select validation_id, passed, forced_by, checked_at, result_json from {m}.validations "
             "where restatement_id = ? and scope = 'restatement' order by checked_at desc limit 1",
             [restatement_id],
         )
         plan = load_plan(engine, ctx.settings, restatement_id)
+        loaded_since = last_watermark(engine, m) != plan.source_watermark
         approved = engine.scalar(
             f"select approved_by from {m}.restatements where restatement_id = ?", [restatement_id]
         )
     if not rows or chunks["open"] or chunks["last"] is None or rows[0]["checked_at"] < chunks["last"]:
         return None
+    if loaded_since or is_pending(rows[0]["result_json"]):
+        return None  # loads changed what it checked, or it is a refresh's placeholder
     if _inputs_changed_since(ctx.settings, rows[0]["checked_at"]):
         return None
     last = rows[0]
@@ -139,6 +160,16 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
         "kept": True,
         "report": report,
     }
+
+
+def is_pending(result_json: Any) -> bool:
+    """Whether a stored validation is the placeholder a refresh of chunks leaves until
+    they are checked (restate.partitions.promotion._advance_watermark): never kept, forced
+    or passed."""
+    try:
+        return "pending" in json.loads(result_json or "{}")
+    except (TypeError, ValueError):
+        return False
 
 
 def _inputs_changed_since(settings: Settings, checked_at: Any) -> bool:
@@ -184,6 +215,15 @@ def force_validation(
             raise ValueError(f"restatement {restatement_id} has no validation to override")
         if who.validation_passed:
             raise ValueError(f"restatement {restatement_id} passed validation; there is nothing to force")
+        stored = engine.scalar(
+            f"select result_json from {settings.meta_schema}.validations where validation_id = ?",
+            [who.validation_id],
+        )
+        if is_pending(stored):
+            raise ValueError(
+                f"restatement {restatement_id}: chunks were recomputed for loads and not checked yet; "
+                f"run `restate validate {restatement_id}` before forcing anything"
+            )
         name = duties.check_forcer(settings, who, approver)
         with engine.transaction():
             engine.execute(

@@ -13,7 +13,7 @@ from restate.dbt.runner import DbtProject
 from restate.engines.base import Engine
 from restate.ingest.loads import EPOCH
 from restate.partitions.recompute import chunk_cache_key, recompute_chunk, scope_predicate, set_status
-from restate.plan.plans import Plan
+from restate.plan.plans import Plan, load_plan
 from restate.settings import Settings
 from restate.state import changelog, locks
 from restate.state.clock import utc_now as _now
@@ -419,6 +419,10 @@ def promote(
         # Checked again under the lock: a second promotion that waited for it stops here.
         if _status(engine, settings, plan.restatement_id) == "promoted":
             return {"status": "already_promoted", "restatement_id": plan.restatement_id}
+        # So is the gate, on the plan as it is now: a validation or a cancellation that
+        # held the lock first may have replaced what was checked above.
+        plan = load_plan(engine, settings, plan.restatement_id)
+        gate = check_gate(engine, settings, plan, approved_by)
         cols = {m: ensure_archive(engine, settings, plan.contract(m)) for m in plan.models}
         validation_id = gate["validation"]["validation_id"]
         refreshed = refresh_late_chunks(engine, settings, plan, dbt)

@@ -204,4 +204,6 @@ def test_explain_splits_the_difference_and_lists_the_findings(tmp_path: Path) ->
         RESTATE_EXPLAINER="examples.northstar.explain:explain_period",
     ).stdout
     assert "transformation logic" in text and "payments without an order: 4 orders" in text
-    assert f"late data (kept versions - every landed version, {valid_late} landed since the last load)" in text
+    assert (
+        f"late data (kept versions - every landed version, {valid_late} landed since the last load)" in text
+    )

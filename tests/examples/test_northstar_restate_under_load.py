@@ -73,13 +73,19 @@ def _order(rng: random.Random, order_id: str, day: datetime, now: datetime) -> t
 INSERT = "insert into public.orders values (%s, %s, %s, %s, %s, %s, %s, %s, %s, null)"
 
 
-def _change_the_source(dsn: str, rng: random.Random, round_no: int, first_day: datetime) -> None:
-    """What the shop does between two loads: new orders today and in the period, refunded
-    cancellations and amount corrections of older orders, a soft delete."""
+def _change_the_source(
+    dsn: str, rng: random.Random, round_no: int, first_day: datetime, period: bool
+) -> None:
+    """What the shop does between two loads: new orders today; with `period`, also new
+    orders in the restated period, refunded cancellations and amount corrections of older
+    orders, and a soft delete."""
     now = datetime.now().replace(microsecond=0)
     today = now.replace(hour=0, minute=0, second=0)
     with psycopg.connect(dsn, autocommit=True) as con, con.cursor() as cur:
         fresh = [_order(rng, f"NS-L{round_no:03d}-{i:03d}", today, now) for i in range(6)]
+        if not period:
+            cur.executemany(INSERT, fresh)
+            return
         fresh += [
             _order(rng, f"NS-P{round_no:03d}-{i:03d}", first_day + timedelta(days=rng.randint(0, 29)), now)
             for i in range(4)
@@ -131,7 +137,7 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
     data = tmp_path / "data"
     now = datetime.now().replace(microsecond=0)
     first_day = (now - timedelta(days=31)).replace(hour=0, minute=0, second=0)
-    last_day = (now - timedelta(days=2)).replace(hour=0, minute=0, second=0)
+    last_day = (now - timedelta(days=1)).replace(hour=0, minute=0, second=0)  # through yesterday
     with orders_database() as dsn:
         with psycopg.connect(dsn, autocommit=True) as con, con.cursor() as cur:
             cur.executemany(
@@ -152,7 +158,9 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
             "RESTATE_REFERENCE_EXPORTS": "",
             "RESTATE_EXPLAINER": "",
             "RESTATE_DEMO": "",
-            "RESTATE_LOOKBACK_HOURS": "72",
+            # No lookback: a load recomputes only the days its own versions touch, so a
+            # later load never rewrites (and hides) a day the promotion got wrong.
+            "RESTATE_LOOKBACK_HOURS": "0",
             "RESTATE_APPROVERS": '["bob"]',
             "RESTATE_SOURCES_FILE": str(sources_file(tmp_path / "sources.yml")),
         }
@@ -170,26 +178,43 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
         buggy = expected_daily(dsn, "v1")
         assert _prod(data) == buggy and buggy != expected_daily(dsn, "v2")
 
-        # The fix is deployed; the orders deployment keeps running from now on.
+        # The fix is deployed; the orders deployment keeps running from now on, changing
+        # the restated period until the promotion is due, then only today.
         loads: list[dict[str, Any]] = []
-        stop = threading.Event()
+        errors: list[BaseException] = []
+        stop, period = threading.Event(), threading.Event()
+        period.set()
 
         def keep_loading() -> None:
             round_no = 0
-            while not stop.is_set():
-                round_no += 1
-                _change_the_source(dsn, rng, round_no, first_day)
-                time.sleep(1.1)
-                started = time.monotonic()
-                out = _cli(env, tmp_path, "sources", "orders", "--json")
-                loads.append(
-                    {
-                        "start": started,
-                        "end": time.monotonic(),
-                        "rc": out.returncode,
-                        "err": out.stderr[-2000:],
-                    }
-                )
+            try:
+                while not stop.is_set():
+                    round_no += 1
+                    in_period = period.is_set()
+                    _change_the_source(dsn, rng, round_no, first_day, in_period)
+                    time.sleep(1.1)
+                    started = time.monotonic()
+                    out = _cli(env, tmp_path, "sources", "orders", "--json")
+                    report = json.loads(out.stdout) if out.returncode == 0 else {}
+                    loads.append(
+                        {
+                            "start": started,
+                            "end": time.monotonic(),
+                            "rc": out.returncode,
+                            "err": out.stderr[-2000:],
+                            "period": in_period,
+                            "load": (report.get("load") or {}).get("load"),
+                        }
+                    )
+            except BaseException as exc:  # the test fails on it instead of waiting forever
+                errors.append(exc)
+
+        def wait_for(what: str, ready: Any) -> None:
+            deadline = time.monotonic() + 300
+            while not ready():
+                assert not errors and loader.is_alive(), (what, errors)
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                time.sleep(0.2)
 
         loader = threading.Thread(target=keep_loading, daemon=True)
         loader.start()
@@ -210,16 +235,23 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
                 "--end", f"{last_day:%Y-%m-%d}", "--reason", "refunds of cancelled orders counted twice",
                 "--requested-by", "ana",
             )  # fmt: skip
+            # A load of period changes lands after the plan: the chunks must catch up with it.
+            wait_for("a load after the plan", lambda: any(ld["start"] > steps["plan"][1] for ld in loads))
             run = step("run", "run", "1")
             assert "validation passed" in run.stdout, run.stdout[-3000:]
+            assert "before checking, recomputed chunks loads changed since the plan" in run.stdout, run.stdout
+            # The period stops changing; once its last changes are loaded, promote while
+            # today's orders keep loading.
+            period.clear()
+            wait_for("the period's last load", lambda: any(not ld["period"] for ld in loads))
             step("promote", "promote", "1", "--approved-by", "bob")
-            # Loads went on through the restatement: at least one overlapped the recompute
-            # and one the promotion, or this test proved nothing.
-            while not any(ld["start"] > steps["promote"][1] for ld in loads):
-                time.sleep(0.5)
+            wait_for(
+                "a load after the promotion", lambda: any(ld["start"] > steps["promote"][1] for ld in loads)
+            )
         finally:
             stop.set()
             loader.join(timeout=600)
+        assert not errors, errors
         assert all(ld["rc"] == 0 for ld in loads), [ld["err"] for ld in loads if ld["rc"]]
 
         def overlapped(name: str) -> int:
@@ -227,6 +259,20 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
             return sum(1 for ld in loads if ld["start"] < b and ld["end"] > a)
 
         assert overlapped("run") >= 1 and overlapped("promote") + overlapped("run") >= 2, (steps, loads)
+        # After the period stopped changing, loads touched no day of it: every restated
+        # day in production is the promotion's work alone.
+        today_only = [ld["load"] for ld in loads if not ld["period"] and ld["load"]]
+        assert today_only
+        con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+        try:
+            touched = con.execute(
+                "select count(*) from restate_meta.load_partitions where partition_date between ? and ? "
+                f"and load_id in ({', '.join('?' for _ in today_only)})",
+                [first_day.date(), last_day.date(), *today_only],
+            ).fetchone()[0]
+        finally:
+            con.close()
+        assert touched == 0
 
         # Catch up with the source's last changes (past its settle window), then compare.
         time.sleep(1.1)
@@ -236,6 +282,14 @@ def test_a_restatement_promoted_while_loads_keep_running_loses_no_source_change(
         prod = _prod(data)
         assert prod.keys() == fixed.keys(), sorted(set(prod) ^ set(fixed))[:10]
         wrong = {k: (prod[k], fixed[k]) for k in prod if prod[k] != fixed[k]}
+        if wrong:  # what the source holds for the first wrong partition, to see why
+            day, store = next(iter(wrong))
+            print("production", prod[(day, store)], "source", fixed[(day, store)])
+            with psycopg.connect(dsn) as con:
+                print(con.execute(
+                    "select order_id, status, updated_at, deleted_at from public.orders "
+                    "where order_ts::date = %s and store_id = %s order by order_id", [day, store],
+                ).fetchall())  # fmt: skip
         assert not wrong, list(wrong.items())[:5]
         status = json.loads(_cli(env, tmp_path, "status", "--json").stdout)
         assert {r["restatement_id"]: r["status"] for r in status} == {1: "promoted"}

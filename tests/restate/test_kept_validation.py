@@ -87,3 +87,70 @@ def test_a_finance_file_that_changed_since_the_validation_is_checked_again(
     again = run_restatement(s, rid)
     assert not again["validation"].get("kept")
     assert validations(s, rid) == 2
+
+
+def test_loads_since_the_plan_are_caught_up_before_the_checks_and_never_kept_over(tmp_path: Path) -> None:
+    """A load that lands late events of the period after the plan: the next validation
+    recomputes the chunks it changed before checking (so conservation compares like with
+    like), and a rerun never keeps a validation made before such a load."""
+    s = make_settings(tmp_path / "wh")
+    land(s, None, datetime(2026, 10, 20))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+    plan = create_plan(
+        s, PlanRequest("fct_revenue_daily+", date(2026, 10, 1), date(2026, 10, 19), "refund bug", "ana", "FIN-1"),
+        notify=False,
+    )  # fmt: skip
+    rid = plan.restatement_id
+    first = run_restatement(s, rid)
+    assert not first["validation"].get("refreshed")  # nothing loaded since the plan
+    land(s, datetime(2026, 10, 20), datetime(2026, 11, 30))  # late events of the period among them
+    loaded = load_once(s)
+    with connect(s) as e:
+        touched = e.scalar(
+            "select count(*) from restate_meta.load_partitions where load_id = ? and partition_date between ? and ?",
+            [loaded.load_id, date(2026, 10, 1), date(2026, 10, 19)],
+        )
+    assert touched, "the second landing has no late events for the period: this test would prove nothing"
+    again = run_restatement(s, rid)
+    assert again["reused"] == len(again["chunks"])  # the chunks were done before the load
+    assert not again["validation"].get("kept")
+    assert again["validation"]["refreshed"]  # recomputed under the lock, then checked
+    third = run_restatement(s, rid)  # nothing loaded since: now the validation is kept
+    assert third["validation"].get("kept")
+
+
+def test_a_promoted_restatement_is_not_validated_again(validated: tuple[Settings, int]) -> None:
+    from restate.actions import promote, run_validation_step
+
+    s, rid = validated
+    promote(s.model_copy(update={"approvers": ["bob"]}), rid, approved_by="bob")
+    with pytest.raises(ValueError, match="is promoted: only a recomputed restatement is validated"):
+        run_validation_step(s, rid)
+    with connect(s) as e:
+        assert (
+            e.scalar("select status from restate_meta.restatements where restatement_id = ?", [rid])
+            == "promoted"
+        )
+
+
+def test_a_refresh_placeholder_is_neither_kept_nor_forced(validated: tuple[Settings, int]) -> None:
+    """Killed between recomputing chunks for loads and checking them: the placeholder
+    validation it leaves is checked again, never kept or forced."""
+    from restate.actions import force_validation
+
+    s, rid = validated
+    with connect(s) as e:
+        e.execute(
+            "insert into restate_meta.validations (validation_id, restatement_id, scope, checked_at, passed, "
+            "result_json) values ('refreshed-test', ?, 'restatement', now()::timestamp + interval 1 minute, false, "
+            '\'{"pending": "not validated yet"}\')',
+            [rid],
+        )
+        e.execute(
+            "update restate_meta.restatements set status = 'validation_failed' where restatement_id = ?",
+            [rid],
+        )
+    with pytest.raises(ValueError, match="not checked yet"):
+        force_validation(s, rid, "carol", "looks fine")
+    again = run_restatement(s, rid)
+    assert not again["validation"].get("kept") and again["validation"]["passed"]

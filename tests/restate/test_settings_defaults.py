@@ -54,3 +54,13 @@ def test_an_empty_optional_path_means_none_not_the_current_folder(monkeypatch: p
     monkeypatch.setenv("RESTATE_EXPLAINER", "")
     s = Settings()  # billing, whose defaults would otherwise fill all three
     assert (s.reference_exports, s.soda_contracts_dir, s.explainer) == (None, None, None)
+
+
+@pytest.mark.parametrize("name", ["RESTATE_CLOSE_DATE", "RESTATE_REQUIRE_APPROVAL"])
+def test_an_empty_date_or_flag_is_still_refused(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An unset variable in a deploy template must not switch a finance control off.
+    from pydantic import ValidationError
+
+    monkeypatch.setenv(name, "")
+    with pytest.raises(ValidationError):
+        Settings()
