@@ -29,7 +29,7 @@ def extract_table(name: str) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def load_landed(other_source: bool = False) -> dict[str, Any]:
+def load_landed(other_source: str | None = None) -> dict[str, Any]:
     return runs.load_landed(get_settings(), other_source)
 
 
@@ -66,7 +66,8 @@ def payments_land() -> dict[str, Any]:
     """The webhook journal's new events as one landed file, then the incremental load."""
     apply_process_env(get_settings())
     landed = flush_webhooks()
-    load = load_landed(other_source=True) if landed["rows"] else {"load": None}
+    owed = landed["rows"] or runs.rebuild_owed(get_settings(), "payments")
+    load = load_landed(other_source="payments") if owed else {"load": None}
     _publish("payments-land", [landed, load])
     print(f"payments: {landed['rows']:,} events landed; load {load}")
     return {"webhooks": landed, "load": load}
@@ -77,7 +78,8 @@ def fulfilment_pickup() -> dict[str, Any]:
     """Every partner's SFTP drop folder: complete files landed, drifted ones quarantined."""
     apply_process_env(get_settings())
     drops = [pick_up_drop(d.name) for d in runs.declared(get_settings()).sftp]
-    load = load_landed(other_source=True) if any(d["rows"] for d in drops) else {"load": None}
+    owed = any(d["rows"] for d in drops) or runs.rebuild_owed(get_settings(), "fulfilment")
+    load = load_landed(other_source="fulfilment") if owed else {"load": None}
     _publish("fulfilment-pickup", [*drops, load])
     print(f"fulfilment: {sum(d['rows'] for d in drops):,} rows from {len(drops)} partners; load {load}")
     return {"drops": drops, "load": load}

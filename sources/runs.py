@@ -3,6 +3,7 @@ the figures a run reports (rows landed, quarantined, the new watermark)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from restate.engines import connect
@@ -32,23 +33,39 @@ def extract_table(settings: Settings, source: PostgresSource) -> dict[str, Any]:
     }
 
 
-def load_landed(settings: Settings, other_source: bool = False) -> dict[str, Any]:
+def _owed(settings: Settings, source: str) -> Path:
+    return settings.state_dir / "rebuild-owed" / source
+
+
+def rebuild_owed(settings: Settings, source: str) -> bool:
+    """Whether an earlier run of `source` landed files and stopped before the models that
+    read them were rebuilt (its next run rebuilds even when nothing new lands)."""
+    return _owed(settings, source).exists()
+
+
+def load_landed(settings: Settings, other_source: str | None = None) -> dict[str, Any]:
     """The incremental load of what landed, then the warehouse handed back to others.
 
-    `other_source`: what landed is not the project's declared landing (payment events,
-    partner files). When that landing holds nothing new the load skips, so the models
-    that are not incremental (views, tables joining the systems) are rebuilt instead;
-    `rebuilt` says how many."""
+    `other_source` names a source that is not the project's declared landing (payment
+    events, partner files). When that landing holds nothing new the load skips, so the
+    models that are not incremental (views, tables joining the systems) are rebuilt
+    instead; `rebuilt` says how many. Until that succeeds the source owes a rebuild."""
     from restate.actions import load_once, rebuild_derived
     from restate.dbt import distributed
 
+    owed = _owed(settings, other_source) if other_source else None
+    if owed is not None:
+        owed.parent.mkdir(parents=True, exist_ok=True)
+        owed.touch()
     rebuilt = None
     try:
         result = load_once(settings)
-        if other_source and result.status == "no_new_data":
+        if owed is not None and result.status == "no_new_data":
             rebuilt = rebuild_derived(settings)
     finally:
         distributed.release_warehouse(settings)  # let a restatement's process in
+    if owed is not None:
+        owed.unlink(missing_ok=True)
     return {
         "load": None if result.status == "no_new_data" else result.load_id,
         "rows_quarantined": result.rows_quarantined,

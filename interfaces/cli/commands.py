@@ -1256,7 +1256,8 @@ def sources_payments(as_json: bool = typer.Option(False, "--json")) -> None:
     s, config = get_settings(), _declared_sources()
     with working("landing the webhook journal"):
         landed = runs.flush_webhooks(s, config)
-        load = runs.load_landed(s, other_source=True) if landed["rows"] else {"load": None}
+        owed = landed["rows"] or runs.rebuild_owed(s, "payments")
+        load = runs.load_landed(s, other_source="payments") if owed else {"load": None}
     if as_json:
         emit_json({"webhooks": landed, "load": load})
         return
@@ -1273,7 +1274,8 @@ def sources_fulfilment(as_json: bool = typer.Option(False, "--json")) -> None:
     s, config = get_settings(), _declared_sources()
     with working("picking up partner files"):
         drops = [runs.pick_up_drop(s, d) for d in config.sftp]
-        load = runs.load_landed(s, other_source=True) if any(d["rows"] for d in drops) else {"load": None}
+        owed = any(d["rows"] for d in drops) or runs.rebuild_owed(s, "fulfilment")
+        load = runs.load_landed(s, other_source="fulfilment") if owed else {"load": None}
     if as_json:
         emit_json({"drops": drops, "load": load})
         return

@@ -40,15 +40,14 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
             # Read under the lock: a promotion, rollback or cancellation that held it
             # first decides whether there is anything left to check, and a promotion
             # may have moved the plan's watermark.
+            plan = load_plan(engine, settings, restatement_id)  # an unknown id stops here
             status = engine.scalar(
                 f"select status from {meta}.restatements where restatement_id = ?", [restatement_id]
             )
             if status not in VALIDATABLE:
                 raise ValueError(
-                    f"restatement {restatement_id} is {status or 'unknown'}: only a recomputed restatement "
-                    "is validated"
+                    f"restatement {restatement_id} is {status}: only a recomputed restatement is validated"
                 )
-            plan = load_plan(engine, settings, restatement_id)
             if last_watermark(engine, meta) != plan.source_watermark:
                 refreshed = refresh_late_chunks(engine, settings, plan, ctx.dbt)
             crash_point(settings, "validation_refreshed")

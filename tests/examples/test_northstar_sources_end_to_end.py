@@ -307,3 +307,10 @@ def _three_systems(ns: Northstar, rng: random.Random, url: str, drop: Path, now:
     _same(second_check, _expected_crosscheck(ns))
     assert second_check != first_check
     assert not second_check[charged_paid[0]]["status_disagreement"]  # cancelled and refunded: agree
+
+    # A payments run that landed its file and died before the rebuild leaves the rebuild
+    # owed: the next run rebuilds although nothing new lands, then owes nothing.
+    owed = ns.data / "state" / "rebuild-owed" / "payments"
+    owed.touch()
+    assert ns("sources", "payments")["load"]["rebuilt"] > 0 and not owed.exists()
+    assert ns("sources", "payments")["load"] == {"load": None}
