@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         if value == "" and info.field_name is not None:
             field = cls.model_fields[info.field_name]
             kinds = get_args(field.annotation)
+            if SecretStr in kinds:
+                # An empty key would sign, MAC or hash with "": a template left blank
+                # must stop the process, not open it.
+                raise ValueError("is set but empty: unset it or give it a value")
             if field.default is None and type(None) in kinds and any(k in (Path, str) for k in kinds):
                 return None
         return value

@@ -3,6 +3,8 @@ the figures a run reports (rows landed, quarantined, the new watermark)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,21 @@ def rebuild_owed(settings: Settings, source: str) -> bool:
     return _owed(settings, source).exists()
 
 
+@contextmanager
+def _landing_owes_rebuild(settings: Settings, source: str) -> Iterator[list[int]]:
+    """Around landing files of `source`: the rebuild is owed before the first file lands
+    (a process killed in between still owes it); if nothing landed and nothing was owed
+    before, it is not. The caller appends the rows it landed."""
+    path = _owed(settings, source)
+    owed_before = path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    landed: list[int] = []
+    yield landed
+    if not any(landed) and not owed_before:
+        path.unlink(missing_ok=True)
+
+
 def load_landed(settings: Settings, other_source: str | None = None) -> dict[str, Any]:
     """The incremental load of what landed, then the warehouse handed back to others.
 
@@ -81,9 +98,11 @@ def flush_webhooks(settings: Settings, config: SourcesConfig) -> dict[str, Any]:
     folder = config.webhooks.folder if config.webhooks is not None else settings.webhook_folder
     journal = Journal(settings.webhook_journal_path)
     try:
-        before = journal.counts()
-        path = journal.flush(settings, folder)
-        after = journal.counts()
+        with _landing_owes_rebuild(settings, "payments") as landed:
+            before = journal.counts()
+            path = journal.flush(settings, folder)
+            after = journal.counts()
+            landed.append(after["landed"] - before["landed"])
     finally:
         journal.close()
     return {
@@ -98,8 +117,9 @@ def pick_up_drop(settings: Settings, source: SftpSource) -> dict[str, Any]:
     """One partner's SFTP drop folder: complete files landed, drifted ones quarantined."""
     from sources.sftp_drops import pick_up
 
-    with connect(settings) as engine:
+    with _landing_owes_rebuild(settings, "fulfilment") as landed, connect(settings) as engine:
         report = pick_up(settings, engine, source.drop(), source.folder)
+        landed.append(report.rows)
     return {
         "source": source.name,
         "rows": report.rows,

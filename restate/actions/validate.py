@@ -14,9 +14,9 @@ from restate.plan.plans import load_plan
 from restate.settings import Settings
 from restate.state.faults import crash_point
 
-# The states a restatement is validated in: its chunks are all done, and it is neither
-# live (promoted), withdrawn (cancelled) nor rolled back.
-VALIDATABLE = ("recomputed", "validated", "validation_failed")
+# The states a restatement is validated in: its chunks are all done and it is neither
+# live (promoted) nor withdrawn (cancelled). A rolled-back one may be promoted again.
+VALIDATABLE = ("recomputed", "validated", "validation_failed", "rolled_back")
 
 
 def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:

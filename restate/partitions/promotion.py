@@ -293,13 +293,18 @@ def refresh_late_chunks(engine: Engine, settings: Settings, plan: Plan, dbt: Dbt
     from restate.validation.diff import compute_diff
 
     refreshed = late_chunks(engine, settings, plan)
+    watermark = last_watermark(engine, settings.meta_schema)
     if refreshed:
         _refuse_changed_code(settings, dbt, plan, refreshed)
         by_id = {c.chunk_id: c for c in plan.chunks}
         for chunk_id in refreshed:
             recompute_chunk(settings, engine, dbt, plan, by_id[chunk_id])
-        _advance_watermark(engine, settings, plan, last_watermark(engine, settings.meta_schema))
+        _advance_watermark(engine, settings, plan, watermark)
         compute_diff(engine, settings, plan)
+    elif watermark != plan.source_watermark:
+        # Loads since the plan touched none of its partitions: the restated schema is
+        # current as of them, and nothing needs checking again.
+        _advance_watermark(engine, settings, plan, watermark, pending=False)
     return refreshed
 
 
@@ -311,10 +316,13 @@ def _status(engine: Engine, settings: Settings, restatement_id: int) -> str | No
     return None if value is None else str(value)
 
 
-def _advance_watermark(engine: Engine, settings: Settings, plan: Plan, watermark: datetime | None) -> None:
+def _advance_watermark(
+    engine: Engine, settings: Settings, plan: Plan, watermark: datetime | None, pending: bool = True
+) -> None:
     """After refreshing the chunks loads touched, the restated schema reflects the source
     up to `watermark`: record it, and re-key every done chunk (the untouched ones were
-    already current), so checks and a resumed run use the new watermark."""
+    already current), so checks and a resumed run use the new watermark. `pending`: chunks
+    were recomputed, so the latest validation becomes a failed placeholder until checked."""
     plan.source_watermark = watermark
     meta = settings.meta_schema
     with engine.transaction():
@@ -332,6 +340,8 @@ def _advance_watermark(engine: Engine, settings: Settings, plan: Plan, watermark
         # Until the refreshed result is validated, the latest validation is a failed one:
         # if re-validation errors out or the process dies, no later promotion can reuse
         # the older pass for numbers it never checked.
+        if not pending:
+            return
         engine.execute(
             f"insert into {meta}.validations (validation_id, restatement_id, scope, checked_at, "
             "passed, result_json) values (?, ?, 'restatement', ?, false, ?)",

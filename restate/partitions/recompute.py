@@ -182,6 +182,16 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
     if stats["done"] != stats["chunks"]:
         raise RuntimeError(f"{stats['chunks'] - stats['done']} chunks are not done")
     with engine.transaction():
+        # A restatement cancelled, promoted or rolled back while its chunks ran stays so.
+        status = engine.scalar(
+            f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
+            [plan.restatement_id],
+        )
+        if status in ("cancelled", "promoted", "rolled_back"):
+            raise ValueError(
+                f"restatement {plan.restatement_id} was {status.replace('_', ' ')} while its chunks ran; "
+                "nothing more is recorded for it"
+            )
         set_status(engine, settings, plan.restatement_id, "recomputed")
         changelog.append(
             engine,

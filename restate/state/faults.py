@@ -18,6 +18,7 @@ CRASH_POINTS = (
     "plan_stored",
     "chunk_done",
     "recomputed",
+    "validation_refreshed",
     "validated",
     "diffed",
     "promote_in_transaction",

@@ -6,7 +6,7 @@ recorded the validation)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,6 +115,7 @@ def test_loads_since_the_plan_are_caught_up_before_the_checks_and_never_kept_ove
     assert again["reused"] == len(again["chunks"])  # the chunks were done before the load
     assert not again["validation"].get("kept")
     assert again["validation"]["refreshed"]  # recomputed under the lock, then checked
+    assert again["validation"]["passed"]  # the late events are conserved in the refreshed chunks
     third = run_restatement(s, rid)  # nothing loaded since: now the validation is kept
     assert third["validation"].get("kept")
 
@@ -142,9 +143,8 @@ def test_a_refresh_placeholder_is_neither_kept_nor_forced(validated: tuple[Setti
     with connect(s) as e:
         e.execute(
             "insert into restate_meta.validations (validation_id, restatement_id, scope, checked_at, passed, "
-            "result_json) values ('refreshed-test', ?, 'restatement', now()::timestamp + interval 1 minute, false, "
-            '\'{"pending": "not validated yet"}\')',
-            [rid],
+            "result_json) values ('refreshed-test', ?, 'restatement', ?, false, '{\"pending\": \"not validated yet\"}')",
+            [rid, datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)],  # stored times are UTC
         )
         e.execute(
             "update restate_meta.restatements set status = 'validation_failed' where restatement_id = ?",

@@ -56,7 +56,11 @@ def test_an_empty_optional_path_means_none_not_the_current_folder(monkeypatch: p
     assert (s.reference_exports, s.soda_contracts_dir, s.explainer) == (None, None, None)
 
 
-@pytest.mark.parametrize("name", ["RESTATE_CLOSE_DATE", "RESTATE_REQUIRE_APPROVAL"])
+@pytest.mark.parametrize(
+    "name",
+    ["RESTATE_CLOSE_DATE", "RESTATE_REQUIRE_APPROVAL", "RESTATE_SLACK_SIGNING_SECRET", "RESTATE_STRIPE_WEBHOOK_SECRET",
+     "RESTATE_AUDIT_KEY"],
+)  # fmt: skip
 def test_an_empty_date_or_flag_is_still_refused(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # An unset variable in a deploy template must not switch a finance control off.
     from pydantic import ValidationError
