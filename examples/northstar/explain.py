@@ -3,18 +3,24 @@ finance's export for a period, and what the other systems say about those orders
 
 This is the Northstar project's explainer (``RESTATE_EXPLAINER`` =
 ``examples.northstar.explain:explain_period``; restate/validation/explainer.py). The
-difference ``production - finance`` in net sales is split into three parts that add up
+difference ``production - finance`` in net sales is split into four parts that add up
 exactly, each measured from the warehouse:
 
 - **transformation logic** - production against a recomputation of the period with the
   correct rules from the kept order versions (``int_orders_latest``, as of the last
   load): a cancelled or deleted order counts nothing, a refund counts once. A logic bug
-  (the historical ``refund_logic: v1``) or an ETL fault shows here;
-- **late data** - that recomputation against the same rules over the kept versions and
-  every valid version the next load would read (``stg_shop__orders``), the latest per
-  order: versions that landed after production's last load;
-- **source** - the recomputation over everything landed against finance: the shop's
-  orders themselves disagree with finance (missing orders, a different amount).
+  (the historical ``refund_logic: v1``) shows here;
+- **ETL** - the kept versions against the latest valid version of each order the landing
+  held at the last load (``stg_shop__orders``): versions the pipeline lost, duplicated or
+  left stale. Orders whose files the landing no longer holds count their kept version on
+  both sides;
+- **late data** - the landing as of the last load against the landing now: versions
+  that landed after production's last load;
+- **source** - the landing now against finance: the shop's orders themselves disagree
+  with finance (missing orders, a different amount).
+
+A version landed after the last load with a processing time before it (read by the next
+load's lookback) counts as ETL, not late.
 
 Beside it, the cross-system findings of the period from ``int_order_crosscheck`` (order
 ids issued twice, payments and shipments without an order, paid orders never reported
@@ -25,7 +31,7 @@ count and amount: evidence for the source part, and for whoever drafts the resta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -60,8 +66,10 @@ class Explanation:
     production: Decimal
     finance: Decimal | None
     recomputed: Decimal  # the correct rules over the kept versions (as of the last load)
-    recomputed_now: Decimal  # the correct rules over every version landed so far
+    recomputed_landed: Decimal  # ... over the landing's latest versions as of the last load
+    recomputed_now: Decimal  # ... over the landing's latest versions now
     logic: Decimal
+    etl: Decimal
     late: Decimal
     late_versions: int
     source: Decimal | None
@@ -96,43 +104,55 @@ def explain(
     recomputed = _money(
         engine.scalar(f"select sum({NET}) from {prod}.{KEPT} where order_date between ? and ?", [start, end])
     )
-    # The kept versions and every valid version the next load would read (files landed
-    # since the last load included: check them first), the latest per order, ranked as
-    # int_orders_latest ranks them. History whose files the landing no longer holds stays
-    # in the kept versions, so it is never mistaken for late data.
+    # The same rules over the landing itself, the latest valid version per order ranked as
+    # int_orders_latest ranks them: as of the last load (what the pipeline should have
+    # kept) and now (files landed since included: check them first). An order the landing
+    # held nothing of by the last load (its files pruned) counts its kept version in both,
+    # so pruned history is never mistaken for an ETL fault or for late data.
     lc = landing.landing_of(
         read_contract(manifest if manifest is not None else DbtProject(settings).manifest())
     )
     landing.refresh(engine, settings, lc)
     watermark = last_watermark(engine, meta) or EPOCH
-    next_window = watermark - timedelta(hours=settings.lookback_hours) if watermark > EPOCH else EPOCH
     columns = (
         "order_id, order_date, status, deleted_at, gross_amount, refund_amount, updated_at, ingested_at, "
         "source_file, source_row_number"
     )
+    rank = (
+        "row_number() over (partition by order_id order by updated_at desc nulls last, "
+        "ingested_at desc nulls last, source_file desc nulls last, source_row_number desc nulls last)"
+    )
     now_row = engine.query(
         f"""
-        with candidates as (
-            select {columns} from {prod}.{KEPT}
-            union all
-            select {columns} from {prod}.{STAGED} where rejection_reason is null and ingested_at > ?
+        with staged as (
+            select {columns} from {prod}.{STAGED} where rejection_reason is null
         ),
-        ranked as (
-            select *, row_number() over (
-                partition by order_id
-                order by updated_at desc nulls last, ingested_at desc nulls last,
-                    source_file desc nulls last, source_row_number desc nulls last
-            ) as version_rank
-            from candidates
+        landed_by_load as (
+            select * from staged where ingested_at <= ?
+        ),
+        only_kept as (
+            select {columns} from {prod}.{KEPT}
+            where order_id not in (select order_id from landed_by_load)
+        ),
+        as_of_load as (
+            select * from (select *, {rank} as version_rank from (
+                select * from landed_by_load union all select * from only_kept))
+            where version_rank = 1
+        ),
+        as_of_now as (
+            select * from (select *, {rank} as version_rank from (
+                select * from staged union all select * from only_kept))
+            where version_rank = 1
         )
         select
-            (select sum({NET}) from ranked where version_rank = 1 and order_date between ? and ?),
-            (select count(*) from {prod}.{STAGED}
-             where rejection_reason is null and ingested_at > ? and order_date between ? and ?)
+            (select sum({NET}) from as_of_load where order_date between ? and ?),
+            (select sum({NET}) from as_of_now where order_date between ? and ?),
+            (select count(*) from staged where ingested_at > ? and order_date between ? and ?)
         """,
-        [next_window, start, end, watermark, start, end],
+        [watermark, start, end, start, end, watermark, start, end],
     )[0]
-    recomputed_now, late_versions = _money(now_row[0]), int(now_row[1] or 0)
+    recomputed_landed, recomputed_now = _money(now_row[0]), _money(now_row[1])
+    late_versions = int(now_row[2] or 0)
     finance: Decimal | None = None
     notes: list[str] = []
     reference.load_reference_exports(engine, settings)  # finance's files as they are now
@@ -163,8 +183,10 @@ def explain(
         finance=finance,
         recomputed=recomputed,
         recomputed_now=recomputed_now,
+        recomputed_landed=recomputed_landed,
         logic=production - recomputed,
-        late=recomputed - recomputed_now,
+        etl=recomputed - recomputed_landed,
+        late=recomputed_landed - recomputed_now,
         late_versions=late_versions,
         source=None if finance is None else recomputed_now - finance,
         findings=findings,
@@ -179,6 +201,11 @@ def _verdict(found: Explanation) -> list[str]:
         (
             abs(found.logic),
             f"transformation logic: production differs from the correct rules by {found.logic:+,}",
+        ),
+        (
+            abs(found.etl),
+            f"ETL: the pipeline kept other order versions than the landing held at its last load "
+            f"(lost, duplicated or stale orders), {found.etl:+,}",
         ),
         (
             abs(found.late),
@@ -203,12 +230,13 @@ def format_explanation(found: Explanation) -> str:
     lines.append(
         f"  transformation logic (production - recomputation with the correct rules): {found.logic:+,}"
     )
+    lines.append(f"  ETL (kept versions - the landing as of the last load): {found.etl:+,}")
     lines.append(
-        f"  late data (kept versions - every landed version, {found.late_versions:,} landed since "
-        f"the last load): {found.late:+,}"
+        f"  late data (the landing as of the last load - now, {found.late_versions:,} versions landed "
+        f"since): {found.late:+,}"
     )
     if found.source is not None:
-        lines.append(f"  source (every landed version - finance): {found.source:+,}")
+        lines.append(f"  source (the landing now - finance): {found.source:+,}")
     if found.findings:
         lines.append("  cross-system findings:")
         for f in found.findings:
