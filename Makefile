@@ -71,6 +71,16 @@ bench-prefect-dbt: $(STAMP) ## one dbt call through restate's runner vs prefect-
 bench-extract: $(STAMP) ## load on a PostgreSQL source (BENCH_PG_ROWS, default 1M): statements, longest one
 	$(PY) benchmarks/postgres_extract.py
 
+DLT_VENV := .venv-dlt
+$(DLT_VENV)/.installed:
+	test -x $(DLT_VENV)/bin/python || $(PYTHON) -m venv $(DLT_VENV)
+	$(DLT_VENV)/bin/python -m pip install --quiet "dlt[sql_database,parquet,filesystem]==1.22.0" "sqlalchemy>=2,<3" "pyarrow>=16" numpy "psycopg[binary]>=3.2"
+	touch $@
+
+.PHONY: bench-extract-dlt
+bench-extract-dlt: $(DLT_VENV)/.installed ## dlt's SQL source on the same table: statements the source sees, the longest one
+	$(DLT_VENV)/bin/python benchmarks/dlt_extract.py
+
 # Team mode: Prefect server on PostgreSQL (trust auth), a process work pool, the
 # prefect.yaml deployments, one worker and task workers that share restatement chunks.
 SERVE_DB ?= restate_prefect

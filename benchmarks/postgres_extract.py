@@ -13,19 +13,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pg_orders_table import ROWS, Sampler, change_one_percent, create_source, drop_source
 
 from restate.engines import connect
 from restate.settings import Settings
 from sources.postgres import PostgresTable, extract
 
-ADMIN = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-ROWS = int(os.environ.get("BENCH_PG_ROWS", "1000000"))
 PAGE = int(os.environ.get("BENCH_PG_PAGE", "5000"))
 COLUMNS = {
     "order_id": "varchar",
@@ -40,30 +37,8 @@ COLUMNS = {
 
 
 def main() -> None:
-    name = f"restate_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(ADMIN, autocommit=True)
-    admin.execute(f'create database "{name}"')
-    dsn = ADMIN.replace("dbname=postgres", f"dbname={name}")
+    name, dsn, setup_s = create_source()
     try:
-        with psycopg.connect(dsn, autocommit=True) as con:
-            started = time.perf_counter()
-            con.execute(
-                """
-                create table public.orders as
-                select 'NS-' || lpad(i::text, 9, '0') as order_id, 'S' || (i %% 40) as store_id,
-                       'placed'::varchar as status,
-                       timestamp '2026-01-01' + (i %% 300) * interval '1 day' as order_ts,
-                       timestamp '2026-01-01' + (i / 3) * interval '1 second' as updated_at,
-                       round((i %% 10000) / 100.0, 2)::numeric(18, 2) as gross_amount,
-                       null::timestamp as deleted_at
-                from generate_series(1, %s) i
-                """,
-                [ROWS],
-            )
-            con.execute("alter table public.orders add primary key (order_id)")
-            con.execute("create index on public.orders (updated_at, order_id)")
-            con.execute("analyze public.orders")
-            setup_s = time.perf_counter() - started
         src = PostgresTable(
             name="bench.orders",
             dsn=dsn,
@@ -76,17 +51,11 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as tmp:
             s = Settings(data_dir=Path(tmp))  # type: ignore[call-arg]
-            with connect(s) as engine:
+            with connect(s) as engine, Sampler(dsn, "restate-extract") as seen:
                 started = time.perf_counter()
                 full = extract(s, engine, src, "orders")
                 full_s = time.perf_counter() - started
-            changed = ROWS // 100
-            with psycopg.connect(dsn, autocommit=True) as con:
-                con.execute(
-                    "update public.orders set status = 'paid', updated_at = timestamp '2026-06-01' "
-                    "where order_id in (select order_id from public.orders order by order_id limit %s)",
-                    [changed],
-                )
+            change_one_percent(dsn)
             with connect(s) as engine:
                 started = time.perf_counter()
                 incremental = extract(s, engine, src, "orders")
@@ -104,6 +73,7 @@ def main() -> None:
                         "longest_statement_ms": round(full.longest_statement_ms, 1),
                         "seconds": round(full_s, 1),
                         "rows_per_s": round(full.rows / full_s),
+                        "seen_by_the_source": seen.report(),
                     },
                     "incremental_after_1pct_changed": {
                         "rows": incremental.rows,
@@ -116,8 +86,7 @@ def main() -> None:
             )
         )
     finally:
-        admin.execute(f'drop database "{name}" with (force)')
-        admin.close()
+        drop_source(name)
 
 
 if __name__ == "__main__":
