@@ -11,16 +11,18 @@ exactly, each measured from the warehouse:
   load): a cancelled or deleted order counts nothing, a refund counts once. A logic bug
   (the historical ``refund_logic: v1``) shows here;
 - **ETL** - the kept versions against the latest valid version of each order the landing
-  held at the last load (``stg_shop__orders``): versions the pipeline lost, duplicated or
-  left stale. Orders whose files the landing no longer holds count their kept version on
+  held at the last load (``stg_shop__orders``; see below): versions the pipeline lost,
+  duplicated or left stale. Orders whose files the landing no longer holds count their kept version on
   both sides;
 - **late data** - the landing as of the last load against the landing now: versions
   that landed after production's last load;
 - **source** - the landing now against finance: the shop's orders themselves disagree
   with finance (missing orders, a different amount).
 
-A version landed after the last load with a processing time before it (read by the next
-load's lookback) counts as ETL, not late.
+"Held by the last load" is what no later load reads again: versions older than the
+lookback window, and the versions in it the load kept. A version in the window it did not
+keep counts as late (the next load's lookback picks it up); an ETL fault inside the window
+shows once the window has passed.
 
 Beside it, the cross-system findings of the period from ``int_order_crosscheck`` (order
 ids issued twice, payments and shipments without an order, paid orders never reported
@@ -31,7 +33,7 @@ count and amount: evidence for the source part, and for whoever drafts the resta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -71,7 +73,7 @@ class Explanation:
     logic: Decimal
     etl: Decimal
     late: Decimal
-    late_versions: int
+    late_versions: int  # orders whose latest version the last load did not hold
     source: Decimal | None
     findings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -114,6 +116,7 @@ def explain(
     )
     landing.refresh(engine, settings, lc)
     watermark = last_watermark(engine, meta) or EPOCH
+    next_window = watermark - timedelta(hours=settings.lookback_hours) if watermark > EPOCH else EPOCH
     columns = (
         "order_id, order_date, status, deleted_at, gross_amount, refund_amount, updated_at, ingested_at, "
         "source_file, source_row_number"
@@ -127,8 +130,17 @@ def explain(
         with staged as (
             select {columns} from {prod}.{STAGED} where rejection_reason is null
         ),
+        -- What the last load held: versions older than its lookback window (no load
+        -- reads them again), and those in the window it kept. A version in the window it
+        -- did not keep is late: the next load's lookback still picks it up.
         landed_by_load as (
             select * from staged where ingested_at <= ?
+            union all
+            select s.* from staged as s
+            join {prod}.{KEPT} as k
+                on k.order_id = s.order_id and k.source_file = s.source_file
+                and k.source_row_number = s.source_row_number
+            where s.ingested_at > ? and s.ingested_at <= ?
         ),
         only_kept as (
             select {columns} from {prod}.{KEPT}
@@ -147,9 +159,17 @@ def explain(
         select
             (select sum({NET}) from as_of_load where order_date between ? and ?),
             (select sum({NET}) from as_of_now where order_date between ? and ?),
-            (select count(*) from staged where ingested_at > ? and order_date between ? and ?)
+            -- orders whose latest version now is one the last load did not hold
+            (select count(*) from as_of_now as v where v.order_date between ? and ? and not exists (
+                select 1 from (
+                    select order_id, source_file, source_row_number from landed_by_load
+                    union all
+                    select order_id, source_file, source_row_number from only_kept
+                ) as h
+                where h.order_id = v.order_id and h.source_file = v.source_file
+                    and h.source_row_number = v.source_row_number))
         """,
-        [watermark, start, end, start, end, watermark, start, end],
+        [next_window, next_window, watermark, start, end, start, end, start, end],
     )[0]
     recomputed_landed, recomputed_now = _money(now_row[0]), _money(now_row[1])
     late_versions = int(now_row[2] or 0)
@@ -216,7 +236,8 @@ def _verdict(found: Explanation) -> list[str]:
         ),
         (
             abs(found.late),
-            f"late data: {found.late_versions:,} order versions landed after production's last load "
+            f"late data: {found.late_versions:,} orders changed by versions landed after production's "
+            "last load "
             f"move net sales by {-found.late:+,}",
         ),
     ]
@@ -239,7 +260,7 @@ def format_explanation(found: Explanation) -> str:
     )
     lines.append(f"  ETL (kept versions - the landing as of the last load): {found.etl:+,}")
     lines.append(
-        f"  late data (the landing as of the last load - now, {found.late_versions:,} versions landed "
+        f"  late data (the landing as of the last load - now, {found.late_versions:,} orders changed "
         f"since): {found.late:+,}"
     )
     if found.source is not None:

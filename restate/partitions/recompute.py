@@ -161,11 +161,27 @@ def recompute_chunk(
     return ChunkResult(chunk.chunk_id, rows, duration, dbt_s)
 
 
+# Statuses a run of chunks never changes: the restatement is live or withdrawn.
+WITHDRAWN = ("cancelled", "promoted", "rolled_back")
+
+
+def _refuse_withdrawn(engine: Engine, settings: Settings, restatement_id: int) -> None:
+    status = engine.scalar(
+        f"select status from {settings.meta_schema}.restatements where restatement_id = ?", [restatement_id]
+    )
+    if status in WITHDRAWN:
+        raise ValueError(
+            f"restatement {restatement_id} was {str(status).replace('_', ' ')} while its chunks ran; "
+            "nothing more is recorded for it"
+        )
+
+
 def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan) -> dict[str, Any]:
     """After all chunks: build the follow-on views in the isolated schema; record the run."""
     from restate.state.duties import run_by  # duties imports promotion, which imports this module
 
     engine.set_query_tag(restatement_id=plan.restatement_id, chunk=None, step="finish_recompute")
+    _refuse_withdrawn(engine, settings, plan.restatement_id)  # before building anything more
     if plan.follow_views:
         dbt.run_deferred(
             plan.follow_views,
@@ -182,17 +198,15 @@ def finish_recompute(settings: Settings, engine: Engine, dbt: DbtProject, plan: 
     if stats["done"] != stats["chunks"]:
         raise RuntimeError(f"{stats['chunks'] - stats['done']} chunks are not done")
     with engine.transaction():
-        # A restatement cancelled, promoted or rolled back while its chunks ran stays so.
-        status = engine.scalar(
-            f"select status from {settings.meta_schema}.restatements where restatement_id = ?",
-            [plan.restatement_id],
+        # A restatement cancelled, promoted or rolled back while its chunks ran stays so:
+        # the write itself is conditional (a promotion committing in between cannot be
+        # undone by it), and the status read after it says whether it applied.
+        engine.execute(
+            f"update {settings.meta_schema}.restatements set status = 'recomputed', updated_at = ? "
+            f"where restatement_id = ? and status not in ({', '.join(repr(w) for w in WITHDRAWN)})",
+            [_now(), plan.restatement_id],
         )
-        if status in ("cancelled", "promoted", "rolled_back"):
-            raise ValueError(
-                f"restatement {plan.restatement_id} was {status.replace('_', ' ')} while its chunks ran; "
-                "nothing more is recorded for it"
-            )
-        set_status(engine, settings, plan.restatement_id, "recomputed")
+        _refuse_withdrawn(engine, settings, plan.restatement_id)
         changelog.append(
             engine,
             settings.meta_schema,

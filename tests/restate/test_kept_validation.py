@@ -154,3 +154,21 @@ def test_a_refresh_placeholder_is_neither_kept_nor_forced(validated: tuple[Setti
         force_validation(s, rid, "carol", "looks fine")
     again = run_restatement(s, rid)
     assert not again["validation"].get("kept") and again["validation"]["passed"]
+
+
+def test_a_run_finishing_after_a_promotion_leaves_it_promoted(validated: tuple[Settings, int]) -> None:
+    """A rerun's chunks finish after another process promoted (or cancelled) the
+    restatement: the run records nothing and the status stays."""
+    from restate.dbt.runner import DbtProject
+    from restate.partitions.recompute import finish_recompute
+    from restate.plan.plans import load_plan
+
+    s, rid = validated
+    with connect(s) as e:
+        e.execute("update restate_meta.restatements set status = 'promoted' where restatement_id = ?", [rid])
+        with pytest.raises(ValueError, match="was promoted while its chunks ran"):
+            finish_recompute(s, e, DbtProject(s), load_plan(e, s, rid))
+        assert (
+            e.scalar("select status from restate_meta.restatements where restatement_id = ?", [rid])
+            == "promoted"
+        )
