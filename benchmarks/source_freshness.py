@@ -28,19 +28,6 @@ ADMIN = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres
 ORDERS = int(os.environ.get("BENCH_FRESH_ORDERS", "100000"))
 ROUNDS = int(os.environ.get("BENCH_FRESH_ROUNDS", "5"))
 SETTLE = float(os.environ.get("BENCH_FRESH_SETTLE_S", "2"))
-COLUMNS = {
-    "order_id": "varchar",
-    "store_id": "varchar",
-    "channel": "varchar",
-    "status": "varchar",
-    "order_ts": "timestamp",
-    "updated_at": "timestamp",
-    "order_ingested_at": "timestamp",
-    "gross_amount": "decimal(18, 2)",
-    "tax_amount": "decimal(18, 2)",
-    "refund_amount": "decimal(18, 2)",
-    "deleted_at": "timestamp",
-}
 
 
 def main() -> None:
@@ -60,6 +47,7 @@ def main() -> None:
             "RESTATE_LOOKBACK_HOURS": "72",
         }
     )
+    from examples.northstar.generate import SOURCE_COLUMNS as COLUMNS
     from restate.actions import load_once
     from restate.engines import connect
     from restate.settings import apply_process_env, get_settings

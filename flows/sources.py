@@ -68,8 +68,8 @@ def payments_land() -> dict[str, Any]:
     """The webhook journal's new events as one landed file, then the incremental load."""
     apply_process_env(get_settings())
     landed = flush_webhooks()
-    owed = landed["rows"] or runs.rebuild_owed(get_settings(), "payments")
-    load = load_landed(other_source="payments") if owed else {"load": None}
+    due = runs.load_due(get_settings(), "payments", landed["rows"])
+    load = load_landed(other_source="payments") if due else {"load": None}
     _publish("payments-land", [landed, load])
     print(f"payments: {landed['rows']:,} events landed; load {load}")
     return {"webhooks": landed, "load": load}
@@ -80,8 +80,8 @@ def fulfilment_pickup() -> dict[str, Any]:
     """Every partner's SFTP drop folder: complete files landed, drifted ones quarantined."""
     apply_process_env(get_settings())
     drops = [pick_up_drop(d.name) for d in runs.declared(get_settings()).sftp]
-    owed = any(d["rows"] for d in drops) or runs.rebuild_owed(get_settings(), "fulfilment")
-    load = load_landed(other_source="fulfilment") if owed else {"load": None}
+    due = runs.load_due(get_settings(), "fulfilment", sum(d["rows"] for d in drops))
+    load = load_landed(other_source="fulfilment") if due else {"load": None}
     _publish("fulfilment-pickup", [*drops, load])
     print(f"fulfilment: {sum(d['rows'] for d in drops):,} rows from {len(drops)} partners; load {load}")
     return {"drops": drops, "load": load}

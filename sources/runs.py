@@ -45,6 +45,11 @@ def rebuild_owed(settings: Settings, source: str) -> bool:
     return _owed(settings, source).exists()
 
 
+def load_due(settings: Settings, source: str, landed_rows: int) -> bool:
+    """Whether a payments or fulfilment run loads: it landed rows, or a rebuild is owed."""
+    return bool(landed_rows) or rebuild_owed(settings, source)
+
+
 @contextmanager
 def _landing_owes_rebuild(settings: Settings, source: str) -> Iterator[list[int]]:
     """Around landing files of `source`: the rebuild is owed before the first file lands

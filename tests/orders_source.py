@@ -13,20 +13,10 @@ from typing import Any
 
 import psycopg
 
+from examples.northstar.generate import SOURCE_COLUMNS
+
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-COLUMNS = {
-    "order_id": "varchar",
-    "store_id": "varchar",
-    "channel": "varchar",
-    "status": "varchar",
-    "order_ts": "timestamp",
-    "updated_at": "timestamp",
-    "order_ingested_at": "timestamp",
-    "gross_amount": "decimal(18, 2)",
-    "tax_amount": "decimal(18, 2)",
-    "refund_amount": "decimal(18, 2)",
-    "deleted_at": "timestamp",
-}
+COLUMNS = SOURCE_COLUMNS
 
 
 @contextmanager

@@ -53,6 +53,22 @@ SCHEMA = pa.schema(
     ]
 )
 
+# The shop's orders table as a PostgreSQL source declares it (a sources file's `columns`):
+# the landed columns, and the soft-delete column the application sets.
+SOURCE_COLUMNS = {
+    "order_id": "varchar",
+    "store_id": "varchar",
+    "channel": "varchar",
+    "status": "varchar",
+    "order_ts": "timestamp",
+    "updated_at": "timestamp",
+    "order_ingested_at": "timestamp",
+    "gross_amount": "decimal(18, 2)",
+    "tax_amount": "decimal(18, 2)",
+    "refund_amount": "decimal(18, 2)",
+    "deleted_at": "timestamp",
+}
+
 
 @dataclass(frozen=True)
 class Version:

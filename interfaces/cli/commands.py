@@ -1256,8 +1256,8 @@ def sources_payments(as_json: bool = typer.Option(False, "--json")) -> None:
     s, config = get_settings(), _declared_sources()
     with working("landing the webhook journal"):
         landed = runs.flush_webhooks(s, config)
-        owed = landed["rows"] or runs.rebuild_owed(s, "payments")
-        load = runs.load_landed(s, other_source="payments") if owed else {"load": None}
+        due = runs.load_due(s, "payments", landed["rows"])
+        load = runs.load_landed(s, other_source="payments") if due else {"load": None}
     if as_json:
         emit_json({"webhooks": landed, "load": load})
         return
@@ -1274,8 +1274,8 @@ def sources_fulfilment(as_json: bool = typer.Option(False, "--json")) -> None:
     s, config = get_settings(), _declared_sources()
     with working("picking up partner files"):
         drops = [runs.pick_up_drop(s, d) for d in config.sftp]
-        owed = any(d["rows"] for d in drops) or runs.rebuild_owed(s, "fulfilment")
-        load = runs.load_landed(s, other_source="fulfilment") if owed else {"load": None}
+        due = runs.load_due(s, "fulfilment", sum(d["rows"] for d in drops))
+        load = runs.load_landed(s, other_source="fulfilment") if due else {"load": None}
     if as_json:
         emit_json({"drops": drops, "load": load})
         return
