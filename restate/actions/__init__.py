@@ -13,6 +13,7 @@ the Slack app and the demo all call these and nothing below them.
     cancel     cancel
     load       load_once (prepare_window, execute_window: its steps), rebuild_derived
     reconcile  reconcile_once               drift_detected
+    warm       warm_up                      (a long-lived worker's start)
 """
 
 from restate.actions.approve import approve, awaiting_approval
@@ -34,6 +35,7 @@ from restate.actions.reconcile import reconcile_once
 from restate.actions.rollback import rollback, rolled_back_ids
 from restate.actions.run import run_restatement
 from restate.actions.validate import force_validation, run_validation_step
+from restate.actions.warm import warm_up
 
 __all__ = [
     "ChunkRunner",
@@ -62,5 +64,6 @@ __all__ = [
     "run_restatement",
     "run_validation_step",
     "start_run",
+    "warm_up",
     "worker_identity",
 ]

@@ -73,6 +73,10 @@ _DBT_LOCK = threading.Lock()
 RUNTIME_ONLY_VARS = frozenset({"restate_chunk", "ingested_since", "ingested_until"})
 # Parsed manifests reused across chunk runs, keyed by project state and parse-time vars.
 _PARSED: dict[str, Any] = {}
+# The schema name a project is parsed with to learn where a restatement's schema lands
+# (DbtProject._retargetable), and per probe-parsed manifest, by id: those fields.
+SCHEMA_PROBE = "restate_schema_probe"
+_PROBE_TEMPLATES: dict[int, dict[tuple[str, str], tuple[str | None, str | None]]] = {}
 # env_var('NAME' ...) in a project or profile file.
 _ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 # manifest.json as the last parse with the installation's vars wrote it, by _parse_key.
@@ -285,14 +289,73 @@ class DbtProject:
         return h.hexdigest()
 
     def _parsed_manifest(self, vars: dict[str, Any] | None) -> Any:
-        """The parsed Manifest for these parse-time vars (parsing once per process)."""
+        """The parsed Manifest for these parse-time vars (parsing once per process).
+
+        A restatement's schema is a parse-time var (generate_schema_name), so every new
+        restatement would parse the whole project again (seconds: every macro is parsed
+        anew). Where this project was shown to be retargetable (_retargetable), the
+        project is parsed once with a probe schema (partially, from its saved state, in
+        later processes) and its nodes are pointed at the restatement's schema instead."""
         parse_vars = {k: v for k, v in (vars or {}).items() if k not in RUNTIME_ONLY_VARS}
+        target = parse_vars.get("restate_schema")
+        if isinstance(target, str) and target and target != SCHEMA_PROBE:
+            probe_vars = {**parse_vars, "restate_schema": SCHEMA_PROBE}
+            if self._retargetable(probe_vars):
+                manifest = self._probe_manifest(probe_vars)
+                _retarget(manifest, _PROBE_TEMPLATES[id(manifest)], target)
+                return manifest
         key = self._parse_key(parse_vars)
         if key not in _PARSED:
             res = self._parse(parse_vars)
             _PARSED.clear()  # one restatement at a time per process; keep memory flat
+            _PROBE_TEMPLATES.clear()
             _PARSED[key] = res.result
         return _PARSED[key]
+
+    def _probe_manifest(self, probe_vars: dict[str, Any]) -> Any:
+        """The project parsed with the first probe schema, its probe-named fields recorded."""
+        key = self._parse_key(probe_vars)
+        if key not in _PARSED or id(_PARSED[key]) not in _PROBE_TEMPLATES:
+            manifest = self._parse(probe_vars).result
+            _PARSED.clear()
+            _PROBE_TEMPLATES.clear()
+            _PARSED[key] = manifest
+            _PROBE_TEMPLATES[id(manifest)] = _probe_fields(manifest, SCHEMA_PROBE)
+        return _PARSED[key]
+
+    def _retargetable(self, probe_vars: dict[str, Any]) -> bool:
+        """Whether the schema var's value reaches nothing but node schemas and relation
+        names: in the project parsed with the probe schema, the probe's name (in any case)
+        appears nowhere else. Decided once per project state, dbt version, profile and
+        environment (kept in the state folder), from the parse a restatement needs anyway;
+        callers hold _DBT_LOCK."""
+        state = f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+        verdict = self.settings.state_dir / "dbt_parse" / (
+            f"retarget-{hashlib.sha256(state.encode()).hexdigest()[:24]}.json"
+        )
+        try:
+            return bool(json.loads(verdict.read_text())["retargetable"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not decided yet for this project state
+        manifest = self._probe_manifest(probe_vars)
+        retargetable = _carries_probe_only_in_schemas(manifest, _PROBE_TEMPLATES[id(manifest)])
+        verdict.parent.mkdir(parents=True, exist_ok=True)
+        staged = verdict.with_name(f"{verdict.name}.{os.getpid()}.{threading.get_ident()}")
+        staged.write_text(json.dumps({"retargetable": retargetable}))
+        os.replace(staged, verdict)
+        return retargetable
+
+    def warm(self) -> None:
+        """Import dbt and parse the project in this process, with the installation's vars
+        and as a restatement parses it: what its first dbt calls would otherwise pay
+        (restate.actions.warm_up)."""
+        apply_process_env(self.settings)
+        with _DBT_LOCK:
+            self._install_packages()
+            self._parsed_manifest(self.settings.dbt_vars())
+            probe_vars = {**self.settings.dbt_vars(), "restate_schema": SCHEMA_PROBE}
+            if self._retargetable(probe_vars):  # decided here, not in a restatement
+                self._probe_manifest(probe_vars)
 
     @staticmethod
     def _to_result(res: Any, command: list[str]) -> DbtResult:
@@ -418,6 +481,57 @@ class DbtProject:
             if node["resource_type"] == "model":
                 hashes[node["name"]] = hashlib.sha256(node["raw_code"].encode()).hexdigest()
         return hashes
+
+
+# The manifest's collections whose entries carry a schema dbt computed at parse time.
+_SCHEMA_COLLECTIONS = ("nodes", "unit_tests")
+
+
+def _probe_fields(manifest: Any, probe: str) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+    """Per node (and unit test), its schema and relation name where they carry the probe
+    schema's name; the key ("", "") holds the probe itself."""
+    fields: dict[tuple[str, str], tuple[str | None, str | None]] = {("", ""): (probe, None)}
+    for collection in _SCHEMA_COLLECTIONS:
+        for unique_id, node in getattr(manifest, collection, {}).items():
+            values = (getattr(node, "schema", None), getattr(node, "relation_name", None))
+            carried = [v if isinstance(v, str) and probe in v else None for v in values]
+            if any(carried):
+                fields[(collection, unique_id)] = (carried[0], carried[1])
+    return fields
+
+
+def _retarget(
+    manifest: Any, templates: dict[tuple[str, str], tuple[str | None, str | None]], target: str
+) -> None:
+    """Point what the probe parse put in the probe schema at `target` (in place)."""
+    probe = templates[("", "")][0] or ""
+    for (collection, unique_id), (schema, relation) in templates.items():
+        if not collection:
+            continue
+        node = getattr(manifest, collection)[unique_id]
+        if schema is not None:
+            node.schema = schema.replace(probe, target)
+        if relation is not None:
+            node.relation_name = relation.replace(probe, target)
+
+
+def _carries_probe_only_in_schemas(
+    manifest: Any, templates: dict[tuple[str, str], tuple[str | None, str | None]]
+) -> bool:
+    """True when the probe schema's name, in any case, is in no field of the parsed project
+    but the schemas and relation names `templates` retargets (a config, an alias, a
+    description or a compiled default that carries it would keep the probe's name)."""
+    probe = (templates[("", "")][0] or "").lower()
+    data = manifest.writable_manifest().to_dict(omit_none=False)
+    data.pop("metadata", None)
+    for (collection, unique_id), (schema, relation) in templates.items():
+        if collection:
+            entry = data[collection][unique_id]
+            if schema is not None:
+                entry["schema"] = None
+            if relation is not None:
+                entry["relation_name"] = None
+    return probe not in json.dumps(data, default=str).lower()
 
 
 def _config_dict(node: Any) -> dict[str, Any]:

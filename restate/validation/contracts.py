@@ -347,6 +347,16 @@ def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
             impl.close_connection()
 
 
+def warm_soda(engine_name: str) -> None:
+    """Import Soda's contract session and the engine's data source (a process's first
+    Soda session pays this; restate.actions.warm_up pays it ahead)."""
+    import soda_core.common.yaml  # noqa: F401
+    import soda_core.contracts.contract_verification  # noqa: F401
+
+    if engine_name == "duckdb":
+        import soda_duckdb  # noqa: F401
+
+
 def _verify(
     engine: Engine, settings: Settings, variables: dict[str, str | float], datasets: list[Dataset]
 ) -> tuple[list[Any], list[str]]:
