@@ -92,7 +92,7 @@ PG_PORT ?= 5432
 PG_USER ?= postgres
 
 .PHONY: serve
-serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a worker, 2 task workers
+serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a flow-run worker, 2 warm restate workers
 	@psql_="psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_USER) -d postgres -v ON_ERROR_STOP=1 -qtA"; \
 	if [ -z "$$($$psql_ -c "select 1 from pg_database where datname = '$(SERVE_DB)'")" ]; then \
 	  $$psql_ -c 'create database "$(SERVE_DB)"' || exit 1; \
@@ -108,7 +108,7 @@ serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a worke
 	  || $(VENV)/bin/prefect work-pool create restate --type process || exit 1; \
 	$(VENV)/bin/prefect --no-prompt deploy $(SERVE_DEPLOY) || exit 1; \
 	for _ in $$(seq $(TASK_WORKERS)); do \
-	  $(VENV)/bin/prefect task serve flows/restatement.py:recompute_chunk --limit 1 & \
+	  $(VENV)/bin/restate worker --limit 1 & \
 	done; \
 	$(VENV)/bin/prefect worker start --pool restate & \
 	echo "serving: UI and API on http://127.0.0.1:$(SERVE_PORT), database $(SERVE_DB); Ctrl-C stops all"; \

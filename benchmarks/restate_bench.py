@@ -9,6 +9,8 @@ orchestration is what remains (Prefect, bookkeeping, planning outside dbt).
 Modes:
   run    - plan a restatement for --scope (full | day | account) and run it to promotion;
   rerun  - run an existing, interrupted restatement to promotion (the resume case).
+With --warm the process first warms up as `restate worker` does (untimed, like the
+imports) and runs the restatement as the worker's task does (chunks in its threads).
 Progress lines (one per finished chunk) let the parent SIGKILL the run half way.
 """
 
@@ -32,7 +34,7 @@ import restate.actions as actions  # noqa: E402  (import time is measured)
 import restate.actions.recompute as recompute_step  # noqa: E402
 import restate.actions.run as run_sequence  # noqa: E402
 import restate.partitions.recompute as recompute_module  # noqa: E402
-from flows.restatement import with_concurrency  # noqa: E402
+from flows.restatement import run_on_worker, with_concurrency  # noqa: E402
 from restate.dbt.runner import DbtProject, DbtResult  # noqa: E402
 from restate.engines import connect  # noqa: E402
 from restate.partitions.promotion import GateError, promote  # noqa: E402
@@ -113,11 +115,16 @@ def request_for(scope: str, start: date, end: date, day: date, account: str) -> 
     raise ValueError(f"unknown scope {scope!r}")
 
 
-def run_to_promotion(restatement_id: int, force_validation: bool) -> dict[str, Any]:
-    """`restate run` then `restate promote` for one plan; returns the flow's result."""
+def run_to_promotion(restatement_id: int, force_validation: bool, warm: bool = False) -> dict[str, Any]:
+    """`restate run` then `restate promote` for one plan; returns the run's result. Warm:
+    the task a `restate worker` runs for `restate run ID --on-worker`, called here."""
     settings = get_settings()
     started = time.perf_counter()
-    result: dict[str, Any] = with_concurrency(settings.chunk_concurrency)(restatement_id=restatement_id)
+    result: dict[str, Any] = (
+        run_on_worker(restatement_id=restatement_id)
+        if warm
+        else with_concurrency(settings.chunk_concurrency)(restatement_id=restatement_id)
+    )
     PARTS["flow_wall"] += time.perf_counter() - started
     validation = result.get("validation") or {}
     PARTS["validation_passed"] = float(bool(validation.get("passed")))
@@ -212,7 +219,7 @@ def main() -> None:
         rid = plan.restatement_id
     else:
         rid = args.restatement_id
-    result = run_to_promotion(rid, args.force_validation)
+    result = run_to_promotion(rid, args.force_validation, args.warm)
     total = time.perf_counter() - started
     rows = export_prod(args.out) if args.out else None
     emit_result(

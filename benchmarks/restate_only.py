@@ -30,10 +30,15 @@ def main() -> int:
         figures["full"] = measure_restate(ds, "full", scale.slow_runs, expected)
         figures["day"] = measure_restate(ds, "day", scale.runs, expected)
         figures["rerun"] = measure_resume(ds, scale.slow_runs, expected)
+        figures["full warm"] = measure_restate(ds, "full", scale.slow_runs, expected, warm=True)
+        figures["day warm"] = measure_restate(ds, "day", scale.runs, expected, warm=True)
+        figures["rerun warm"] = measure_resume(ds, scale.slow_runs, expected, warm=True)
     for name, fig in figures.items():
         say(f"{name}: {fig['median_s']:.2f} s, peak {fig['peak_rss_mb']:.0f} MB, parts {fig['parts']}")
-    say(f"one day / 14 months {figures['day']['median_s'] / figures['full']['median_s']:.3f}")
-    say(f"rerun / full {figures['rerun']['median_s'] / figures['full']['median_s']:.3f}")
+    for tag in ("", " warm"):
+        full = figures[f"full{tag}"]["median_s"]
+        say(f"one day / 14 months{tag} {figures[f'day{tag}']['median_s'] / full:.3f}")
+        say(f"rerun / full{tag} {figures[f'rerun{tag}']['median_s'] / full:.3f}")
     print(json.dumps(figures, default=str))
     return 0
 

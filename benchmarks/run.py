@@ -99,6 +99,12 @@ def main() -> int:
             "account": measure_restate(ds, "account", scale.slow_runs, expected),
         }
         results["resume"] = measure_resume(ds, scale.slow_runs, expected)
+        # The same in a warm process, as a `restate worker` runs them (warm-up untimed).
+        results["restate_warm"] = {
+            "full": measure_restate(ds, "full", scale.slow_runs, expected, warm=True),
+            "day": measure_restate(ds, "day", scale.runs, expected, warm=True),
+        }
+        results["resume_warm"] = measure_resume(ds, scale.slow_runs, expected, warm=True)
         results["freshness"] = measure_freshness(ds)
     results["dbt_probe"] = probe_dbt_parse(ds)
     results["microbatch"] = measure_microbatch(ds, scale.slow_runs, expected)

@@ -344,8 +344,9 @@ def scope_args(ds: DataSet, scope: str) -> list[str]:
     ]
 
 
-def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[str, Any]:
-    """plan -> recompute -> validate -> diff -> promote for one scope, `runs` times."""
+def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path, warm: bool = False) -> dict[str, Any]:
+    """plan -> recompute -> validate -> diff -> promote for one scope, `runs` times; with
+    `warm`, in a process warmed first as `restate worker` warms itself (untimed)."""
     where = {
         "full": None,
         "day": f"event_date = date '{ONE_DAY}'",
@@ -354,18 +355,23 @@ def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[
     done: list[ChildRun] = []
     for i in range(runs):
         out = WORK / "out" / f"restate_{scope}_{i}.parquet"
+        name = f"restate-{scope}{'-warm' if warm else ''}"
         run = _restate_run(
             ds,
-            f"restate-{scope}-{i}",
+            f"{name}-{i}",
             # One account restated alone cannot match the finance totals while every other
             # account is still wrong: its validation fails by design and is overridden
             # (audited), as an operator would; the check still runs and is timed.
             ["run", *scope_args(ds, scope), "--out", str(out)]
-            + (["--force-validation"] if scope == "account" else []),
-            WORK / "runs" / f"restate-{scope}",
+            + (["--force-validation"] if scope == "account" else [])
+            + (["--warm"] if warm else []),
+            WORK / "runs" / name,
         )
         check_equal(f"restate {scope}", expected, out, where)
-        say(f"restate {scope} run {i + 1}/{runs}: {run.result['total_s']:.1f}s {run.result['parts']}")
+        say(
+            f"restate {scope}{' (warm)' if warm else ''} run {i + 1}/{runs}: "
+            f"{run.result['total_s']:.1f}s {run.result['parts']}"
+        )
         done.append(run)
     stats = _stats(done)
     parts = {k: median([r.result["parts"][k] for r in done]) for k in done[0].result["parts"]}
@@ -374,17 +380,20 @@ def measure_restate(ds: DataSet, scope: str, runs: int, expected: Path) -> dict[
         "parts": parts,
         "peak_rss_mb_after": done[0].result.get("peak_rss_mb_after", {}),
         "import_s": median([r.result["import_s"] for r in done]),
+        "warm_up_s": done[0].result.get("warm_up_s"),
         "counts": done[0].result["counts"],
         "validation_passed": all(r.result["phases"].get("validation_passed") for r in done),
         "correct": True,
     }
 
 
-def measure_resume(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
-    """SIGKILL a 14-month run once half its chunks are done, then time the rerun to promotion."""
+def measure_resume(ds: DataSet, runs: int, expected: Path, warm: bool = False) -> dict[str, Any]:
+    """SIGKILL a 14-month run once half its chunks are done, then time the rerun to promotion;
+    with `warm`, both in warmed processes (the rerun on another worker, as after a crash)."""
     results = []
     for i in range(runs):
-        run_dir = WORK / "runs" / "restate-resume"
+        tag = "-warm" if warm else ""
+        run_dir = WORK / "runs" / f"restate-resume{tag}"
         state: dict[str, int] = {"chunks": 0, "done": 0}
 
         def on_line(line: str, proc: subprocess.Popen[str], state: dict[str, int] = state) -> None:
@@ -400,8 +409,8 @@ def measure_resume(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
 
         killed = _restate_run(
             ds,
-            f"restate-resume-kill-{i}",
-            ["run", *scope_args(ds, "full")],
+            f"restate-resume{tag}-kill-{i}",
+            ["run", *scope_args(ds, "full"), *(["--warm"] if warm else [])],
             run_dir,
             on_line=on_line,
             check=False,
@@ -410,14 +419,23 @@ def measure_resume(ds: DataSet, runs: int, expected: Path) -> dict[str, Any]:
             raise ChildError(f"resume: the run was not killed half way (exit {killed.returncode})")
         out = WORK / "out" / f"restate_rerun_{i}.parquet"
         rerun = run_child(
-            f"restate-resume-rerun-{i}",
-            py_child("restate_bench.py", "rerun", "--restatement-id", "1", "--out", str(out)),
+            f"restate-resume{tag}-rerun-{i}",
+            py_child(
+                "restate_bench.py",
+                "rerun",
+                "--restatement-id",
+                "1",
+                "--out",
+                str(out),
+                *(["--warm"] if warm else []),
+            ),
             env=restate_env(run_dir, ds.landing, ds.finance),
-            log=WORK / "logs" / f"restate-resume-rerun-{i}.log",
+            log=WORK / "logs" / f"restate-resume{tag}-rerun-{i}.log",
         )
         check_equal("restate rerun", expected, out)
         say(
-            f"resume {i + 1}/{runs}: killed after {state['done']}/{state['chunks']} chunks "
+            f"resume{' (warm)' if warm else ''} {i + 1}/{runs}: "
+            f"killed after {state['done']}/{state['chunks']} chunks "
             f"({killed.wall_s:.1f}s), rerun {rerun.result['total_s']:.1f}s"
         )
         results.append((killed, rerun, dict(state)))

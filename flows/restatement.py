@@ -51,6 +51,26 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     return {**result, "worker": actions.worker_identity()}
 
 
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=True,  # handed back to `restate run --on-worker` through storage
+    task_run_name="restatement {restatement_id}",
+)
+def run_on_worker(restatement_id: int) -> dict[str, Any]:
+    """The whole run sequence (chunks, follow-on views, checks, diff) in a `restate worker`
+    process, whose dbt and Soda are already warm (restate.actions.warm_up); the chunks run
+    in its own threads. Resumes like any run: done chunks are reused."""
+    settings = get_settings()
+    apply_process_env(settings)
+    try:
+        with use_invoker(None):
+            result = actions.run_restatement(settings, restatement_id)
+    finally:
+        distributed.release_warehouse(settings)  # let the next writer process in
+        distributed.let_waiting_writers_in(settings)
+    return {**result, "worker": actions.worker_identity()}
+
+
 class Approval(RunInput):
     """The form a paused restatement shows in the Prefect UI: approve or reject, who, why."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
@@ -619,6 +620,12 @@ def run(
         help="run as a Prefect flow run (the default when PREFECT_API_URL is set; "
         "otherwise restate runs in this process, no Prefect server needed)",
     ),
+    on_worker: bool = typer.Option(
+        False,
+        "--on-worker",
+        help="queue the run for a warm `restate worker` process and wait for it "
+        "(needs PREFECT_API_URL: the server both reach)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recompute, validate and diff a planned restatement (resumes after a crash)."""
@@ -627,6 +634,8 @@ def run(
     from restate.engines import connect
 
     s = get_settings()
+    if on_worker and not s.prefect_api_url:
+        raise _fail("--on-worker needs PREFECT_API_URL: the Prefect server `restate worker` serves from")
     with connect(s) as engine:
         _require_restatement(engine, s, restatement_id)  # before any work starts
     with Progress(
@@ -639,7 +648,9 @@ def run(
     ) as progress:
         bar = progress.add_task(f"restatement {restatement_id}", total=None)
         try:
-            if use_prefect or s.prefect_api_url:
+            if on_worker:
+                result = _watch_chunks(s, restatement_id, progress, bar, as_json, _queued_on_worker)
+            elif use_prefect or s.prefect_api_url:
                 result = _run_as_flow(s, restatement_id, progress, bar, as_json)
             else:
                 from restate.actions import run_restatement
@@ -686,25 +697,57 @@ def _say_refreshed(chunks: list[str] | None) -> None:
 
 def _run_as_flow(s: Any, restatement_id: int, progress: Any, bar: Any, as_json: bool) -> dict[str, Any]:
     """The restatement flow run (Prefect), its progress read from the warehouse's chunk rows."""
+    from flows.restatement import with_concurrency
+
+    def as_flow(s: Any, restatement_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = with_concurrency(s.chunk_concurrency)(restatement_id=restatement_id)
+        return result
+
+    return _watch_chunks(s, restatement_id, progress, bar, as_json, as_flow)
+
+
+def _queued_on_worker(s: Any, restatement_id: int) -> dict[str, Any]:
+    """The run queued for a `restate worker` (a Prefect task run), its result awaited."""
+    from flows.restatement import run_on_worker
+
+    future = run_on_worker.delay(restatement_id)
+    result: dict[str, Any] = future.result()
+    return result
+
+
+def _watch_chunks(
+    s: Any,
+    restatement_id: int,
+    progress: Any,
+    bar: Any,
+    as_json: bool,
+    run: Callable[[Any, int], dict[str, Any]],
+) -> dict[str, Any]:
+    """`run` in a thread, its progress read from the warehouse's chunk rows meanwhile."""
     import threading
     import time
 
-    from flows.restatement import with_concurrency
     from restate.engines import connect
 
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["result"] = with_concurrency(s.chunk_concurrency)(restatement_id=restatement_id)
+            outcome["result"] = run(s, restatement_id)
         except BaseException as exc:
             outcome["error"] = exc
 
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
     seen: set[str] = set()
+    # On DuckDB another process's run holds the file: reading it would only delay that run.
+    watch = run is not _queued_on_worker or s.engine != "duckdb"
+    if not watch:
+        progress.update(bar, description=f"restatement {restatement_id}: running on a restate worker")
     while worker.is_alive():
         worker.join(timeout=1.0)
+        if not watch:
+            continue
         try:
             with connect(s) as engine:
                 rows = engine.query(
@@ -1158,6 +1201,21 @@ def demo(
         render_table(str(out.get("summary_title") or "summary"), out["summary_rows"])
     if out.get("summary_note"):
         console.print(str(out["summary_note"]), markup=False)
+
+
+@app.command()
+def worker(
+    limit: int = typer.Option(1, min=1, help="task runs (restatements or chunks) at a time"),
+) -> None:
+    """Run restatements warm: import dbt and Soda and parse the project once, then serve
+    `restate run ID --on-worker` and the chunks a restatement flow queues
+    (RESTATE_CHUNK_EXECUTION=task_workers) until stopped. Needs PREFECT_API_URL."""
+    from flows.worker import serve
+
+    s = get_settings()
+    if not s.prefect_api_url:
+        raise _fail("restate worker needs PREFECT_API_URL: the Prefect server it serves task runs from")
+    serve(s, limit=limit, say=lambda line: console.print(line, markup=False))
 
 
 slack = typer.Typer(help="Slack slash command app.", no_args_is_help=True)

@@ -330,8 +330,10 @@ class DbtProject:
         environment (kept in the state folder), from the parse a restatement needs anyway;
         callers hold _DBT_LOCK."""
         state = f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
-        verdict = self.settings.state_dir / "dbt_parse" / (
-            f"retarget-{hashlib.sha256(state.encode()).hexdigest()[:24]}.json"
+        verdict = (
+            self.settings.state_dir
+            / "dbt_parse"
+            / (f"retarget-{hashlib.sha256(state.encode()).hexdigest()[:24]}.json")
         )
         try:
             return bool(json.loads(verdict.read_text())["retargetable"])

@@ -350,7 +350,7 @@ def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
 def warm_soda(engine_name: str) -> None:
     """Import Soda's contract session and the engine's data source (a process's first
     Soda session pays this; restate.actions.warm_up pays it ahead)."""
-    import soda_core.common.yaml  # noqa: F401
+    import soda_core.common.yaml
     import soda_core.contracts.contract_verification  # noqa: F401
 
     if engine_name == "duckdb":

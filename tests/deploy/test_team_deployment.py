@@ -1,5 +1,7 @@
 """`make serve` on a fresh PostgreSQL database: deploy, run the restatement deployment
-through the worker, and see two task workers share its partition chunks."""
+through the worker, and see two warm `restate worker` processes share its partition
+chunks; then a restatement queued from the CLI (`restate run ID --on-worker`) runs whole
+on one of them."""
 
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def fresh_database() -> Iterator[str]:
     subprocess.run([*PG, "-c", f'drop database if exists "{name}" with (force)'], check=True)
 
 
-def test_make_serve_runs_restatement_deployment_on_two_task_workers(
+def test_make_serve_runs_restatement_deployment_on_two_restate_workers(
     tmp_path: Path, fresh_database: str
 ) -> None:
     from prefect.client.orchestration import get_client
@@ -154,18 +156,19 @@ def test_make_serve_runs_restatement_deployment_on_two_task_workers(
 
                 deployment = _wait("the restatement deployment", deployed, 180, log)
                 task_workers = _wait(
-                    "two task workers",
-                    lambda: (pids := _group_pids(serve.pid, "task", "serve")) and len(pids) == 2 and pids,
+                    "two restate workers",
+                    lambda: (pids := _group_pids(serve.pid, "worker", "--limit")) and len(pids) == 2 and pids,
                     60,
                     log,
                 )
                 _wait(
-                    "task workers subscribed and the worker started",
+                    "restate workers warm and subscribed, and the flow-run worker started",
                     lambda: (
                         log.read_text().count("Subscribing to runs of task(s)") == 2
+                        and log.read_text().count("serving restatement runs and chunks") == 2
                         and "Worker 'ProcessWorker" in log.read_text()
                     ),
-                    60,
+                    120,
                     log,
                 )
                 assert deployment.work_pool_name == "restate"
@@ -213,6 +216,31 @@ def test_make_serve_runs_restatement_deployment_on_two_task_workers(
         assert set(by_pid) == task_workers, (by_pid, task_workers)
         assert min(by_pid.values()) >= 1
         print(f"restatement run {elapsed:.0f}s; chunks per task worker: {dict(by_pid)}")
+
+        # A second restatement, queued from the CLI for a warm worker: run whole there.
+        cli_env = {**env, "PREFECT_API_URL": api}
+        planned = subprocess.run(
+            [*cli, "plan", "-s", "fct_revenue_daily+", "--start", "2026-08-01", "--end", "2026-08-31",
+             "--reason", "refunds left out of net revenue", "--requested-by", "ana"],
+            env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert planned.returncode == 0, planned.stdout + planned.stderr
+        queued = subprocess.run(
+            [*cli, "run", "2", "--on-worker"],
+            env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert queued.returncode == 0, queued.stdout + queued.stderr + log.read_text()[-4000:]
+        assert "validation passed" in queued.stdout, queued.stdout
+        con = duckdb.connect(str(s.warehouse_path), read_only=True)
+        try:
+            runners = con.execute(
+                "select distinct runner from restate_meta.restatement_partitions where restatement_id = 2"
+            ).fetchall()
+            status = con.execute("select status from restate_meta.restatements where restatement_id = 2")
+            assert status.fetchone() == ("validated",)
+        finally:
+            con.close()
+        assert len(runners) == 1 and int(runners[0][0].split(":")[1]) in task_workers, (runners, task_workers)
     finally:
         _stop(serve)
 
@@ -220,15 +248,19 @@ def test_make_serve_runs_restatement_deployment_on_two_task_workers(
     con = duckdb.connect(str(s.warehouse_path), read_only=True)
     try:
         partitions = con.execute(
-            "select status, count(*) from restate_meta.restatement_partitions group by all"
+            "select restatement_id, status, count(*) from restate_meta.restatement_partitions "
+            "group by all order by 1"
         ).fetchall()
-        assert partitions == [("done", len(rows))]
-        assert con.execute("select status from restate_meta.restatements").fetchall() == [("validated",)]
-        where = f"event_date between '{PERIOD[0]}' and '{PERIOD[1]}'"
+        assert partitions[0] == (1, "done", len(rows)) and partitions[1][:2] == (2, "done")
+        assert con.execute("select status from restate_meta.restatements").fetchall() == [("validated",)] * 2
         cols = "event_date, account_id, currency, gross_revenue, refunds, net_revenue"
-        restated = table_rows(con, f"select {cols} from restate_1.fct_revenue_daily where {where}")
-        expected = table_rows(con, f"select {cols} from ({expected_daily_sql(raw_glob(s))}) where {where}")
-        assert restated == expected and len(restated) > 0
+        for rid, (start, end) in ((1, PERIOD), (2, ("2026-08-01", "2026-08-31"))):
+            where = f"event_date between '{start}' and '{end}'"
+            restated = table_rows(con, f"select {cols} from restate_{rid}.fct_revenue_daily where {where}")
+            expected = table_rows(
+                con, f"select {cols} from ({expected_daily_sql(raw_glob(s))}) where {where}"
+            )
+            assert restated == expected and len(restated) > 0, rid
     finally:
         con.close()
 
