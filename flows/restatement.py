@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -18,7 +19,7 @@ from restate import actions
 from restate.dbt import distributed
 from restate.dbt.runner import use_invoker
 from restate.plan.plans import PlanRequest
-from restate.settings import apply_process_env, get_settings
+from restate.settings import Settings, apply_process_env, get_settings
 
 
 @task(cache_policy=NO_CACHE)
@@ -60,15 +61,23 @@ def run_on_worker(restatement_id: int) -> dict[str, Any]:
     """The whole run sequence (chunks, follow-on views, checks, diff) in a `restate worker`
     process, whose dbt and Soda are already warm (restate.actions.warm_up); the chunks run
     in its own threads. Resumes like any run: done chunks are reused."""
+    from restate.state.runner import running_here
+
     settings = get_settings()
     apply_process_env(settings)
     try:
-        with use_invoker(None):
+        # `restate run --on-worker` waits on this marker: a worker gone ends its wait.
+        with running_here(worker_marker(settings, restatement_id)), use_invoker(None):
             result = actions.run_restatement(settings, restatement_id)
     finally:
         distributed.release_warehouse(settings)  # let the next writer process in
         distributed.let_waiting_writers_in(settings)
     return {**result, "worker": actions.worker_identity()}
+
+
+def worker_marker(settings: Settings, restatement_id: int) -> Path:
+    """Names the `restate worker` process running a restatement (same host as the CLI)."""
+    return settings.state_dir / "worker_runs" / f"restatement-{restatement_id}"
 
 
 class Approval(RunInput):

@@ -10,6 +10,7 @@ restatement flow queues with RESTATE_CHUNK_EXECUTION=task_workers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from restate import actions
 from restate.settings import Settings, apply_process_env
@@ -25,7 +26,13 @@ def serve(settings: Settings, limit: int = 1, say: Callable[[str], None] = print
         f"serving restatement runs and chunks, {limit} at a time"
     )
     from prefect.task_worker import serve as serve_tasks
+    from prefect.utilities.importtools import import_object
 
-    from flows.restatement import recompute_chunk, run_on_worker
+    # Loaded from the file, as a deployment's flow run loads its entrypoint (and as
+    # `prefect task serve` does): the context a flow run hands over with each chunk names
+    # the flow's module as that loader names it.
+    tasks = [import_object(f"{RESTATEMENT_FLOWS}:{name}") for name in ("recompute_chunk", "run_on_worker")]
+    serve_tasks(*tasks, limit=limit)
 
-    serve_tasks(recompute_chunk, run_on_worker, limit=limit)
+
+RESTATEMENT_FLOWS = Path(__file__).resolve().parent / "restatement.py"

@@ -398,7 +398,13 @@ def prepare_prefect(settings: Settings) -> None:
     os.environ.update(TELEMETRY_OFF)
     if "prefect" in sys.modules:
         return  # too late to matter (and a test session keeps its own Prefect home)
+    home_given = "PREFECT_HOME" in os.environ
     for key, value in prefect_env(settings).items():
+        if key == "PREFECT_LOCAL_STORAGE_PATH" and home_given:
+            # Prefect's own default under the given home: what every process sharing that
+            # home uses (a flow run a worker starts, a task worker, this CLI), so task
+            # parameters and results written by one are read by the others.
+            continue
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 

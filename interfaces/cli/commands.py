@@ -638,6 +638,10 @@ def run(
         raise _fail("--on-worker needs PREFECT_API_URL: the Prefect server `restate worker` serves from")
     with connect(s) as engine:
         _require_restatement(engine, s, restatement_id)  # before any work starts
+    if on_worker:
+        from restate.engines import release_sessions
+
+        release_sessions()  # the worker writes the warehouse; this process only waits
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -723,13 +727,18 @@ def _watch_chunks(
     as_json: bool,
     run: Callable[[Any, int], dict[str, Any]],
 ) -> dict[str, Any]:
-    """`run` in a thread, its progress read from the warehouse's chunk rows meanwhile."""
+    """`run` in a thread, its progress read from the warehouse's chunk rows meanwhile. For a
+    run on a worker, the worker's process gone ends the wait."""
     import threading
     import time
 
-    from restate.engines import connect
+    from flows.restatement import worker_marker
+    from restate.state.runner import is_alive, runner_in
 
     outcome: dict[str, Any] = {}
+    on_worker = run is _queued_on_worker
+    marker = worker_marker(s, restatement_id)
+    earlier = runner_in(marker)  # left by a worker that died on an earlier run
 
     def target() -> None:
         try:
@@ -740,34 +749,52 @@ def _watch_chunks(
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
     seen: set[str] = set()
-    # On DuckDB another process's run holds the file: reading it would only delay that run.
-    watch = run is not _queued_on_worker or s.engine != "duckdb"
-    if not watch:
+    if on_worker:
         progress.update(bar, description=f"restatement {restatement_id}: running on a restate worker")
     while worker.is_alive():
         worker.join(timeout=1.0)
-        if not watch:
-            continue
-        try:
-            with connect(s) as engine:
-                rows = engine.query(
-                    f"select chunk_id, status from {s.meta_schema}.restatement_partitions "
-                    "where restatement_id = ?",
-                    [restatement_id],
-                )
-        except Exception:
-            continue
+        runner = runner_in(marker) if on_worker else None
+        if runner is not None and runner != earlier and is_alive(runner) is False:
+            raise RuntimeError(
+                f"the restate worker running restatement {restatement_id} stopped ({runner}); "
+                f"with a worker up, `restate run {restatement_id} --on-worker` again resumes "
+                "(done chunks are kept)"
+            )
+        rows = _chunk_rows(s, restatement_id, on_worker)
+        if rows is None:
+            continue  # the run holds the file (DuckDB): nothing to read now
         progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
         for chunk_id, status in rows:
             if status == "done" and chunk_id not in seen:
                 seen.add(chunk_id)
                 if not as_json:
                     progress.console.print(f"chunk {chunk_id} done", markup=False)
-        time.sleep(0.2)
+        time.sleep(0.2 if not on_worker else 1.0)
     if "error" in outcome:
         raise RuntimeError(str(outcome["error"]))
     result: dict[str, Any] = outcome["result"]
     return result
+
+
+def _chunk_rows(s: Any, restatement_id: int, elsewhere: bool) -> list[tuple[str, str]] | None:
+    """(chunk, status) of a restatement's chunks, or None when the warehouse cannot
+    be read now. A run `elsewhere` (another process) holds a DuckDB file: read it read-only,
+    never waiting and never announced as a waiting writer, so the run does not step aside."""
+    sql = f"select chunk_id, status from {s.meta_schema}.restatement_partitions where restatement_id = ?"
+    try:
+        if elsewhere and s.engine == "duckdb":
+            import duckdb
+
+            if not s.warehouse_path.exists():
+                return None
+            with duckdb.connect(str(s.warehouse_path), read_only=True) as con:
+                return [(r[0], r[1]) for r in con.execute(sql, [restatement_id]).fetchall()]
+        from restate.engines import connect
+
+        with connect(s) as engine:
+            return [(r[0], r[1]) for r in engine.query(sql, [restatement_id])]
+    except Exception:
+        return None
 
 
 @app.command()
@@ -1215,7 +1242,7 @@ def worker(
     s = get_settings()
     if not s.prefect_api_url:
         raise _fail("restate worker needs PREFECT_API_URL: the Prefect server it serves task runs from")
-    serve(s, limit=limit, say=lambda line: console.print(line, markup=False))
+    serve(s, limit=limit, say=lambda line: console.print(line, markup=False, soft_wrap=True))
 
 
 slack = typer.Typer(help="Slack slash command app.", no_args_is_help=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
 
 def _start_ticks(pid: int) -> str:
@@ -46,4 +49,38 @@ def is_alive(runner: str | None) -> bool | None:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    if _state(pid) == "Z":
+        return False  # killed, not yet reaped by its parent: it runs nothing any more
     return ticks == "?" or _start_ticks(pid) == ticks
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (Linux: R, S, D, Z, ...), "?" where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+@contextmanager
+def running_here(marker: Path) -> Iterator[None]:
+    """While the block runs, `marker` names this process (runner_in tells whether it is
+    still alive); it is removed after, unless another process has taken it over."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    staged = marker.with_name(f"{marker.name}.{os.getpid()}")
+    staged.write_text(this_process())
+    os.replace(staged, marker)
+    try:
+        yield
+    finally:
+        if runner_in(marker) == this_process():
+            marker.unlink(missing_ok=True)
+
+
+def runner_in(marker: Path) -> str | None:
+    """The process a `running_here` marker names, or None when there is none."""
+    try:
+        return marker.read_text().strip() or None
+    except OSError:
+        return None
