@@ -135,6 +135,10 @@ class DbtProject:
         args = [*command, *self._base_args(), "--quiet", "--no-use-colors"]
         if vars:
             args += ["--vars", json.dumps(vars, default=str)]
+        if (vars or {}).get("restate_schema"):
+            # A restatement's run or compile: its results are read from the call itself;
+            # target/manifest.json stays production's (what notices read exposures from).
+            args.append("--no-write-json")
         with _DBT_LOCK:
             self._install_packages()
             parsed = self._parsed_manifest(vars) if self._reuses_parse(command, vars) else None
