@@ -57,14 +57,26 @@ def recompute_chunk(restatement_id: int, chunk_id: str) -> dict[str, Any]:
     persist_result=True,  # handed back to `restate run --on-worker` through storage
     task_run_name="restatement {restatement_id}",
 )
-def run_on_worker(restatement_id: int) -> dict[str, Any]:
+def run_on_worker(restatement_id: int, warehouse: str | None = None) -> dict[str, Any]:
     """The whole run sequence (chunks, follow-on views, checks, diff) in a `restate worker`
     process, whose dbt and Soda are already warm (restate.actions.warm_up); the chunks run
-    in its own threads. Resumes like any run: done chunks are reused."""
+    in its own threads. Resumes like any run: done chunks are reused. `warehouse` is the
+    installation that queued it (Settings.warehouse_id): a worker of another refuses."""
+    from prefect.runtime import task_run
+
     from restate.state.runner import running_here
 
     settings = get_settings()
     apply_process_env(settings)
+    if task_run.id and withdrawn_marker(settings, str(task_run.id)).exists():
+        # Its CLI gave up waiting and withdrew it; Prefect's task queue may still deliver
+        # it to a worker started later, which must not run it unattended.
+        raise ValueError(f"restatement {restatement_id}'s queued run was withdrawn; nothing was done")
+    if warehouse is not None and warehouse != settings.warehouse_id:
+        raise ValueError(
+            f"this restate worker serves warehouse {settings.warehouse_id}, not {warehouse}: "
+            "run a worker with the installation's settings (one Prefect server per installation)"
+        )
     try:
         # `restate run --on-worker` waits on this marker: a worker gone ends its wait.
         with running_here(worker_marker(settings, restatement_id)), use_invoker(None):
@@ -78,6 +90,11 @@ def run_on_worker(restatement_id: int) -> dict[str, Any]:
 def worker_marker(settings: Settings, restatement_id: int) -> Path:
     """Names the `restate worker` process running a restatement (same host as the CLI)."""
     return settings.state_dir / "worker_runs" / f"restatement-{restatement_id}"
+
+
+def withdrawn_marker(settings: Settings, task_run_id: str) -> Path:
+    """Marks a queued `run_on_worker` task run its CLI withdrew (same host as the CLI)."""
+    return settings.state_dir / "worker_runs" / f"withdrawn-{task_run_id}"
 
 
 class Approval(RunInput):

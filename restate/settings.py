@@ -382,8 +382,10 @@ def apply_process_env(settings: Settings) -> None:
 def prefect_env(settings: Settings) -> dict[str, str]:
     """Where Prefect keeps its state for this installation (not ~/.prefect), telemetry off."""
     return {
+        # Task parameters and results go to Prefect's default, <PREFECT_HOME>/storage: every
+        # process sharing a home (a flow run a worker starts, a restate worker, this CLI)
+        # reads what the others wrote.
         "PREFECT_HOME": str(settings.state_dir / "prefect"),
-        "PREFECT_LOCAL_STORAGE_PATH": str(settings.state_dir / "prefect_results"),
         # Prefect's temporary server needs more than its 20 s default on a busy machine.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
@@ -398,13 +400,7 @@ def prepare_prefect(settings: Settings) -> None:
     os.environ.update(TELEMETRY_OFF)
     if "prefect" in sys.modules:
         return  # too late to matter (and a test session keeps its own Prefect home)
-    home_given = "PREFECT_HOME" in os.environ
     for key, value in prefect_env(settings).items():
-        if key == "PREFECT_LOCAL_STORAGE_PATH" and home_given:
-            # Prefect's own default under the given home: what every process sharing that
-            # home uses (a flow run a worker starts, a task worker, this CLI), so task
-            # parameters and results written by one are read by the others.
-            continue
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 

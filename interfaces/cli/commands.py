@@ -626,6 +626,13 @@ def run(
         help="queue the run for a warm `restate worker` process and wait for it "
         "(needs PREFECT_API_URL: the server both reach)",
     ),
+    pickup_timeout: float = typer.Option(
+        120.0,
+        "--pickup-timeout",
+        min=1.0,
+        help="with --on-worker: seconds to wait for a worker to take the run before giving up "
+        "(the queued run is then withdrawn)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recompute, validate and diff a planned restatement (resumes after a crash)."""
@@ -653,7 +660,7 @@ def run(
         bar = progress.add_task(f"restatement {restatement_id}", total=None)
         try:
             if on_worker:
-                result = _watch_chunks(s, restatement_id, progress, bar, as_json, _queued_on_worker)
+                result = _run_on_worker(s, restatement_id, progress, bar, as_json, pickup_timeout)
             elif use_prefect or s.prefect_api_url:
                 result = _run_as_flow(s, restatement_id, progress, bar, as_json)
             else:
@@ -710,11 +717,65 @@ def _run_as_flow(s: Any, restatement_id: int, progress: Any, bar: Any, as_json: 
     return _watch_chunks(s, restatement_id, progress, bar, as_json, as_flow)
 
 
-def _queued_on_worker(s: Any, restatement_id: int) -> dict[str, Any]:
-    """The run queued for a `restate worker` (a Prefect task run), its result awaited."""
-    from flows.restatement import run_on_worker
+def _run_on_worker(
+    s: Any, restatement_id: int, progress: Any, bar: Any, as_json: bool, pickup_s: float
+) -> dict[str, Any]:
+    """The run queued for a `restate worker` (a Prefect task run) and awaited. The wait ends
+    with one line when no worker takes the run within `pickup_s`, or when the worker's
+    process is gone (same host); either way, and on Ctrl-C, the queued run is withdrawn
+    (marked in the state folder, cancelled in Prefect) so no worker runs it later unattended."""
+    import time
 
-    future = run_on_worker.delay(restatement_id)
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from flows.restatement import run_on_worker, withdrawn_marker, worker_marker
+    from restate.state.runner import is_alive, runner_in
+
+    marker = worker_marker(s, restatement_id)
+    earlier = runner_in(marker)  # left by a worker that died on an earlier run
+    future = run_on_worker.delay(restatement_id, s.warehouse_id)
+    progress.update(bar, description=f"restatement {restatement_id}: queued for a restate worker")
+    queued_at, taken = time.monotonic(), False
+    seen: set[str] = set()
+    try:
+        with get_client(sync_client=True) as client:
+            while True:
+                state = client.read_task_run(future.task_run_id).state
+                if state is not None and state.is_final():
+                    break
+                runner = runner_in(marker)
+                if not taken and (runner not in (None, earlier) or (state and state.is_running())):
+                    taken = True
+                    progress.update(bar, description=f"restatement {restatement_id}: on a restate worker")
+                if not taken and time.monotonic() - queued_at > pickup_s:
+                    raise RuntimeError(
+                        f"no restate worker took restatement {restatement_id}'s run within {pickup_s:g} s; "
+                        "start one (`restate worker`, with this installation's settings and PREFECT_HOME) "
+                        "and run this again"
+                    )
+                if runner is not None and runner != earlier and is_alive(runner) is False:
+                    raise RuntimeError(
+                        f"the restate worker running restatement {restatement_id} stopped ({runner}); "
+                        f"with a worker up, `restate run {restatement_id} --on-worker` again resumes "
+                        "(done chunks are kept)"
+                    )
+                # On DuckDB the worker holds the file: even a read could make its dbt fail.
+                rows = _chunk_rows(s, restatement_id) if s.engine != "duckdb" else None
+                _show_chunks(progress, bar, rows, seen, as_json)
+                time.sleep(1.0)
+    except BaseException:
+        withdrawn = withdrawn_marker(s, str(future.task_run_id))
+        withdrawn.parent.mkdir(parents=True, exist_ok=True)
+        withdrawn.touch()  # a worker that takes it later refuses it
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_task_run_state(
+                    future.task_run_id, Cancelled(message="withdrawn by restate run --on-worker"), force=True
+                )
+        except Exception:
+            pass  # the server is gone too: nothing can start it then
+        raise
     result: dict[str, Any] = future.result()
     return result
 
@@ -727,18 +788,11 @@ def _watch_chunks(
     as_json: bool,
     run: Callable[[Any, int], dict[str, Any]],
 ) -> dict[str, Any]:
-    """`run` in a thread, its progress read from the warehouse's chunk rows meanwhile. For a
-    run on a worker, the worker's process gone ends the wait."""
+    """`run` in a thread, its progress read from the warehouse's chunk rows meanwhile."""
     import threading
     import time
 
-    from flows.restatement import worker_marker
-    from restate.state.runner import is_alive, runner_in
-
     outcome: dict[str, Any] = {}
-    on_worker = run is _queued_on_worker
-    marker = worker_marker(s, restatement_id)
-    earlier = runner_in(marker)  # left by a worker that died on an earlier run
 
     def target() -> None:
         try:
@@ -749,48 +803,36 @@ def _watch_chunks(
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
     seen: set[str] = set()
-    if on_worker:
-        progress.update(bar, description=f"restatement {restatement_id}: running on a restate worker")
     while worker.is_alive():
         worker.join(timeout=1.0)
-        runner = runner_in(marker) if on_worker else None
-        if runner is not None and runner != earlier and is_alive(runner) is False:
-            raise RuntimeError(
-                f"the restate worker running restatement {restatement_id} stopped ({runner}); "
-                f"with a worker up, `restate run {restatement_id} --on-worker` again resumes "
-                "(done chunks are kept)"
-            )
-        rows = _chunk_rows(s, restatement_id, on_worker)
-        if rows is None:
-            continue  # the run holds the file (DuckDB): nothing to read now
-        progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
-        for chunk_id, status in rows:
-            if status == "done" and chunk_id not in seen:
-                seen.add(chunk_id)
-                if not as_json:
-                    progress.console.print(f"chunk {chunk_id} done", markup=False)
-        time.sleep(0.2 if not on_worker else 1.0)
+        _show_chunks(progress, bar, _chunk_rows(s, restatement_id), seen, as_json)
+        time.sleep(0.2)
     if "error" in outcome:
         raise RuntimeError(str(outcome["error"]))
     result: dict[str, Any] = outcome["result"]
     return result
 
 
-def _chunk_rows(s: Any, restatement_id: int, elsewhere: bool) -> list[tuple[str, str]] | None:
-    """(chunk, status) of a restatement's chunks, or None when the warehouse cannot
-    be read now. A run `elsewhere` (another process) holds a DuckDB file: read it read-only,
-    never waiting and never announced as a waiting writer, so the run does not step aside."""
+def _show_chunks(
+    progress: Any, bar: Any, rows: list[tuple[str, str]] | None, seen: set[str], as_json: bool
+) -> None:
+    """The chunk rows read as progress: the bar, and a line per chunk newly done."""
+    if rows is None:
+        return
+    progress.update(bar, total=len(rows), completed=sum(r[1] == "done" for r in rows))
+    for chunk_id, status in rows:
+        if status == "done" and chunk_id not in seen:
+            seen.add(chunk_id)
+            if not as_json:
+                progress.console.print(f"chunk {chunk_id} done", markup=False)
+
+
+def _chunk_rows(s: Any, restatement_id: int) -> list[tuple[str, str]] | None:
+    """(chunk, status) of a restatement's chunks, or None when the warehouse cannot be read now."""
+    from restate.engines import connect
+
     sql = f"select chunk_id, status from {s.meta_schema}.restatement_partitions where restatement_id = ?"
     try:
-        if elsewhere and s.engine == "duckdb":
-            import duckdb
-
-            if not s.warehouse_path.exists():
-                return None
-            with duckdb.connect(str(s.warehouse_path), read_only=True) as con:
-                return [(r[0], r[1]) for r in con.execute(sql, [restatement_id]).fetchall()]
-        from restate.engines import connect
-
         with connect(s) as engine:
             return [(r[0], r[1]) for r in engine.query(sql, [restatement_id])]
     except Exception:

@@ -142,6 +142,9 @@ class DbtProject:
         with _DBT_LOCK:
             self._install_packages()
             parsed = self._parsed_manifest(vars) if self._reuses_parse(command, vars) else None
+            schema = (vars or {}).get("restate_schema")
+            if parsed is not None and isinstance(schema, str) and schema:
+                _refuse_outside(parsed, command, schema)
             custom = _INVOKER.get()
             res = custom(args, parsed) if custom is not None else dbtRunner(manifest=parsed).invoke(args)
         return self._to_result(res, command)
@@ -317,8 +320,11 @@ class DbtProject:
         return _PARSED[key]
 
     def _probe_manifest(self, probe_vars: dict[str, Any]) -> Any:
-        """The project parsed with the first probe schema, its probe-named fields recorded."""
-        key = self._parse_key(probe_vars)
+        """The project parsed with the probe schema, its probe-named fields recorded. Kept
+        while the project's files (any kind, packages and profile included), dbt version,
+        profile and the environment values they read stay the same: a long-lived worker
+        sees every edit."""
+        key = f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
         if key not in _PARSED or id(_PARSED[key]) not in _PROBE_TEMPLATES:
             manifest = self._parse(probe_vars).result
             _PARSED.clear()
@@ -358,10 +364,11 @@ class DbtProject:
         apply_process_env(self.settings)
         with _DBT_LOCK:
             self._install_packages()
-            self._parsed_manifest(self.settings.dbt_vars())
             probe_vars = {**self.settings.dbt_vars(), "restate_schema": SCHEMA_PROBE}
             if self._retargetable(probe_vars):  # decided here, not in a restatement
                 self._probe_manifest(probe_vars)
+            else:
+                self._parsed_manifest(self.settings.dbt_vars())  # dbt warm, at least
 
     @staticmethod
     def _to_result(res: Any, command: list[str]) -> DbtResult:
@@ -489,6 +496,26 @@ class DbtProject:
         return hashes
 
 
+def _refuse_outside(manifest: Any, command: list[str], schema: str) -> None:
+    """Refuse a restatement's dbt call that would build a selected model anywhere but the
+    restatement's schema (a project whose generate_schema_name does not route
+    var('restate_schema'), parsed for real or retargeted)."""
+    selected: set[str] = set()
+    if "--select" in command:
+        for token in command[command.index("--select") + 1 :]:
+            if token.startswith("--"):
+                break
+            selected.add(token)
+    for node in manifest.nodes.values():
+        outside = str(node.schema).lower() != schema.lower()
+        if node.resource_type == "model" and node.name in selected and outside:
+            raise ProductionGuardError(
+                f"refusing to build {node.name} into schema {node.schema}: a restatement "
+                f"builds into {schema} only (the project's generate_schema_name must route "
+                "var('restate_schema'); see dbt/restate/README.md)"
+            )
+
+
 # The manifest's collections whose entries carry a schema dbt computed at parse time.
 _SCHEMA_COLLECTIONS = ("nodes", "unit_tests")
 
@@ -524,10 +551,14 @@ def _retarget(
 def _carries_probe_only_in_schemas(
     manifest: Any, templates: dict[tuple[str, str], tuple[str | None, str | None]]
 ) -> bool:
-    """True when the probe schema's name, in any case, is in no field of the parsed project
-    but the schemas and relation names `templates` retargets (a config, an alias, a
-    description or a compiled default that carries it would keep the probe's name)."""
+    """True when every model was put in the probe schema and the probe's name, in any case,
+    is in no field of the parsed project but the schemas and relation names `templates`
+    retargets (a config, an alias, a description or a compiled default that carries it would
+    keep the probe's name)."""
     probe = (templates[("", "")][0] or "").lower()
+    models = [uid for uid, node in manifest.nodes.items() if node.resource_type == "model"]
+    if not models or any(templates.get(("nodes", uid), (None, None))[0] is None for uid in models):
+        return False  # the schema macro put some model elsewhere: what it does with other names is unknown
     data = manifest.writable_manifest().to_dict(omit_none=False)
     data.pop("metadata", None)
     for (collection, unique_id), (schema, relation) in templates.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -68,7 +69,7 @@ def running_here(marker: Path) -> Iterator[None]:
     """While the block runs, `marker` names this process (runner_in tells whether it is
     still alive); it is removed after, unless another process has taken it over."""
     marker.parent.mkdir(parents=True, exist_ok=True)
-    staged = marker.with_name(f"{marker.name}.{os.getpid()}")
+    staged = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}")
     staged.write_text(this_process())
     os.replace(staged, marker)
     try:

@@ -2,7 +2,8 @@
 (`restate run ID --on-worker`) runs whole in the worker's warm process; a worker killed
 in the middle ends the CLI's wait with one line (exit 1) instead of a wait forever, and
 the same command on a new worker resumes, keeping the chunks already done; the result
-equals the fixed logic computed from the raw landing."""
+equals the fixed logic computed from the raw landing. With no worker up the wait ends
+too, and the queued run is withdrawn."""
 
 from __future__ import annotations
 
@@ -122,6 +123,12 @@ def test_a_restatement_runs_on_a_warm_worker_and_a_killed_worker_is_reported_and
     # Without a Prefect API there is no worker to reach: one line, exit 1.
     alone = restate("run", "1", "--on-worker", PREFECT_API_URL="")
     assert alone.returncode == 1 and "needs PREFECT_API_URL" in alone.stderr, alone.stderr
+
+    # No worker up: the wait ends in one line, and the queued run is withdrawn, so the
+    # worker started next does not run it unattended (it takes the next queued run only).
+    nobody = restate("run", "1", "--on-worker", "--pickup-timeout", "5")
+    assert nobody.returncode == 1, nobody.stdout + nobody.stderr
+    assert "no restate worker took restatement 1's run within 5 s" in nobody.stderr, nobody.stderr
 
     # A worker that dies after its first chunk (SIGKILL: no cleanup at all).
     doomed = worker("doomed", RESTATE_CRASH_AT="chunk_done")

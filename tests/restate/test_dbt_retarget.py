@@ -5,7 +5,9 @@ parse the whole project (seconds, every macro). The runner now parses once with 
 schema and points the parsed nodes at the restatement's schema. These tests hold that
 shortcut to what dbt itself produces: for both example projects the retargeted manifest
 equals a real parse with the restatement's schema, field for field; a project that
-carries the schema's name anywhere else (here an alias) is parsed for real instead.
+carries the schema's name anywhere else (here an alias), or whose schema macro does
+something else than route the name, is parsed for real instead; and no restatement's dbt
+call builds a selected model outside the restatement's schema, however it was parsed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from restate.dbt import runner
-from restate.dbt.runner import DbtProject
+from restate.dbt.runner import DbtProject, ProductionGuardError
 from restate.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
@@ -104,3 +106,58 @@ def test_a_project_carrying_the_schema_name_elsewhere_is_parsed_for_real(tmp_pat
     echo = next(n for n in again.nodes.values() if n.name == "schema_echo")
     assert (echo.schema, echo.alias) == ("restate_4", "echo_restate_4")
     assert _verdicts(settings) == [False]
+
+
+def _project_with_schema_macro(tmp_path: Path, macro: str) -> Path:
+    """The billing project with its root generate_schema_name replaced by `macro`."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        PROJECTS["billing"], project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
+    )
+    restate_package = (PROJECT_ROOT / "dbt" / "restate").resolve()
+    (project / "packages.yml").write_text(f"packages:\n  - local: {restate_package}\n")
+    (project / "package-lock.yml").unlink(missing_ok=True)
+    shims = project / "macros" / "restate_shims.sql"
+    text = shims.read_text()
+    start = text.index("{% macro generate_schema_name")
+    end = text.index("{%- endmacro %}", start) + len("{%- endmacro %}")
+    shims.write_text(text[:start] + macro + text[end:])
+    return project
+
+
+def test_a_schema_macro_that_routes_only_some_names_is_parsed_for_real(tmp_path: Path) -> None:
+    # Routes restate_<n> only: the probe's name lands in production's schema, where a real
+    # parse with restate_5 would route. Retargeting would leave the models in production.
+    project = _project_with_schema_macro(
+        tmp_path,
+        "{% macro generate_schema_name(custom_schema_name, node) -%}\n"
+        "    {%- set rs = var('restate_schema', none) -%}\n"
+        "    {%- if rs and modules.re.match('^restate_[0-9]+$', rs) -%}{{ rs }}"
+        "{%- else -%}{{ target.schema }}{%- endif -%}\n"
+        "{%- endmacro %}",
+    )
+    settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
+    dbt = DbtProject(settings)
+    dbt._install_packages()
+    runner._PARSED.clear()
+    runner._PROBE_TEMPLATES.clear()
+    manifest = dbt._parsed_manifest({**settings.dbt_vars(), "restate_schema": "restate_5"})
+    assert _verdicts(settings) == [False]
+    models = [n for n in manifest.nodes.values() if n.resource_type == "model"]
+    assert models and all(n.schema == "restate_5" for n in models)
+
+
+def test_no_restatement_builds_a_model_outside_its_schema(tmp_path: Path) -> None:
+    # A schema macro that ignores the restatement's schema: dbt would build in production.
+    project = _project_with_schema_macro(
+        tmp_path,
+        "{% macro generate_schema_name(custom_schema_name, node) -%}{{ target.schema }}{%- endmacro %}",
+    )
+    settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
+    dbt = DbtProject(settings)
+    runner._PARSED.clear()
+    runner._PROBE_TEMPLATES.clear()
+    vars = {**settings.dbt_vars(), "restate_schema": "restate_6"}
+    with pytest.raises(ProductionGuardError, match="refusing to build fct_revenue_daily into schema"):
+        dbt.run_deferred(["fct_revenue_daily"], vars=vars)
+    assert not (settings.state_dir / "dbt_target" / "run_results.json").exists()  # dbt never ran
