@@ -100,7 +100,7 @@ serve: $(STAMP) ## team mode: Prefect server on PostgreSQL, deployments, a flow-
 	export PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$(SERVE_DB); \
 	export PREFECT_API_URL=http://127.0.0.1:$(SERVE_PORT)/api RESTATE_REPO_DIR=$(CURDIR); \
 	export RESTATE_CHUNK_EXECUTION=$${RESTATE_CHUNK_EXECUTION:-task_workers}; \
-	export PREFECT_HOME=$${PREFECT_HOME:-$$($(PY) -c 'from restate.settings import Settings; print((Settings().state_dir / "prefect").resolve())')}; \
+	$(if $(filter environment command line,$(origin PREFECT_HOME)),:,export PREFECT_HOME=$$($(PY) -c 'from restate.settings import Settings; print((Settings().state_dir / "prefect").resolve())')); \
 	trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT; \
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(SERVE_PORT) & \
 	for _ in $$(seq 180); do curl -sf $$PREFECT_API_URL/health >/dev/null && break; sleep 1; done; \

@@ -69,9 +69,8 @@ def restate_env(data_dir: Path, landing: Path, finance: Path, **extra: str) -> d
             "RESTATE_LANDING_URI": str(landing),
             "RESTATE_FINANCE_URI": str(finance),
             "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-            # restate sets this from its settings, but only after Prefect has read its own
-            # settings; without it the chunk cache lands in the shared PREFECT_HOME and a
-            # second copy of the same warehouse would reuse the first copy's chunks.
+            # Each run's Prefect task results in its own folder, not the shared PREFECT_HOME:
+            # a second copy of the same warehouse must never read the first copy's.
             "PREFECT_LOCAL_STORAGE_PATH": str(data_dir / "state" / "prefect_results"),
             **extra,
         }

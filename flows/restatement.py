@@ -64,13 +64,13 @@ def run_on_worker(restatement_id: int, warehouse: str | None = None) -> dict[str
     installation that queued it (Settings.warehouse_id): a worker of another refuses."""
     from prefect.runtime import task_run
 
-    from restate.state.runner import running_here
+    from restate.state.runner import decide, running_here
 
     settings = get_settings()
     apply_process_env(settings)
-    if task_run.id and withdrawn_marker(settings, str(task_run.id)).exists():
-        # Its CLI gave up waiting and withdrew it; Prefect's task queue may still deliver
-        # it to a worker started later, which must not run it unattended.
+    if task_run.id and decide(run_ticket(settings, str(task_run.id)), "taken") != "taken":
+        # Its CLI gave up waiting and withdrew it first; Prefect's task queue may still
+        # deliver it to a worker started later, which must not run it unattended.
         raise ValueError(f"restatement {restatement_id}'s queued run was withdrawn; nothing was done")
     if warehouse is not None and warehouse != settings.warehouse_id:
         raise ValueError(
@@ -92,9 +92,10 @@ def worker_marker(settings: Settings, restatement_id: int) -> Path:
     return settings.state_dir / "worker_runs" / f"restatement-{restatement_id}"
 
 
-def withdrawn_marker(settings: Settings, task_run_id: str) -> Path:
-    """Marks a queued `run_on_worker` task run its CLI withdrew (same host as the CLI)."""
-    return settings.state_dir / "worker_runs" / f"withdrawn-{task_run_id}"
+def run_ticket(settings: Settings, task_run_id: str) -> Path:
+    """Decides, once, between the worker taking a queued `run_on_worker` task run and its
+    CLI withdrawing it (restate.state.runner.decide; same host as the CLI)."""
+    return settings.state_dir / "worker_runs" / f"ticket-{task_run_id}"
 
 
 class Approval(RunInput):

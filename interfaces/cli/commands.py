@@ -722,22 +722,39 @@ def _run_on_worker(
 ) -> dict[str, Any]:
     """The run queued for a `restate worker` (a Prefect task run) and awaited. The wait ends
     with one line when no worker takes the run within `pickup_s`, or when the worker's
-    process is gone (same host); either way, and on Ctrl-C, the queued run is withdrawn
-    (marked in the state folder, cancelled in Prefect) so no worker runs it later unattended."""
+    process is gone (same host). A run no worker has taken yet is then (and on Ctrl-C)
+    withdrawn: one ticket file decides between a worker taking it and this command
+    withdrawing it, and Prefect's run is cancelled, so no worker runs it later unattended.
+    A run a worker has taken keeps going after Ctrl-C (`restate status ID`)."""
     import time
 
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
-    from flows.restatement import run_on_worker, withdrawn_marker, worker_marker
-    from restate.state.runner import is_alive, runner_in
+    from flows.restatement import run_on_worker, run_ticket, worker_marker
+    from restate.state.runner import decide, is_alive, runner_in
 
     marker = worker_marker(s, restatement_id)
     earlier = runner_in(marker)  # left by a worker that died on an earlier run
     future = run_on_worker.delay(restatement_id, s.warehouse_id)
+    ticket = run_ticket(s, str(future.task_run_id))
     progress.update(bar, description=f"restatement {restatement_id}: queued for a restate worker")
     queued_at, taken = time.monotonic(), False
     seen: set[str] = set()
+
+    def withdraw() -> bool:
+        """Withdraw the queued run unless a worker took it first; True when withdrawn."""
+        if decide(ticket, "withdrawn") != "withdrawn":
+            return False
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_task_run_state(
+                    future.task_run_id, Cancelled(message="withdrawn by restate run --on-worker"), force=True
+                )
+        except Exception:
+            pass  # the ticket alone keeps any worker from running it
+        return True
+
     try:
         with get_client(sync_client=True) as client:
             while True:
@@ -745,15 +762,18 @@ def _run_on_worker(
                 if state is not None and state.is_final():
                     break
                 runner = runner_in(marker)
-                if not taken and (runner not in (None, earlier) or (state and state.is_running())):
+                if not taken and (runner not in (None, earlier) or runner_in(ticket) == "taken"):
                     taken = True
                     progress.update(bar, description=f"restatement {restatement_id}: on a restate worker")
                 if not taken and time.monotonic() - queued_at > pickup_s:
-                    raise RuntimeError(
-                        f"no restate worker took restatement {restatement_id}'s run within {pickup_s:g} s; "
-                        "start one (`restate worker`, with this installation's settings and PREFECT_HOME) "
-                        "and run this again"
-                    )
+                    if withdraw():
+                        raise RuntimeError(
+                            f"no restate worker took restatement {restatement_id}'s run within "
+                            f"{pickup_s:g} s (none is up, or all are busy): it was withdrawn; start "
+                            "one (`restate worker`, this installation's settings and PREFECT_HOME) "
+                            "and run this again"
+                        )
+                    taken = True  # a worker took it just now
                 if runner is not None and runner != earlier and is_alive(runner) is False:
                     raise RuntimeError(
                         f"the restate worker running restatement {restatement_id} stopped ({runner}); "
@@ -765,16 +785,7 @@ def _run_on_worker(
                 _show_chunks(progress, bar, rows, seen, as_json)
                 time.sleep(1.0)
     except BaseException:
-        withdrawn = withdrawn_marker(s, str(future.task_run_id))
-        withdrawn.parent.mkdir(parents=True, exist_ok=True)
-        withdrawn.touch()  # a worker that takes it later refuses it
-        try:
-            with get_client(sync_client=True) as client:
-                client.set_task_run_state(
-                    future.task_run_id, Cancelled(message="withdrawn by restate run --on-worker"), force=True
-                )
-        except Exception:
-            pass  # the server is gone too: nothing can start it then
+        withdraw()  # a run a worker took keeps its ticket: only a queued one is withdrawn
         raise
     result: dict[str, Any] = future.result()
     return result

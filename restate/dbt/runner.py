@@ -76,6 +76,8 @@ _PARSED: dict[str, Any] = {}
 # The schema name a project is parsed with to learn where a restatement's schema lands
 # (DbtProject._retargetable), and per probe-parsed manifest, by id: those fields.
 SCHEMA_PROBE = "restate_schema_probe"
+# The version of the rules a kept retargeting verdict was decided by (a new rule decides again).
+RETARGET_RULES = 2
 _PROBE_TEMPLATES: dict[int, dict[tuple[str, str], tuple[str | None, str | None]]] = {}
 # env_var('NAME' ...) in a project or profile file.
 _ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
@@ -339,7 +341,7 @@ class DbtProject:
         appears nowhere else. Decided once per project state, dbt version, profile and
         environment (kept in the state folder), from the parse a restatement needs anyway;
         callers hold _DBT_LOCK."""
-        state = f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+        state = f"{RETARGET_RULES}:{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
         verdict = (
             self.settings.state_dir
             / "dbt_parse"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -77,6 +78,24 @@ def running_here(marker: Path) -> Iterator[None]:
     finally:
         if runner_in(marker) == this_process():
             marker.unlink(missing_ok=True)
+
+
+def decide(ticket: Path, verdict: str) -> str:
+    """The first verdict written to `ticket` wins, across processes (an exclusive create):
+    returns the winning one. A queued run's worker says "taken", its CLI "withdrawn"."""
+    ticket.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(ticket, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        for _ in range(200):  # the winner created it and is writing its verdict now
+            text = ticket.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.01)
+        return ticket.read_text().strip() or "undecided"
+    with os.fdopen(fd, "w") as f:
+        f.write(verdict)
+    return verdict
 
 
 def runner_in(marker: Path) -> str | None:

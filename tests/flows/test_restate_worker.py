@@ -129,6 +129,7 @@ def test_a_restatement_runs_on_a_warm_worker_and_a_killed_worker_is_reported_and
     nobody = restate("run", "1", "--on-worker", "--pickup-timeout", "5")
     assert nobody.returncode == 1, nobody.stdout + nobody.stderr
     assert "no restate worker took restatement 1's run within 5 s" in nobody.stderr, nobody.stderr
+    assert "it was withdrawn" in nobody.stderr
 
     # A worker that dies after its first chunk (SIGKILL: no cleanup at all).
     doomed = worker("doomed", RESTATE_CRASH_AT="chunk_done")
@@ -145,6 +146,8 @@ def test_a_restatement_runs_on_a_warm_worker_and_a_killed_worker_is_reported_and
             "where restatement_id = 1 and status = 'done'"
         ).fetchone()
     assert done == (1,)
+    # it refused the withdrawn run first, and ran only the run queued after it
+    assert "queued run was withdrawn; nothing was done" in (tmp_path / "doomed.log").read_text()
 
     healthy = worker("healthy")
     try:
