@@ -309,8 +309,9 @@ class DbtProject:
         target = parse_vars.get("restate_schema")
         if isinstance(target, str) and target and target != SCHEMA_PROBE:
             probe_vars = {**parse_vars, "restate_schema": SCHEMA_PROBE}
-            if self._retargetable(probe_vars):
-                manifest = self._probe_manifest(probe_vars)
+            state = self._probe_state(probe_vars)  # the project's files read once per call
+            if self._retargetable(probe_vars, state):
+                manifest = self._probe_manifest(probe_vars, state)
                 _retarget(manifest, _PROBE_TEMPLATES[id(manifest)], target)
                 return manifest
         key = self._parse_key(parse_vars)
@@ -321,12 +322,16 @@ class DbtProject:
             _PARSED[key] = res.result
         return _PARSED[key]
 
-    def _probe_manifest(self, probe_vars: dict[str, Any]) -> Any:
-        """The project parsed with the probe schema, its probe-named fields recorded. Kept
-        while the project's files (any kind, packages and profile included), dbt version,
-        profile and the environment values they read stay the same: a long-lived worker
-        sees every edit."""
-        key = f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+    def _probe_state(self, probe_vars: dict[str, Any]) -> str:
+        """What a probe parse depends on: the project's files (any kind, packages and profile
+        included), dbt version, profile and the environment values they read, so a
+        long-lived worker sees every edit."""
+        return f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+
+    def _probe_manifest(self, probe_vars: dict[str, Any], state: str) -> Any:
+        """The project parsed with the probe schema, its probe-named fields recorded; kept
+        while `state` (_probe_state) stays the same."""
+        key = state
         if key not in _PARSED or id(_PARSED[key]) not in _PROBE_TEMPLATES:
             manifest = self._parse(probe_vars).result
             _PARSED.clear()
@@ -335,23 +340,23 @@ class DbtProject:
             _PROBE_TEMPLATES[id(manifest)] = _probe_fields(manifest, SCHEMA_PROBE)
         return _PARSED[key]
 
-    def _retargetable(self, probe_vars: dict[str, Any]) -> bool:
+    def _retargetable(self, probe_vars: dict[str, Any], state: str) -> bool:
         """Whether the schema var's value reaches nothing but node schemas and relation
         names: in the project parsed with the probe schema, the probe's name (in any case)
         appears nowhere else. Decided once per project state, dbt version, profile and
         environment (kept in the state folder), from the parse a restatement needs anyway;
         callers hold _DBT_LOCK."""
-        state = f"{RETARGET_RULES}:{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+        decided = f"{RETARGET_RULES}:{state}"
         verdict = (
             self.settings.state_dir
             / "dbt_parse"
-            / (f"retarget-{hashlib.sha256(state.encode()).hexdigest()[:24]}.json")
+            / (f"retarget-{hashlib.sha256(decided.encode()).hexdigest()[:24]}.json")
         )
         try:
             return bool(json.loads(verdict.read_text())["retargetable"])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not decided yet for this project state
-        manifest = self._probe_manifest(probe_vars)
+        manifest = self._probe_manifest(probe_vars, state)
         retargetable = _carries_probe_only_in_schemas(manifest, _PROBE_TEMPLATES[id(manifest)])
         verdict.parent.mkdir(parents=True, exist_ok=True)
         staged = verdict.with_name(f"{verdict.name}.{os.getpid()}.{threading.get_ident()}")
@@ -367,8 +372,9 @@ class DbtProject:
         with _DBT_LOCK:
             self._install_packages()
             probe_vars = {**self.settings.dbt_vars(), "restate_schema": SCHEMA_PROBE}
-            if self._retargetable(probe_vars):  # decided here, not in a restatement
-                self._probe_manifest(probe_vars)
+            state = self._probe_state(probe_vars)
+            if self._retargetable(probe_vars, state):  # decided here, not in a restatement
+                self._probe_manifest(probe_vars, state)
             else:
                 self._parsed_manifest(self.settings.dbt_vars())  # dbt warm, at least
 

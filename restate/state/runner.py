@@ -18,13 +18,18 @@ from functools import cache
 from pathlib import Path
 
 
-def _start_ticks(pid: int) -> str:
+def _stat_field(pid: int, index: int) -> str:
+    """A field of /proc/<pid>/stat counted after the command name (which may itself hold
+    spaces): 0 is the state letter, 19 the start time; "?" where it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            # Field 22 (starttime), after the command name, which may itself hold spaces.
-            return f.read().rpartition(")")[2].split()[19]
+            return f.read().rpartition(")")[2].split()[index]
     except (OSError, IndexError):
         return "?"
+
+
+def _start_ticks(pid: int) -> str:
+    return _stat_field(pid, 19)
 
 
 @cache
@@ -51,18 +56,9 @@ def is_alive(runner: str | None) -> bool | None:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    if _state(pid) == "Z":
+    if _stat_field(pid, 0) == "Z":
         return False  # killed, not yet reaped by its parent: it runs nothing any more
     return ticks == "?" or _start_ticks(pid) == ticks
-
-
-def _state(pid: int) -> str:
-    """The process's state letter (Linux: R, S, D, Z, ...), "?" where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return "?"
 
 
 @contextmanager

@@ -43,6 +43,16 @@ def _as_data(manifest: Any) -> dict[str, Any]:
     return strip(json.loads(json.dumps(data, default=str)))
 
 
+def _fresh(settings: Settings) -> DbtProject:
+    """The project's runner with its packages installed (what every dbt call does first)
+    and no parse kept in this process from an earlier test."""
+    dbt = DbtProject(settings)
+    dbt._install_packages()
+    runner._PARSED.clear()
+    runner._PROBE_TEMPLATES.clear()
+    return dbt
+
+
 def _verdicts(settings: Settings) -> list[bool]:
     return [
         json.loads(p.read_text())["retargetable"]
@@ -53,10 +63,7 @@ def _verdicts(settings: Settings) -> list[bool]:
 @pytest.mark.parametrize("name", sorted(PROJECTS))
 def test_retargeted_parse_equals_dbt_parsing_with_the_restatement_schema(tmp_path: Path, name: str) -> None:
     settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=PROJECTS[name])  # type: ignore[call-arg]
-    dbt = DbtProject(settings)
-    dbt._install_packages()  # what every dbt call does first
-    runner._PARSED.clear()
-    runner._PROBE_TEMPLATES.clear()
+    dbt = _fresh(settings)
     # restate_1 then restate_12: the second name starts with the first, so a textual
     # replacement of the previous target (rather than of the probe) would show here.
     for schema in ("restate_1", "restate_12"):
@@ -72,8 +79,8 @@ def test_retargeted_parse_equals_dbt_parsing_with_the_restatement_schema(tmp_pat
     assert _verdicts(settings) == [True]
 
 
-def _project_naming_its_schema(tmp_path: Path) -> Path:
-    """The billing project plus one model whose alias is built from the schema var."""
+def _billing_copy(tmp_path: Path) -> Path:
+    """The billing project copied, its restate package named by absolute path."""
     project = tmp_path / "project"
     shutil.copytree(
         PROJECTS["billing"], project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
@@ -81,6 +88,12 @@ def _project_naming_its_schema(tmp_path: Path) -> Path:
     restate_package = (PROJECT_ROOT / "dbt" / "restate").resolve()
     (project / "packages.yml").write_text(f"packages:\n  - local: {restate_package}\n")
     (project / "package-lock.yml").unlink(missing_ok=True)
+    return project
+
+
+def _project_naming_its_schema(tmp_path: Path) -> Path:
+    """The billing project plus one model whose alias is built from the schema var."""
+    project = _billing_copy(tmp_path)
     (project / "models" / "schema_echo.sql").write_text(
         "{{ config(materialized='view', alias='echo_' ~ (var('restate_schema', none) or 'prod')) }}\n"
         "select 1 as one\n"
@@ -91,10 +104,7 @@ def _project_naming_its_schema(tmp_path: Path) -> Path:
 def test_a_project_carrying_the_schema_name_elsewhere_is_parsed_for_real(tmp_path: Path) -> None:
     project = _project_naming_its_schema(tmp_path)
     settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
-    dbt = DbtProject(settings)
-    dbt._install_packages()  # what every dbt call does first
-    runner._PARSED.clear()
-    runner._PROBE_TEMPLATES.clear()
+    dbt = _fresh(settings)
     vars = {**settings.dbt_vars(), "restate_schema": "restate_3"}
     manifest = dbt._parsed_manifest(vars)
     assert _verdicts(settings) == [False]
@@ -110,13 +120,7 @@ def test_a_project_carrying_the_schema_name_elsewhere_is_parsed_for_real(tmp_pat
 
 def _project_with_schema_macro(tmp_path: Path, macro: str) -> Path:
     """The billing project with its root generate_schema_name replaced by `macro`."""
-    project = tmp_path / "project"
-    shutil.copytree(
-        PROJECTS["billing"], project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
-    )
-    restate_package = (PROJECT_ROOT / "dbt" / "restate").resolve()
-    (project / "packages.yml").write_text(f"packages:\n  - local: {restate_package}\n")
-    (project / "package-lock.yml").unlink(missing_ok=True)
+    project = _billing_copy(tmp_path)
     shims = project / "macros" / "restate_shims.sql"
     text = shims.read_text()
     start = text.index("{% macro generate_schema_name")
@@ -137,10 +141,7 @@ def test_a_schema_macro_that_routes_only_some_names_is_parsed_for_real(tmp_path:
         "{%- endmacro %}",
     )
     settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
-    dbt = DbtProject(settings)
-    dbt._install_packages()
-    runner._PARSED.clear()
-    runner._PROBE_TEMPLATES.clear()
+    dbt = _fresh(settings)
     manifest = dbt._parsed_manifest({**settings.dbt_vars(), "restate_schema": "restate_5"})
     assert _verdicts(settings) == [False]
     models = [n for n in manifest.nodes.values() if n.resource_type == "model"]
@@ -154,9 +155,7 @@ def test_no_restatement_builds_a_model_outside_its_schema(tmp_path: Path) -> Non
         "{% macro generate_schema_name(custom_schema_name, node) -%}{{ target.schema }}{%- endmacro %}",
     )
     settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
-    dbt = DbtProject(settings)
-    runner._PARSED.clear()
-    runner._PROBE_TEMPLATES.clear()
+    dbt = _fresh(settings)
     vars = {**settings.dbt_vars(), "restate_schema": "restate_6"}
     with pytest.raises(ProductionGuardError, match="refusing to build fct_revenue_daily into schema"):
         dbt.run_deferred(["fct_revenue_daily"], vars=vars)
