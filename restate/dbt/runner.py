@@ -492,6 +492,7 @@ class DbtProject:
         apply_process_env(self.settings)
         with _DBT_LOCK:
             self._parsed_manifest(self.settings.dbt_vars()).write(str(staged))
+        staged.write_text(json.dumps(deferral_only(json.loads(staged.read_text()))))
         os.replace(staged, final)
 
     @staticmethod
@@ -502,6 +503,43 @@ class DbtProject:
             if node["resource_type"] == "model":
                 hashes[node["name"]] = hashlib.sha256(node["raw_code"].encode()).hexdigest()
         return hashes
+
+
+# What dbt's deferral reads from the state manifest (Manifest.merge_from_artifact): the
+# nodes a ref can point at, and functions.
+DEFERRED_NODE_TYPES = ("model", "seed", "snapshot")
+
+
+def deferral_only(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A saved manifest cut to what --defer reads: every dbt call of a restatement loads
+    the state manifest anew, and its macros, tests and docs (most of it) cost time there
+    and are never read. The kept nodes are unchanged."""
+    kept = {
+        uid: node
+        for uid, node in (manifest.get("nodes") or {}).items()
+        if node.get("resource_type") in DEFERRED_NODE_TYPES
+    }
+    cut: dict[str, Any] = {key: {} for key in manifest if isinstance(manifest[key], dict)}
+    cut.update(
+        {
+            "metadata": manifest.get("metadata", {}),
+            "nodes": kept,
+            "functions": manifest.get("functions") or {},
+            "parent_map": {
+                u: [p for p in ps if p in kept]
+                for u, ps in (manifest.get("parent_map") or {}).items()
+                if u in kept
+            },
+            "child_map": {
+                u: [c for c in cs if c in kept]
+                for u, cs in (manifest.get("child_map") or {}).items()
+                if u in kept
+            },
+        }
+    )
+    for key, value in manifest.items():
+        cut.setdefault(key, value if not isinstance(value, list) else [])
+    return cut
 
 
 def _refuse_outside(manifest: Any, command: list[str], schema: str) -> None:

@@ -60,6 +60,7 @@ from restate.ingest import landing
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
 from restate.state.clock import utc_now
 from restate.validation import reference
+from restate.yaml_cache import load_yaml
 
 DATASOURCES_DIR = PROJECT_ROOT / "soda_checks" / "datasources"
 DATA_SOURCE_NAME = "restate"
@@ -274,7 +275,7 @@ def discover_datasets(
     references = {f"reference_{r.name}": r for r in reference.declared(settings)}
     found: list[Dataset] = []
     for path in sorted(folder.glob("*.yml")):
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = load_yaml(path.read_text()) or {}
         schema, table = _dataset_parts(spec, variables)
         contract = models.get(table)
         partition = contract.date_column if contract else None
@@ -331,7 +332,7 @@ def _data_source(engine: Engine, settings: Settings) -> Iterator[Any]:
     from soda_core.common.yaml import DataSourceYamlSource
 
     path = DATASOURCES_DIR / f"{engine.name}.yml"
-    spec = yaml.safe_load(path.read_text())
+    spec = load_yaml(path.read_text())
     if engine.name == "snowflake":
         from restate.engines.snowflake import encode_query_tag
 
@@ -391,8 +392,16 @@ def _contract_source(ds: Dataset, engine: Engine, variables: dict[str, str | flo
 
     path = ds.path
     fold = engine.fold_identifier
-    spec = yaml.safe_load(_with_relation(path.read_text(), ds))
+    text = _with_relation(path.read_text(), ds)
+    spec = load_yaml(text)
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
+    names = [*parts, *(c["name"] for c in spec.get("columns") or [])]
+    for item in spec.get("checks") or []:
+        for body in item.values():
+            if isinstance(body, dict) and isinstance(body.get("columns"), list):
+                names += body["columns"]
+    if all(fold(str(name)) == str(name) for name in names):
+        return ContractYamlSource.from_str(text, file_path=str(path))  # nothing to fold
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
         column["name"] = fold(column["name"])
@@ -467,7 +476,7 @@ class _Contract:
     def __init__(self, ds: Dataset, variables: dict[str, str | float]) -> None:
         self.table = ds.table
         self.partition_column = ds.partition_column
-        self.spec: dict[str, Any] = yaml.safe_load(_with_relation(ds.path.read_text(), ds))
+        self.spec: dict[str, Any] = load_yaml(_with_relation(ds.path.read_text(), ds))
         # The contract's own defaults for variables restate does not set (as Soda applies them).
         defaults = {
             k: v["default"]
@@ -716,7 +725,7 @@ def run_validation(
         # conservation against the raw landing is the loads' and the nightly run's.
         kept = []
         for ds in datasets:
-            schema_, table = _dataset_parts(yaml.safe_load(ds.path.read_text()) or {}, variables)
+            schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
             if schema_ == settings.prod_schema:
                 skipped.append(
                     f"{schema_}.{table}: not changed by this restatement "
@@ -727,7 +736,7 @@ def run_validation(
         datasets = kept
     missing = []
     for ds in datasets:
-        schema_, table = _dataset_parts(yaml.safe_load(ds.path.read_text()) or {}, variables)
+        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
         if not engine.relation_exists(schema_, table):
             missing.append(f"{schema_}.{table} does not exist")
     contract_results, session_errors = _verify(engine, settings, variables, datasets)

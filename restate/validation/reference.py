@@ -35,7 +35,9 @@ and the previous table stays as it was. Rows are written with parameterised inse
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,11 +47,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from restate.contract.spec import IDENTIFIER, ContractError, ProjectContract
 from restate.engines.base import Engine
 from restate.settings import Settings
+from restate.yaml_cache import load_yaml
 
 # Plain decimals that fit decimal(18, 2): no exponent, NaN/Infinity, separators or 3rd decimal.
 AMOUNT_PATTERN = re.compile(r"^-?\d{1,16}(\.\d{1,2})?$")
@@ -186,7 +187,7 @@ def parse_declarations(data: Any, source: str) -> Declarations:
 
 @lru_cache(maxsize=8)
 def _read_declarations(path: str, mtime_ns: int) -> Declarations:
-    return parse_declarations(yaml.safe_load(Path(path).read_text()), Path(path).name)
+    return parse_declarations(load_yaml(Path(path).read_text()), Path(path).name)
 
 
 def declarations(settings: Settings) -> Declarations:
@@ -430,17 +431,30 @@ def load_reference_exports(engine: Engine, settings: Settings) -> dict[str, int]
     """Replace each declared export's table with every file of it under ``settings.finance``.
 
     All files are parsed before anything is written, and each table is replaced in one
-    transaction, so a malformed file leaves the previous contents in place. Returns rows
-    loaded per export."""
+    transaction, so a malformed file leaves the previous contents in place. A table
+    already loaded from the same files under the same declaration, and still holding
+    what that load wrote (its row count, date range and metric totals), is kept as it
+    is. Returns rows loaded (or kept) per export."""
     loaded: dict[str, int] = {}
     for export in declared(settings):
-        rows = []
-        for name, data in _files(settings.finance, export.files):
-            rows += [[*r, name] for r in parse_file(export, name, data)]
-        loaded_at = datetime.now(UTC).replace(tzinfo=None)
+        files = _files(settings.finance, export.files)
         table = reference_table(settings, export)
         engine.execute(f"create schema if not exists {settings.meta_schema}")
         engine.execute(f"create table if not exists {table} ({_columns_sql(export)})")
+        engine.execute(
+            f"create table if not exists {settings.meta_schema}.reference_loads "
+            "(export varchar not null, fingerprint varchar not null, summary varchar not null, "
+            "loaded_at timestamp not null)"
+        )
+        fingerprint = _fingerprint(export, files)
+        kept = _kept_rows(engine, settings, export, fingerprint)
+        if kept is not None:
+            loaded[export.name] = kept
+            continue
+        rows = []
+        for name, data in files:
+            rows += [[*r, name] for r in parse_file(export, name, data)]
+        loaded_at = datetime.now(UTC).replace(tzinfo=None)
         width = len(export.header) + 2
         with engine.transaction():
             engine.execute(f"delete from {table}")
@@ -451,8 +465,48 @@ def load_reference_exports(engine: Engine, settings: Settings) -> dict[str, int]
                 for r in batch:
                     params += [*r, loaded_at]
                 engine.execute(f"insert into {table} values {placeholders}", params)
+            engine.execute(
+                f"delete from {settings.meta_schema}.reference_loads where export = ?", [export.name]
+            )
+            engine.execute(
+                f"insert into {settings.meta_schema}.reference_loads values (?, ?, ?, ?)",
+                [export.name, fingerprint, _summary(engine, table, export), loaded_at],
+            )
         loaded[export.name] = len(rows)
     return loaded
+
+
+def _fingerprint(export: ReferenceExport, files: list[tuple[str, bytes]]) -> str:
+    """The declaration and every file's name and bytes, hashed."""
+    digest = hashlib.sha256(repr(export).encode())
+    for name, data in files:
+        digest.update(f"\0{name}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
+
+
+def _summary(engine: Engine, table: str, export: ReferenceExport) -> str:
+    """What the table holds, in brief: rows, date range and the total of every metric."""
+    totals = ", ".join(f"sum({m})" for m in export.metrics)
+    row = engine.query(
+        f"select count(*), min({export.date_column}), max({export.date_column}), {totals} from {table}"
+    )[0]
+    return json.dumps([str(v) for v in row])
+
+
+def _kept_rows(engine: Engine, settings: Settings, export: ReferenceExport, fingerprint: str) -> int | None:
+    """Rows of the export's table when the last load was of these files and the table still
+    holds what it wrote; None: load again."""
+    stored = engine.query(
+        f"select fingerprint, summary from {settings.meta_schema}.reference_loads where export = ?",
+        [export.name],
+    )
+    if len(stored) != 1 or stored[0][0] != fingerprint:
+        return None
+    table = reference_table(settings, export)
+    summary = _summary(engine, table, export)
+    if summary != stored[0][1]:
+        return None  # changed in the warehouse since it was loaded: load the files again
+    return int(json.loads(summary)[0])
 
 
 def last_reference_date(engine: Engine, settings: Settings, export: ReferenceExport) -> date | None:

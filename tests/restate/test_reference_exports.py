@@ -350,3 +350,35 @@ def test_a_malformed_declaration_names_the_export_and_key(tmp_path: Path, item: 
     with pytest.raises(ContractError) as err:
         reference.declared(s)
     assert "daily_sales" in str(err.value) and key in str(err.value), str(err.value)
+
+
+def test_an_unchanged_export_is_kept_and_a_changed_file_or_table_is_loaded_again(settings: Settings) -> None:
+    """Every validation loads the exports first: files and declaration unchanged and the
+    table still as loaded, it is kept (its load time stays); a changed file, or a table
+    changed in the warehouse since (a row deleted, an amount edited), is loaded again."""
+    path = _write(settings, GOOD, "2026-09-02,EUR,5.00,0,5.00\n")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = DuckDBEngine(settings.warehouse_path)
+    table = f"{settings.meta_schema}.{TABLE}"
+    try:
+
+        def load() -> tuple[int, object]:
+            rows = load_reference_exports(engine, settings)["finance_revenue"]
+            return rows, engine.scalar(f"select max(loaded_at) from {table}")
+
+        rows, first = load()
+        assert rows == 2
+        assert load() == (2, first)  # kept: nothing rewritten
+        engine.execute(f"update {table} set gross_revenue = 1000 where currency = 'USD'")
+        rows, second = load()
+        assert rows == 2 and second != first  # the edit in the warehouse is undone
+        assert engine.scalar(f"select gross_revenue from {table} where currency = 'USD'") == Decimal("100.00")
+        engine.execute(f"delete from {table} where currency = 'EUR'")
+        rows, third = load()
+        assert rows == 2 and third != second
+        path.write_text(HEADER + GOOD)  # finance sends a corrected file
+        rows, fourth = load()
+        assert rows == 1 and fourth != third
+        assert load() == (1, fourth)
+    finally:
+        engine.close()
