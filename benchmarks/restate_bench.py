@@ -92,8 +92,8 @@ def _instrument() -> None:
     run_sequence.run_diff = _timed("diff_sql", run_sequence.run_diff)
     original_chunk = recompute_step.run_chunk
 
-    def run_chunk(settings: Any, restatement_id: int, chunk_id: str) -> dict[str, Any]:
-        out = original_chunk(settings, restatement_id, chunk_id)
+    def run_chunk(settings: Any, restatement_id: int, chunk_id: str, **kwargs: Any) -> dict[str, Any]:
+        out = original_chunk(settings, restatement_id, chunk_id, **kwargs)
         COUNTS["chunks_reused" if out.get("reused") else "chunks_computed"] += 1
         PEAKS["chunks"] = round(_peak_mb(), 1)
         emit_progress("chunk_done", chunk_id=chunk_id, reused=bool(out.get("reused")))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from typing import Any
 
 from restate.context import Context
-from restate.engines import release_sessions
+from restate.engines import Engine, open_engine, release_sessions
 from restate.partitions.recompute import (
     ChunkResult,
     finish_recompute,
@@ -48,17 +50,20 @@ def start_run(ctx: Context | Settings, restatement_id: int) -> Plan:
     return plan
 
 
-def run_chunk(ctx: Context | Settings, restatement_id: int, chunk_id: str) -> dict[str, Any]:
-    """Recompute one chunk unless it is already done under the same cache key."""
+def run_chunk(
+    ctx: Context | Settings, restatement_id: int, chunk_id: str, engine: Engine | None = None
+) -> dict[str, Any]:
+    """Recompute one chunk unless it is already done under the same cache key; on the
+    given session (kept open by the caller), else on one of its own."""
     ctx = Context.of(ctx)
     settings = ctx.settings
-    with ctx.session() as engine:
-        plan = load_plan(engine, settings, restatement_id)
-        done = finished_chunk(engine, settings, plan, chunk_id)
+    with nullcontext(engine) if engine is not None else ctx.session() as session:
+        plan = load_plan(session, settings, restatement_id)
+        done = finished_chunk(session, settings, plan, chunk_id)
         if done is not None:
             return {**done.__dict__, "reused": True}
         chunk = next(c for c in plan.chunks if c.chunk_id == chunk_id)
-        result: ChunkResult = recompute_chunk(settings, engine, ctx.dbt, plan, chunk)
+        result: ChunkResult = recompute_chunk(settings, session, ctx.dbt, plan, chunk)
         return {**result.__dict__, "reused": False}
 
 
@@ -66,30 +71,69 @@ def run_chunks_in_threads(
     ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
 ) -> list[dict[str, Any]]:
     """Recompute chunks in this process, as many at a time as the engine takes (one
-    writer on DuckDB), in plan order; a failed chunk fails the run after the others."""
+    writer on DuckDB), in plan order; a failed chunk fails the run after the others.
+
+    Each thread keeps its warehouse session from one chunk to the next (opening and
+    closing a DuckDB file costs more than a small chunk's SQL); on DuckDB it hands the
+    file back between two chunks as soon as another process waits for it (a load)."""
     from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
 
     ctx = Context.of(ctx)
     settings = ctx.settings
+    held = threading.local()
+    opened: list[Engine] = []
+    opened_lock = threading.Lock()
+
+    def hand_back(engine: Engine) -> None:
+        held.engine = None
+        with opened_lock:
+            opened.remove(engine)
+        engine.close()
+        release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
+        let_waiting_writers_in(settings)  # a load waiting for the file goes first
 
     def one(chunk_id: str) -> dict[str, Any]:
+        engine: Engine | None = getattr(held, "engine", None)
+        if engine is None:
+            engine = held.engine = open_engine(settings)
+            with opened_lock:
+                opened.append(engine)
         try:
-            return run_chunk(settings, restatement_id, chunk_id)
-        finally:
-            release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
-            let_waiting_writers_in(settings)  # a load waiting for the file goes first
+            result = run_chunk(settings, restatement_id, chunk_id, engine=engine)
+        except BaseException:
+            hand_back(engine)  # its session may be in any state: never reused
+            raise
+        if others_wait(settings):
+            hand_back(engine)
+        return result
 
     # The chunks run on their own threads' sessions; hand this thread's back meanwhile so
     # another process (a 15-minute load) can write between chunks on DuckDB.
     release_sessions()
     results: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
-        futures = {pool.submit(one, chunk_id): chunk_id for chunk_id in chunk_ids}
-        for future in as_completed(futures):
-            results[futures[future]] = result = future.result()
-            if on_chunk:
-                on_chunk(len(results), len(chunk_ids), result)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
+            futures = {pool.submit(one, chunk_id): chunk_id for chunk_id in chunk_ids}
+            for future in as_completed(futures):
+                results[futures[future]] = result = future.result()
+                if on_chunk:
+                    on_chunk(len(results), len(chunk_ids), result)
+    finally:
+        with opened_lock:
+            left, opened[:] = list(opened), []
+        for engine in left:  # the pool's threads are done with them
+            engine.close()
+        release_warehouse(settings)
     return [results[chunk_id] for chunk_id in chunk_ids]
+
+
+def others_wait(settings: Settings) -> bool:
+    """Whether another process waits for the warehouse now (DuckDB: one writer per file)."""
+    if settings.engine != "duckdb":
+        return False
+    from restate.engines.duckdb import waiting_writers
+
+    return bool(waiting_writers(settings.warehouse_path))
 
 
 def finish_run(ctx: Context | Settings, restatement_id: int) -> dict[str, Any]:

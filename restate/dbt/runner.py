@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from restate.settings import Settings, apply_process_env
+from restate.yaml_cache import load_yaml
 
 # Who executes a dbt command: (arguments, the parsed Manifest or None) -> dbt's
 # dbtRunnerResult. Unset, dbt's own runner in-process. A flow hands in one that shows every
@@ -173,7 +172,7 @@ class DbtProject:
 
     def _packages_dir(self) -> Path:
         """Where `dbt deps` installs the project's packages (packages-install-path)."""
-        config = yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
+        config = load_yaml((self.project_dir / "dbt_project.yml").read_text()) or {}
         return self.project_dir / str(config.get("packages-install-path") or "dbt_packages")
 
     def _packages_stale(self) -> bool:
