@@ -100,6 +100,19 @@ def _instrument() -> None:
         return out
 
     recompute_step.run_chunk = run_chunk  # type: ignore[assignment]
+    original_batch = recompute_step.run_chunk_batch
+
+    def run_chunk_batch(settings: Any, restatement_id: int, chunk_ids: list[str], engine: Any) -> Any:
+        # One engine writer (DuckDB): consecutive chunks in one write window.
+        out = original_batch(settings, restatement_id, chunk_ids, engine)
+        COUNTS["write_windows"] += 1
+        PEAKS["chunks"] = round(_peak_mb(), 1)
+        for result in out:
+            COUNTS["chunks_reused" if result.get("reused") else "chunks_computed"] += 1
+            emit_progress("chunk_done", chunk_id=result["chunk_id"], reused=bool(result.get("reused")))
+        return out
+
+    recompute_step.run_chunk_batch = run_chunk_batch  # type: ignore[assignment]
     actions.run_chunk = run_chunk  # type: ignore[assignment]  # the flow's chunk task calls it here
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ from restate.partitions.recompute import (
     finish_recompute,
     finished_chunk,
     recompute_chunk,
+    recompute_chunks,
     set_status,
 )
 from restate.plan.plans import Plan, load_plan
@@ -67,6 +69,78 @@ def run_chunk(
         return {**result.__dict__, "reused": False}
 
 
+def run_chunk_batch(
+    ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], engine: Engine
+) -> list[dict[str, Any]]:
+    """Recompute consecutive chunks together (one statement per model where the engine has
+    one writer anyway), except those already done under the same cache key."""
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    plan = load_plan(engine, settings, restatement_id)
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for chunk_id in chunk_ids:
+        done = finished_chunk(engine, settings, plan, chunk_id)
+        if done is not None:
+            results[chunk_id] = {**done.__dict__, "reused": True}
+        else:
+            todo.append(next(c for c in plan.chunks if c.chunk_id == chunk_id))
+    if todo:
+        for result in recompute_chunks(settings, engine, ctx.dbt, plan, todo):
+            results[result.chunk_id] = {**result.__dict__, "reused": False}
+    return [results[chunk_id] for chunk_id in chunk_ids]
+
+
+def run_chunks_in_order(
+    ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
+) -> list[dict[str, Any]]:
+    """One chunk after another on one session (the engine has one writer), consecutive
+    chunks grouped into write windows: as many as fit in settings.write_window_s at the pace
+    of the last window, never more than half of what is left; the DuckDB file is handed
+    back between two windows as soon as another process waits for it (a load)."""
+    from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
+
+    ctx = Context.of(ctx)
+    settings = ctx.settings
+    release_sessions()  # this thread's scope session: the windows run on their own
+    results: list[dict[str, Any]] = []
+    engine: Engine | None = None
+    pace: float | None = None  # seconds per chunk through compiled SQL, last window
+    try:
+        while len(results) < len(chunk_ids):
+            left = len(chunk_ids) - len(results)
+            size = 1
+            if pace is not None and settings.write_window_s > 0:
+                size = max(1, min((left + 1) // 2, int(settings.write_window_s / max(pace, 1e-3))))
+            window = chunk_ids[len(results) : len(results) + size]
+            if engine is None:
+                engine = open_engine(settings)
+            started = time.monotonic()
+            try:
+                done = run_chunk_batch(ctx, restatement_id, window, engine)
+            except BaseException:
+                engine.close()  # its session may be in any state: never reused
+                engine = None
+                raise
+            computed = [r for r in done if not r["reused"]]
+            if computed and all(not r["dbt_s"] for r in computed):
+                pace = (time.monotonic() - started) / len(computed)
+            for result in done:
+                results.append(result)
+                if on_chunk:
+                    on_chunk(len(results), len(chunk_ids), result)
+            if others_wait(settings):
+                engine.close()
+                engine = None
+                release_warehouse(settings)  # dbt's handle on the file too
+                let_waiting_writers_in(settings)  # a load waiting for the file goes first
+    finally:
+        if engine is not None:
+            engine.close()
+        release_warehouse(settings)
+    return results
+
+
 def run_chunks_in_threads(
     ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
 ) -> list[dict[str, Any]]:
@@ -80,6 +154,8 @@ def run_chunks_in_threads(
 
     ctx = Context.of(ctx)
     settings = ctx.settings
+    if settings.chunk_concurrency == 1:
+        return run_chunks_in_order(ctx, restatement_id, chunk_ids, on_chunk)
     held = threading.local()
     opened: list[Engine] = []
     opened_lock = threading.Lock()

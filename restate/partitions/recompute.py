@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from restate.contract.spec import ModelContract
@@ -139,13 +141,19 @@ def recompute_chunk(
         # Said as it is: `restate status` shows the chunk failed, not forever running.
         mark_chunk(engine, settings, plan, chunk.chunk_id, "failed", finished_at=_now())
         raise
+    return chunk_done(settings, engine, plan, chunk, time.monotonic() - started, dbt_s)
+
+
+def chunk_done(
+    settings: Settings, engine: Engine, plan: Plan, chunk: Chunk, duration: float, dbt_s: float
+) -> ChunkResult:
+    """Mark a recomputed chunk done with the rows it holds and its cache key."""
     rows = 0
     for model in plan.models:
         where, params = chunk_predicate(engine, plan, model, chunk)
         rows += int(
             engine.scalar(f"select count(*) from {plan.restate_schema}.{model} where {where}", params) or 0
         )
-    duration = time.monotonic() - started
     mark_chunk(
         engine,
         settings,
@@ -159,6 +167,55 @@ def recompute_chunk(
     )
     crash_point(settings, "chunk_done")
     return ChunkResult(chunk.chunk_id, rows, duration, dbt_s)
+
+
+def contiguous(first: Chunk, second: Chunk) -> bool:
+    """Whether two chunks cover one unbroken range of dates of the same entity bucket."""
+    return (
+        first.bucket == second.bucket
+        and first.buckets == second.buckets
+        and second.start == first.end + timedelta(days=1)
+    )
+
+
+def recompute_chunks(
+    settings: Settings, engine: Engine, dbt: DbtProject, plan: Plan, chunks: list[Chunk]
+) -> list[ChunkResult]:
+    """Recompute consecutive chunks (contiguous dates, one bucket) as one statement per
+    model where their SQL was compiled once for the restatement (templates), else one by
+    one. Each chunk is marked done with its own rows and cache key, as recompute_chunk does:
+    a resumed run reuses them chunk by chunk."""
+    if len(chunks) == 1 or any(not contiguous(a, b) for a, b in itertools.pairwise(chunks)):
+        return [recompute_chunk(settings, engine, dbt, plan, chunk) for chunk in chunks]
+    if plan.restate_schema in (settings.prod_schema, settings.meta_schema):
+        raise IsolationError(f"refusing to recompute into {plan.restate_schema}")
+    span = Chunk(
+        f"{chunks[0].chunk_id}..{chunks[-1].chunk_id}",
+        chunks[0].start,
+        chunks[-1].end,
+        chunks[0].bucket,
+        chunks[0].buckets,
+    )
+    templates = templates_for(settings, engine, dbt, plan, span, chunk_vars(settings, plan, span))
+    if templates is None:
+        return [recompute_chunk(settings, engine, dbt, plan, chunk) for chunk in chunks]
+    started = time.monotonic()
+    ids = [c.chunk_id for c in chunks]
+    engine.set_query_tag(restatement_id=plan.restatement_id, chunk=span.chunk_id, step="recompute")
+    engine.execute(
+        f"update {settings.meta_schema}.restatement_partitions set status = 'running', "
+        "started_at = ?, runner = ?, attempts = attempts + 1 "
+        f"where restatement_id = ? and chunk_id in ({', '.join('?' for _ in ids)})",
+        [_now(), this_process(), plan.restatement_id, *ids],
+    )
+    try:
+        run_templates(engine, plan, span, templates, lambda model: chunk_predicate(engine, plan, model, span))
+    except Exception:
+        for chunk in chunks:
+            mark_chunk(engine, settings, plan, chunk.chunk_id, "failed", finished_at=_now())
+        raise
+    duration = (time.monotonic() - started) / len(chunks)
+    return [chunk_done(settings, engine, plan, chunk, duration, 0.0) for chunk in chunks]
 
 
 # Statuses a run of chunks never changes: the restatement is live or withdrawn.

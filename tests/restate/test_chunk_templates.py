@@ -189,3 +189,49 @@ def test_compiled_sql_returning_other_columns_than_its_table_keeps_dbt(tmp_path:
     for other in (base + ", 2 as extra", base.replace(", 1.00 as amount", "")):
         assert not templates.same_columns(engine, "restate_9", chunk, [templates.ChunkTemplate("m", other)])
     engine.close()
+
+
+@pytest.mark.slow
+def test_write_windows_group_chunks_and_equal_one_chunk_per_statement(tmp_path: Path) -> None:
+    """One writer (DuckDB): consecutive chunks run as one statement per model, as many as
+    the write window holds and never more than half of what is left; the rows, and each
+    chunk's own count and cache key, are those of one statement per chunk."""
+    from restate.actions.recompute import run_chunks_in_order
+
+    runs = {}
+    for window in (0.0, 30.0):
+        s = make_settings(tmp_path / f"wh{window:g}", chunk_days=3, write_window_s=window)
+        land(s, None, datetime(2026, 10, 25))
+        load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+        plan = create_plan(s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana"), notify=False)
+        start_run(s, plan.restatement_id)
+        ids = [c.chunk_id for c in plan.chunks]
+        assert len(ids) >= 20
+        out = run_chunks_in_order(s, plan.restatement_id, ids)
+        assert [r["chunk_id"] for r in out] == ids and not any(r["reused"] for r in out)
+        finish_run(s, plan.restatement_id)
+        with connect(s) as e:
+            chunks = e.query_dicts(
+                "select chunk_id, rows_written, cache_key, started_at, status "
+                "from restate_meta.restatement_partitions where restatement_id = ? order by period_start",
+                [plan.restatement_id],
+            )
+        assert all(c["status"] == "done" for c in chunks)
+        # Chunks of one window were started together.
+        windows = [
+            len([c for c in chunks if c["started_at"] == t])
+            for t in sorted({c["started_at"] for c in chunks})
+        ]
+        runs[window] = (restated_rows(s, plan.restatement_id), chunks, windows)
+    rows_one, chunks_one, windows_one = runs[0.0]
+    rows_many, chunks_many, windows_many = runs[30.0]
+    assert windows_one == [1] * len(chunks_one)
+    assert len(windows_many) < len(chunks_many) and max(windows_many) > 1
+    left = len(chunks_many)
+    for size in windows_many:  # never more than half of what was left
+        assert size <= max(1, (left + 1) // 2), windows_many
+        left -= size
+    assert rows_many == rows_one and rows_one
+    assert [(c["chunk_id"], c["rows_written"]) for c in chunks_many] == [
+        (c["chunk_id"], c["rows_written"]) for c in chunks_one
+    ]
