@@ -96,8 +96,9 @@ def run_chunks_in_order(
 ) -> list[dict[str, Any]]:
     """One chunk after another on one session (the engine has one writer), consecutive
     chunks grouped into write windows: as many as fit in settings.write_window_s at the pace
-    of the last window, never more than half of what is left; the DuckDB file is handed
-    back between two windows as soon as another process waits for it (a load)."""
+    of the last window, at most twice the last window and never more than half of what is
+    left; the DuckDB file is handed back between two windows as soon as another process
+    waits for it (a load). A failed window fails the run after the other windows ran."""
     from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
 
     ctx = Context.of(ctx)
@@ -106,20 +107,32 @@ def run_chunks_in_order(
     results: list[dict[str, Any]] = []
     engine: Engine | None = None
     pace: float | None = None  # seconds per chunk through compiled SQL, last window
+    size = 1
+    failed: Exception | None = None
+    at = 0
     try:
-        while len(results) < len(chunk_ids):
-            left = len(chunk_ids) - len(results)
-            size = 1
-            if pace is not None and settings.write_window_s > 0:
-                size = max(1, min((left + 1) // 2, int(settings.write_window_s / max(pace, 1e-3))))
-            window = chunk_ids[len(results) : len(results) + size]
+        while at < len(chunk_ids):
+            left = len(chunk_ids) - at
+            if pace is None or settings.write_window_s <= 0:
+                size = 1
+            else:
+                fits = int(settings.write_window_s / max(pace, 1e-3))
+                size = max(1, min(left // 2, 2 * size, fits))
+            window = chunk_ids[at : at + size]
+            at += len(window)
             if engine is None:
                 engine = open_engine(settings)
             started = time.monotonic()
             try:
                 done = run_chunk_batch(ctx, restatement_id, window, engine)
-            except BaseException:
+            except Exception as exc:
+                failed = failed or exc  # its chunks are marked failed; the others still run
+                pace = None
                 engine.close()  # its session may be in any state: never reused
+                engine = None
+                continue
+            except BaseException:
+                engine.close()
                 engine = None
                 raise
             computed = [r for r in done if not r["reused"]]
@@ -138,6 +151,8 @@ def run_chunks_in_order(
         if engine is not None:
             engine.close()
         release_warehouse(settings)
+    if failed is not None:
+        raise failed
     return results
 
 

@@ -392,16 +392,10 @@ def _contract_source(ds: Dataset, engine: Engine, variables: dict[str, str | flo
 
     path = ds.path
     fold = engine.fold_identifier
-    text = _with_relation(path.read_text(), ds)
-    spec = load_yaml(text)
+    # Soda gets the contract as restate read it (PyYAML), never the raw text: both see one
+    # contract even where YAML 1.1 and 1.2 read a value differently.
+    spec = load_yaml(_with_relation(path.read_text(), ds))
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
-    names = [*parts, *(c["name"] for c in spec.get("columns") or [])]
-    for item in spec.get("checks") or []:
-        for body in item.values():
-            if isinstance(body, dict) and isinstance(body.get("columns"), list):
-                names += body["columns"]
-    if all(fold(str(name)) == str(name) for name in names):
-        return ContractYamlSource.from_str(text, file_path=str(path))  # nothing to fold
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
         column["name"] = fold(column["name"])

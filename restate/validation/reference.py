@@ -476,19 +476,34 @@ def load_reference_exports(engine: Engine, settings: Settings) -> dict[str, int]
     return loaded
 
 
+# Raise when parsing changes (amounts, dates, headers): tables parsed before are loaded again.
+PARSER_VERSION = 1
+
+
 def _fingerprint(export: ReferenceExport, files: list[tuple[str, bytes]]) -> str:
-    """The declaration and every file's name and bytes, hashed."""
-    digest = hashlib.sha256(repr(export).encode())
+    """The parser's version, the declaration and every file's name and bytes, hashed."""
+    declaration = json.dumps(
+        {
+            key: sorted(value) if isinstance(value, (set, frozenset)) else value
+            for key, value in vars(export).items()
+        },
+        sort_keys=True,
+        default=lambda v: v.pattern if isinstance(v, re.Pattern) else str(v),
+    )
+    digest = hashlib.sha256(f"{PARSER_VERSION}\0{declaration}".encode())
     for name, data in files:
         digest.update(f"\0{name}\0{len(data)}\0".encode() + data)
     return digest.hexdigest()
 
 
 def _summary(engine: Engine, table: str, export: ReferenceExport) -> str:
-    """What the table holds, in brief: rows, date range and the total of every metric."""
+    """What the table holds, in brief: rows, date range, the total of every metric and a
+    sum of every row's hash (any edited value, grain or file name changes it)."""
     totals = ", ".join(f"sum({m})" for m in export.metrics)
+    columns = ", ".join([*export.header, "source_file"])
     row = engine.query(
-        f"select count(*), min({export.date_column}), max({export.date_column}), {totals} from {table}"
+        f"select count(*), min({export.date_column}), max({export.date_column}), {totals}, "
+        f"sum(hash({columns})) from {table}"
     )[0]
     return json.dumps([str(v) for v in row])
 

@@ -209,6 +209,11 @@ def test_write_windows_group_chunks_and_equal_one_chunk_per_statement(tmp_path: 
         assert len(ids) >= 20
         out = run_chunks_in_order(s, plan.restatement_id, ids)
         assert [r["chunk_id"] for r in out] == ids and not any(r["reused"] for r in out)
+        # Each chunk is its own checkpoint: run again, every one is reused.
+        again = run_chunks_in_order(s, plan.restatement_id, ids)
+        assert all(r["reused"] for r in again) and [r["rows_written"] for r in again] == [
+            r["rows_written"] for r in out
+        ]
         finish_run(s, plan.restatement_id)
         with connect(s) as e:
             chunks = e.query_dicts(
@@ -227,11 +232,49 @@ def test_write_windows_group_chunks_and_equal_one_chunk_per_statement(tmp_path: 
     rows_many, chunks_many, windows_many = runs[30.0]
     assert windows_one == [1] * len(chunks_one)
     assert len(windows_many) < len(chunks_many) and max(windows_many) > 1
-    left = len(chunks_many)
-    for size in windows_many:  # never more than half of what was left
-        assert size <= max(1, (left + 1) // 2), windows_many
-        left -= size
+    left, previous = len(chunks_many), 1
+    for size in windows_many:  # never more than half of what is left, nor twice the last
+        assert size <= max(1, left // 2) and size <= 2 * previous, windows_many
+        left, previous = left - size, size
     assert rows_many == rows_one and rows_one
-    assert [(c["chunk_id"], c["rows_written"]) for c in chunks_many] == [
-        (c["chunk_id"], c["rows_written"]) for c in chunks_one
+    assert [(c["chunk_id"], c["rows_written"], c["cache_key"]) for c in chunks_many] == [
+        (c["chunk_id"], c["rows_written"], c["cache_key"]) for c in chunks_one
     ]
+
+
+@pytest.mark.slow
+def test_a_failed_write_window_fails_the_run_after_the_other_windows(
+    buggy_prod: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window that fails (here: made to raise) does not stop the others: every chunk
+    outside it is done, and the run then fails with that window's error."""
+    from restate.actions import recompute as steps
+
+    s = buggy_prod
+    plan = create_plan(s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana"), notify=False)
+    start_run(s, plan.restatement_id)
+    ids = [c.chunk_id for c in plan.chunks]
+    doomed = ids[2]
+    original = steps.run_chunk_batch
+    failed_windows: list[list[str]] = []
+
+    def failing(ctx: object, rid: int, window: list[str], engine: object) -> list[dict[str, object]]:
+        if doomed in window:
+            failed_windows.append(window)
+            raise RuntimeError("disk full")
+        return original(ctx, rid, window, engine)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(steps, "run_chunk_batch", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        steps.run_chunks_in_order(s, plan.restatement_id, ids)
+    with connect(s) as e:
+        status = dict(
+            e.query(
+                "select chunk_id, status from restate_meta.restatement_partitions where restatement_id = ?",
+                [plan.restatement_id],
+            )
+        )
+    (window,) = failed_windows
+    assert ids.index(doomed) < len(ids) - 1  # chunks came after it
+    assert all(status[c] == "done" for c in ids if c not in window), status
+    assert all(status[c] != "done" for c in window)

@@ -44,9 +44,9 @@ def test_a_waiting_load_gets_in_between_two_chunks_of_a_restatement(tmp_path: Pa
     land(s, None, datetime(2026, 10, 20))
     load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
     plan = create_plan(
-        s, PlanRequest("fct_revenue_daily+", date(2026, 9, 1), date(2026, 9, 30), "refund bug", "ana")
+        s, PlanRequest("fct_revenue_daily+", date(2026, 8, 1), date(2026, 9, 29), "refund bug", "ana")
     )
-    assert len(plan.chunks) == 30
+    assert len(plan.chunks) == 60
     release_warehouse(s)  # dbt's handle in this process, from the load: the run needs the file
     env = {
         **os.environ,
@@ -87,7 +87,7 @@ def test_a_waiting_load_gets_in_between_two_chunks_of_a_restatement(tmp_path: Pa
             "where restatement_id = ? and status = 'done'",
             [plan.restatement_id],
         )
-        assert done == 30
+        assert done == 60
         # Chunks were recomputed after the load wrote: it did not wait for the chunks to end.
         later = engine.scalar(
             f"select count(*) from {s.meta_schema}.restatement_partitions where restatement_id = ? "

@@ -115,4 +115,4 @@ def test_each_command_opens_one_warehouse_session(opened: list[str]) -> None:
         chunks = engine.scalar(
             "select count(*) from restate_meta.restatement_partitions where restatement_id = 1"
         )
-    assert chunks > 1 and 1 <= run_sessions <= 3, (run_sessions, chunks)
+    assert chunks > 1 and run_sessions <= 3, (run_sessions, chunks)

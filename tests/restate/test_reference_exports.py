@@ -354,8 +354,9 @@ def test_a_malformed_declaration_names_the_export_and_key(tmp_path: Path, item: 
 
 def test_an_unchanged_export_is_kept_and_a_changed_file_or_table_is_loaded_again(settings: Settings) -> None:
     """Every validation loads the exports first: files and declaration unchanged and the
-    table still as loaded, it is kept (its load time stays); a changed file, or a table
-    changed in the warehouse since (a row deleted, an amount edited), is loaded again."""
+    table still as loaded, it is kept (its load time stays); a changed, added or withdrawn
+    file, or a table changed in the warehouse since (a row deleted, an amount edited, a
+    grain value edited with the totals kept), is loaded again."""
     path = _write(settings, GOOD, "2026-09-02,EUR,5.00,0,5.00\n")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = DuckDBEngine(settings.warehouse_path)
@@ -376,9 +377,17 @@ def test_an_unchanged_export_is_kept_and_a_changed_file_or_table_is_loaded_again
         engine.execute(f"delete from {table} where currency = 'EUR'")
         rows, third = load()
         assert rows == 2 and third != second
-        path.write_text(HEADER + GOOD)  # finance sends a corrected file
+        engine.execute(f"update {table} set currency = 'GBP' where currency = 'EUR'")  # totals kept
         rows, fourth = load()
-        assert rows == 1 and fourth != third
-        assert load() == (1, fourth)
+        assert rows == 2 and fourth != third
+        assert engine.scalar(f"select count(*) from {table} where currency = 'EUR'") == 1
+        path.write_text(HEADER + GOOD)  # finance sends a corrected file
+        rows, fifth = load()
+        assert rows == 1 and fifth != fourth
+        assert load() == (1, fifth)
+        second_file = _write(settings, "2026-10-01,USD,1.00,0,1.00\n", name="revenue_2026-10.csv")
+        assert load()[0] == 2
+        second_file.unlink()  # a file withdrawn
+        assert load()[0] == 1
     finally:
         engine.close()
