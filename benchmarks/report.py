@@ -154,7 +154,8 @@ def _tool_rows(r: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None,
             "restate, rerun after kill at half",
             f"DuckDB {pdb}",
             _get(r, "resume"),
-            "finished chunks reused, the rest recomputed, then checks, diff, promotion",
+            "finished chunks reused, the rest recomputed, then checks, diff, promotion"
+            + _killed_at(_get(r, "resume")),
         ),
         (
             "restate, 14 months, warm worker",
@@ -172,7 +173,7 @@ def _tool_rows(r: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None,
             "restate, rerun after kill at half, warm worker",
             f"DuckDB {pdb}",
             _get(r, "resume_warm"),
-            "the killed run and the rerun each in a warmed process",
+            "the killed run and the rerun each in a warmed process" + _killed_at(_get(r, "resume_warm")),
         ),
         (
             "dbt microbatch, 14 months",
@@ -302,6 +303,12 @@ def render_markdown(r: dict[str, Any], ratios: dict[str, float | None], png: str
     return "\n".join(lines)
 
 
+def _killed_at(resume: dict[str, Any] | None) -> str:
+    if not resume or not resume.get("chunks"):
+        return ""
+    return f" (killed after {resume.get('killed_after_chunks')}/{resume['chunks']} chunks)"
+
+
 def _where_time_goes(r: dict[str, Any]) -> list[str]:
     probe = r.get("dbt_probe") or {}
     full = _get(r, "restate", "full") or {}
@@ -309,7 +316,8 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "- orchestration = everything outside dbt, SQL, checks and promotion: Prefect task",
-        "  bookkeeping, the meta-schema updates per chunk, plan storage.",
+        "  bookkeeping (a task per chunk in a fresh process), the meta-schema updates per chunk,",
+        "  plan storage, notices.",
         "- dbt = wall time of each in-process dbt invocation minus its models' execution time",
         f"  ({counts.get('dbt_invocations', '?')} invocations in the 14-month run: one run for the",
         "  first chunk, with the restatement's parse, one compile whose SQL every later chunk",
@@ -320,8 +328,11 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
         "  parse, as before; in a warm worker, nothing.",
         "- warm worker = the same lifecycle in a process that first ran restate.actions.warm_up,",
         "  as `restate worker` does at start (untimed, like the imports; its seconds are in",
-        "  results.json), and ran the restatement as the worker's task does (chunks in its threads).",
+        "  results.json), and ran the restatement as the worker's task does: its chunks on one",
+        "  session, consecutive chunks as one statement per model (write windows, RESTATE_WRITE_WINDOW_S).",
         "- SQL = the models' execution time inside dbt plus the later chunks' compiled SQL.",
+        "- rerun: the run is killed once half its chunks are reported done; with write windows",
+        "  that is at the end of a window, so the count killed at is in the table.",
     ]
     if probe:
         lines += [
