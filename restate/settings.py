@@ -76,9 +76,9 @@ class Settings(BaseSettings):
     # processes can never wait for each other longer).
     duckdb_yield_s: float = Field(default=5.0, ge=0)
     # One writer at a time (DuckDB): consecutive chunks run as one statement per model, as
-    # many as fit in this many seconds by the last chunks' pace and never more than half of
-    # what is left (a kill loses at most that); a waiting load gets in between two such
-    # write windows. 0: one chunk per statement.
+    # many as fit in this many seconds by the last window's pace, at most twice the last
+    # window and never more than half of what is left (a kill loses at most that); a waiting
+    # load gets in between two such write windows. 0: one chunk per statement.
     write_window_s: float = Field(default=1.0, ge=0)
     # dbt vars every invocation carries (RESTATE_PROJECT_VARS, a JSON object): e.g. the
     # version of a model's logic that a restatement corrects. Recorded with every run.

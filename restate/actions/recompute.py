@@ -159,14 +159,10 @@ def run_chunks_in_order(
 def run_chunks_in_threads(
     ctx: Context | Settings, restatement_id: int, chunk_ids: list[str], on_chunk: Progress | None = None
 ) -> list[dict[str, Any]]:
-    """Recompute chunks in this process, as many at a time as the engine takes (one
-    writer on DuckDB), in plan order; a failed chunk fails the run after the others.
-
-    Each thread keeps its warehouse session from one chunk to the next (opening and
-    closing a DuckDB file costs more than a small chunk's SQL); on DuckDB it hands the
-    file back between two chunks as soon as another process waits for it (a load)."""
-    from restate.dbt.distributed import let_waiting_writers_in, release_warehouse
-
+    """Recompute chunks in this process, as many at a time as the engine takes, in plan
+    order; a failed chunk fails the run after the others. One at a time (DuckDB's one
+    writer): run_chunks_in_order. Several (Snowflake): each thread keeps its warehouse
+    session from one chunk to the next."""
     ctx = Context.of(ctx)
     settings = ctx.settings
     if settings.chunk_concurrency == 1:
@@ -175,14 +171,6 @@ def run_chunks_in_threads(
     opened: list[Engine] = []
     opened_lock = threading.Lock()
 
-    def hand_back(engine: Engine) -> None:
-        held.engine = None
-        with opened_lock:
-            opened.remove(engine)
-        engine.close()
-        release_warehouse(settings)  # dbt's handle on the file: the next writer reopens it
-        let_waiting_writers_in(settings)  # a load waiting for the file goes first
-
     def one(chunk_id: str) -> dict[str, Any]:
         engine: Engine | None = getattr(held, "engine", None)
         if engine is None:
@@ -190,17 +178,15 @@ def run_chunks_in_threads(
             with opened_lock:
                 opened.append(engine)
         try:
-            result = run_chunk(settings, restatement_id, chunk_id, engine=engine)
+            return run_chunk(settings, restatement_id, chunk_id, engine=engine)
         except BaseException:
-            hand_back(engine)  # its session may be in any state: never reused
+            held.engine = None  # its session may be in any state: never reused
+            with opened_lock:
+                opened.remove(engine)
+            engine.close()
             raise
-        if others_wait(settings):
-            hand_back(engine)
-        return result
 
-    # The chunks run on their own threads' sessions; hand this thread's back meanwhile so
-    # another process (a 15-minute load) can write between chunks on DuckDB.
-    release_sessions()
+    release_sessions()  # the chunks run on their own threads' sessions
     results: dict[str, dict[str, Any]] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.chunk_concurrency)) as pool:
@@ -214,7 +200,6 @@ def run_chunks_in_threads(
             left, opened[:] = list(opened), []
         for engine in left:  # the pool's threads are done with them
             engine.close()
-        release_warehouse(settings)
     return [results[chunk_id] for chunk_id in chunk_ids]
 
 

@@ -17,9 +17,8 @@ from restate.settings import Settings, apply_process_env
 
 def warm_up(ctx: Context | Settings) -> dict[str, float]:
     """Import and exercise dbt (a parse of the project with the installation's vars) and
-        Soda (its contract session and the engine's data source), and load the installed
-    notifier; seconds per part. Opens no
-        warehouse session: nothing is locked or written."""
+    Soda (its contract session and the engine's data source), and load the installed
+    notifier; seconds per part. Opens no warehouse session: nothing is locked or written."""
     ctx = Context.of(ctx)
     apply_process_env(ctx.settings)
     seconds: dict[str, float] = {}

@@ -518,7 +518,11 @@ def deferral_only(manifest: dict[str, Any]) -> dict[str, Any]:
         for uid, node in (manifest.get("nodes") or {}).items()
         if node.get("resource_type") in DEFERRED_NODE_TYPES
     }
-    cut: dict[str, Any] = {key: {} for key in manifest if isinstance(manifest[key], dict)}
+    # Every other section emptied, of the type dbt reads it as.
+    cut: dict[str, Any] = {
+        key: {} if isinstance(value, dict) else [] if isinstance(value, list) else value
+        for key, value in manifest.items()
+    }
     cut.update(
         {
             "metadata": manifest.get("metadata", {}),
@@ -536,8 +540,6 @@ def deferral_only(manifest: dict[str, Any]) -> dict[str, Any]:
             },
         }
     )
-    for key, value in manifest.items():
-        cut.setdefault(key, value if not isinstance(value, list) else [])
     return cut
 
 

@@ -433,8 +433,8 @@ def load_reference_exports(engine: Engine, settings: Settings) -> dict[str, int]
     All files are parsed before anything is written, and each table is replaced in one
     transaction, so a malformed file leaves the previous contents in place. A table
     already loaded from the same files under the same declaration, and still holding
-    what that load wrote (its row count, date range and metric totals), is kept as it
-    is. Returns rows loaded (or kept) per export."""
+    what that load wrote (_summary: rows, date range, metric totals, a sum of row
+    hashes), is kept as it is. Returns rows loaded (or kept) per export."""
     loaded: dict[str, int] = {}
     for export in declared(settings):
         files = _files(settings.finance, export.files)
