@@ -26,6 +26,7 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
     from restate.state import changelog, locks
     from restate.state.duties import run_by
     from restate.validation.contracts import format_report, run_validation, store_validation
+    from restate.validation.kept_checks import previous_validation
 
     ctx = Context.of(ctx)
     settings = ctx.settings
@@ -59,6 +60,8 @@ def run_validation_step(ctx: Context | Settings, restatement_id: int) -> dict[st
                 plan.period_end,
                 restatement_id,
                 project=ctx.project(),  # the context's parsed project: no second dbt parse
+                # Partition-local checks that passed last time run on the changed dates only.
+                previous=previous_validation(engine, settings, restatement_id),
             )
             validation_id = store_validation(engine, settings, result)
             evidence = json.loads(

@@ -43,7 +43,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -59,7 +59,7 @@ from restate.engines.base import Engine
 from restate.ingest import landing
 from restate.settings import PROJECT_ROOT, Settings, apply_process_env
 from restate.state.clock import utc_now
-from restate.validation import reference
+from restate.validation import kept_checks, reference
 from restate.yaml_cache import load_yaml
 
 DATASOURCES_DIR = PROJECT_ROOT / "soda_checks" / "datasources"
@@ -68,6 +68,7 @@ MAX_DETAIL_ROWS = 50
 MAX_PARTITIONS = 1000
 FAR_FUTURE = datetime(9999, 12, 31)
 _VAR = re.compile(r"\$\{ *var\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
+_PERIOD_VARIABLES = ("period_start", "period_end")
 
 
 @dataclass
@@ -86,6 +87,10 @@ class ValidationCheck:
     details: list[dict[str, Any]] = field(default_factory=list)
     # The contract's qualifier of the check (e.g. finance_daily), when it has one.
     qualifier: str | None = None
+    # A partition-local check that passed in an earlier validation (its id) and was run
+    # again only on ``scanned`` ("<first>..<last>" date; "" when no date changed).
+    kept_from: str | None = None
+    scanned: str | None = None
 
     @property
     def warned(self) -> bool:
@@ -111,6 +116,10 @@ class ValidationResult:
     # Contracts not run, with why: a restatement's validation leaves production's own
     # (unchanged) relations to the loads and the nightly reconciliation.
     skipped: list[str] = field(default_factory=list)
+    # What a later validation needs to keep this one's partition-local passes
+    # (restate.validation.kept_checks): "inputs" (fingerprint), "digests" (per restated
+    # relation and date), and, when this one kept checks, "from", "span" and "checks".
+    kept: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> list[ValidationCheck]:
@@ -358,13 +367,25 @@ def warm_soda(engine_name: str) -> None:
         import soda_duckdb  # noqa: F401
 
 
+@dataclass(frozen=True)
+class _Part:
+    """What of one contract a Soda session runs: every check, or those ``pick`` keeps,
+    on the period of ``variables`` (a narrowed part: the dates changed since ``kept_from``)."""
+
+    ds: Dataset
+    variables: dict[str, str | float]
+    pick: Callable[[str, dict[str, Any], str | None], bool] | None = None
+    kept_from: str | None = None
+    scanned: str | None = None
+
+
 def _verify(
-    engine: Engine, settings: Settings, variables: dict[str, str | float], datasets: list[Dataset]
+    engine: Engine, settings: Settings, variables: dict[str, str | float], parts: list[_Part]
 ) -> tuple[list[Any], list[str]]:
-    """Run every contract in one Soda session; (contract results, error messages)."""
+    """Run every contract part in one Soda session; (contract results, error messages)."""
     from soda_core.contracts.contract_verification import ContractVerificationSession
 
-    sources = [_contract_source(ds, engine, variables) for ds in datasets]
+    sources = [_contract_source(part, engine) for part in parts]
     with _data_source(engine, settings) as data_source:
         session = ContractVerificationSession.execute(
             contract_yaml_sources=sources,
@@ -380,7 +401,35 @@ def _with_relation(text: str, ds: Dataset) -> str:
     return re.sub(r"\$\{ *var\.relation *\}", lambda _: ds.relation, text)
 
 
-def _contract_source(ds: Dataset, engine: Engine, variables: dict[str, str | float]) -> Any:
+def _narrowed_text(text: str, variables: dict[str, str | float]) -> str:
+    """The contract text with the period variables set to ``variables``' (a narrowed
+    part's period; Soda's session variables hold the whole period for the other parts)."""
+    return _VAR.sub(
+        lambda m: str(variables[m.group(1)]) if m.group(1) in _PERIOD_VARIABLES else m.group(0), text
+    )
+
+
+def _picked(spec: dict[str, Any], pick: Callable[[str, dict[str, Any], str | None], bool]) -> int:
+    """Keep in ``spec`` only the checks ``pick`` keeps; how many are left."""
+    left = 0
+    items = [i for i in spec.get("checks") or [] if isinstance(i, dict)]
+    spec["checks"] = [i for i in items if any(pick(t, b or {}, None) for t, b in i.items())]
+    left += len(spec["checks"])
+    for column in spec.get("columns") or []:
+        if column.get("checks"):
+            name = str(column.get("name")).lower()
+            column["checks"] = [
+                i for i in column["checks"] if any(pick(t, b or {}, name) for t, b in i.items())
+            ]
+            left += len(column["checks"])
+            if not column["checks"]:
+                del column["checks"]
+    if not spec["checks"]:
+        del spec["checks"]
+    return left
+
+
+def _contract_source(part: _Part, engine: Engine) -> Any:
     """The contract as Soda gets it, with names in the case the warehouse stores them.
 
     Soda quotes every identifier it writes (dataset path, column names), so on a
@@ -390,11 +439,17 @@ def _contract_source(ds: Dataset, engine: Engine, variables: dict[str, str | flo
     """
     from soda_core.common.yaml import ContractYamlSource
 
+    ds, variables = part.ds, part.variables
     path = ds.path
     fold = engine.fold_identifier
+    text = _with_relation(path.read_text(), ds)
+    if part.scanned:
+        text = _narrowed_text(text, variables)
     # Soda gets the contract as restate read it (PyYAML), never the raw text: both see one
     # contract even where YAML 1.1 and 1.2 read a value differently.
-    spec = load_yaml(_with_relation(path.read_text(), ds))
+    spec = load_yaml(text)
+    if part.pick is not None:
+        _picked(spec, part.pick)
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
@@ -603,14 +658,12 @@ def _short_errors(messages: list[str]) -> list[str]:
 
 
 def _collect(
-    engine: Engine,
-    datasets: list[Dataset],
-    variables: dict[str, str | float],
-    contract_results: list[Any],
+    engine: Engine, parts: list[_Part], contract_results: list[Any]
 ) -> tuple[list[ValidationCheck], list[str]]:
     checks: list[ValidationCheck] = []
     errors: list[str] = []
-    for ds, contract_result in zip(datasets, contract_results, strict=True):
+    for part, contract_result in zip(parts, contract_results, strict=True):
+        ds, variables = part.ds, part.variables
         contract = _Contract(ds, variables)
         schema, _ = _dataset_parts(contract.spec, variables)
         dataset = f"{schema}.{ds.table}"
@@ -645,27 +698,45 @@ def _collect(
                     partitions=partitions,
                     details=details,
                     qualifier=check.qualifier or None,
+                    kept_from=part.kept_from,
+                    scanned=part.scanned,
                 )
             )
     return checks, errors
 
 
 def declared_key_checks(
-    engine: Engine, project: ProjectContract, schema: str, start: date, end: date
+    engine: Engine,
+    project: ProjectContract,
+    schema: str,
+    start: date,
+    end: date,
+    narrowing: _Narrowing | None = None,
 ) -> list[ValidationCheck]:
     """restate's own check, whatever the project's Soda contracts say: in every restatable
     model present in ``schema``, the declared keys (meta.restate.keys) are unique in the
-    period; the diff and the promotion match rows on them."""
+    period; the diff and the promotion match rows on them. With ``narrowing``, a check
+    whose keys include the date column and that passed before runs on its span only."""
     out = []
     for c in project.models.values():
         if not engine.relation_exists(schema, c.model):
             continue
         keys = ", ".join(c.keys)
+        dataset = f"{schema}.{c.model}"
+        key = kept_checks.check_key(dataset, "declared_keys", None, "declared_keys")
+        local = c.date_column.lower() in {k.lower() for k in c.keys}
+        if narrowing is not None and local and narrowing.keeps(key):
+            if narrowing.span is None:
+                out.append(narrowing.copied(key))
+                continue
+            first, last = narrowing.span
+        else:
+            first, last = start, end
         rows = engine.query(
             f"select {c.date_column}, count(*) - 1 from {schema}.{c.model} "
             f"where {c.date_column} between ? and ? group by {keys} having count(*) > 1 "
             f"order by 1 limit {MAX_PARTITIONS}",
-            [start, end],
+            [first, last],
         )
         extra = sum(int(r[1]) for r in rows)
         out.append(
@@ -680,9 +751,119 @@ def declared_key_checks(
                 partitions=sorted({_partition_label(r[0], c.date_column) for r in rows}),
                 details=[{"problem": f"{extra} rows repeat a key of meta.restate.keys"}] if rows else [],
                 qualifier="declared_keys",
+                **(narrowing.marks() if narrowing and (first, last) != (start, end) else {}),
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class _Narrowing:
+    """Partition-local checks that passed in validation ``previous`` and are run again
+    only on ``span`` (None: no date changed since, so they are kept as they were)."""
+
+    previous: kept_checks.Previous
+    span: tuple[date, date] | None
+
+    def keeps(self, key: str) -> bool:
+        return key in self.previous.passed
+
+    def label(self) -> str:
+        return "" if self.span is None else f"{self.span[0]}..{self.span[1]}"
+
+    def marks(self) -> dict[str, Any]:
+        return {"kept_from": self.previous.validation_id, "scanned": self.label()}
+
+    def copied(self, key: str) -> ValidationCheck:
+        """The earlier pass of a check no date of which changed."""
+        stored = dict(self.previous.checks[key])
+        fields = {f.name for f in ValidationCheck.__dataclass_fields__.values()}
+        return ValidationCheck(**{**{k: v for k, v in stored.items() if k in fields}, **self.marks()})
+
+
+def _narrowing(
+    previous: kept_checks.Previous | None,
+    inputs: str,
+    digests: dict[str, dict[str, str]],
+    period: tuple[date, date],
+) -> _Narrowing | None:
+    """Whether (and on which dates) this validation can keep ``previous``' partition-local passes."""
+    if previous is None or previous.inputs != inputs or not digests:
+        return None
+    try:
+        span = kept_checks.changed_span(previous, digests)
+    except LookupError:
+        return None  # a restated relation it did not check
+    if span is not None and span[0] <= period[0] and span[1] >= period[1]:
+        return None  # every date changed: nothing to keep
+    return _Narrowing(previous, span)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Picks a contract's checks that ``narrowing`` keeps (``other``: those it does not)."""
+
+    narrowing: _Narrowing
+    dataset: str
+    date_column: str | None
+    other: bool = False
+
+    def __call__(self, kind: str, body: dict[str, Any], column: str | None) -> bool:
+        key = kept_checks.check_key(self.dataset, kind, column, body.get("qualifier"))
+        local = kept_checks.is_partition_local(kind, body, column, self.date_column)
+        return (local and self.narrowing.keeps(key)) != self.other
+
+
+def _spec_checks(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    """(type, body, column or None) of every check of a contract spec."""
+    for item in spec.get("checks") or []:
+        if isinstance(item, dict):
+            for kind, body in item.items():
+                yield kind, body or {}, None
+    for column in spec.get("columns") or []:
+        for item in column.get("checks") or []:
+            if isinstance(item, dict):
+                for kind, body in item.items():
+                    yield kind, body or {}, str(column.get("name")).lower()
+
+
+def _parts(
+    datasets: list[Dataset],
+    variables: dict[str, str | float],
+    narrowing: _Narrowing | None,
+    digests: dict[str, dict[str, str]],
+) -> tuple[list[_Part], list[ValidationCheck]]:
+    """Each contract as Soda runs it: whole, or - for a restated relation when checks are
+    kept - its other checks on the whole period and its kept partition-local checks on
+    the narrowed span; and the kept checks no date of which changed (not run at all)."""
+    parts: list[_Part] = []
+    copied: list[ValidationCheck] = []
+    for ds in datasets:
+        spec = load_yaml(_with_relation(ds.path.read_text(), ds)) or {}
+        schema, table = _dataset_parts(spec, variables)
+        dataset = f"{schema}.{table}"
+        if narrowing is None or dataset not in digests:
+            parts.append(_Part(ds, variables))
+            continue
+        kept = _Kept(narrowing, dataset, ds.partition_column)
+        checks = list(_spec_checks(spec))
+        keep = [c for c in checks if kept(*c)]
+        if len(keep) < len(checks):
+            parts.append(
+                _Part(ds, variables, pick=_Kept(narrowing, dataset, ds.partition_column, other=True))
+            )
+        if not keep:
+            continue
+        if narrowing.span is None:
+            copied += [
+                narrowing.copied(kept_checks.check_key(dataset, kind, column, body.get("qualifier")))
+                for kind, body, column in keep
+            ]
+            continue
+        first, last = narrowing.span
+        narrowed = {**variables, "period_start": first.isoformat(), "period_end": last.isoformat()}
+        parts.append(_Part(ds, narrowed, pick=kept, **narrowing.marks()))
+    return parts, copied
 
 
 def run_validation(
@@ -693,12 +874,15 @@ def run_validation(
     period_end: date,
     restatement_id: int | None,
     project: ProjectContract | None = None,
+    previous: kept_checks.Previous | None = None,
 ) -> ValidationResult:
     """Run every Soda contract on ``schema`` for [period_start, period_end].
 
     ``schema`` is a restatement's ``restate_<id>`` or the production schema. The reference
     exports are (re)loaded first. The result passes when no check failed (warnings
-    allowed) and every contract was verified.
+    allowed) and every contract was verified. With ``previous`` (the restatement's last
+    validation), partition-local checks that passed there run only on the dates changed
+    since (restate.validation.kept_checks).
     """
     from restate.contract.project import project_contract
 
@@ -733,9 +917,27 @@ def run_validation(
         schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
         if not engine.relation_exists(schema_, table):
             missing.append(f"{schema_}.{table} does not exist")
-    contract_results, session_errors = _verify(engine, settings, variables, datasets)
-    checks, errors = _collect(engine, datasets, variables, contract_results)
-    checks += declared_key_checks(engine, project, schema, period_start, period_end)
+    inputs = kept_checks.inputs_fingerprint(
+        engine, settings, [(ds.path.name, ds.path.read_text()) for ds in datasets], variables
+    )
+    digests = _restated_digests(
+        engine, settings, project, schema, datasets, variables, period_start, period_end
+    )
+    narrowing = _narrowing(previous, inputs, digests, (period_start, period_end))
+    parts, copied = _parts(datasets, variables, narrowing, digests)
+    contract_results, session_errors = _verify(engine, settings, variables, parts)
+    checks, errors = _collect(engine, parts, contract_results)
+    checks += copied
+    checks += declared_key_checks(engine, project, schema, period_start, period_end, narrowing)
+    keeping: dict[str, Any] = {"inputs": inputs, "digests": digests}
+    if narrowing is not None:
+        keeping.update(
+            {
+                "from": narrowing.previous.validation_id,
+                "span": narrowing.label(),
+                "checks": sum(c.kept_from is not None for c in checks),
+            }
+        )
     if not contract_results:
         errors += _short_errors(session_errors) or ["Soda verified no contract"]
     errors = missing + errors
@@ -754,7 +956,39 @@ def run_validation(
         checked_at=checked_at,
         duration_s=round(time.monotonic() - started, 3),
         skipped=skipped,
+        kept=keeping,
     )
+
+
+def _restated_digests(
+    engine: Engine,
+    settings: Settings,
+    project: ProjectContract,
+    schema: str,
+    datasets: list[Dataset],
+    variables: dict[str, str | float],
+    start: date,
+    end: date,
+) -> dict[str, dict[str, str]]:
+    """Per restatable model in a restatement's schema, its per-date row digests (of the
+    relation its contract checks: for some entities only, merged with production's others)."""
+    if schema == settings.prod_schema:
+        return {}
+    checked = {}
+    for ds in datasets:
+        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
+        if schema_ == schema:
+            checked[table] = ds.relation
+    out: dict[str, dict[str, str]] = {}
+    for c in project.models.values():
+        if not engine.relation_exists(schema, c.model):
+            continue
+        columns = [f'"{name}"' for name in engine.columns(schema, c.model)]
+        relation = checked.get(c.model, f"{schema}.{c.model}")
+        out[f"{schema}.{c.model}"] = kept_checks.date_digests(
+            engine, relation, columns, c.date_column, start, end
+        )
+    return out
 
 
 def store_validation(engine: Engine, settings: Settings, result: ValidationResult) -> str:
@@ -837,5 +1071,11 @@ def format_report(result: ValidationResult) -> str:
                 lines.append(f"    ... {len(c.details) - 10} more rows")
     passed = [c for c in result.checks if c.outcome == "passed"]
     lines.append(f"passed: {len(passed)} checks")
+    if result.kept.get("from"):
+        where = f"run again on {result.kept['span']} only" if result.kept["span"] else "no date changed"
+        lines.append(
+            f"kept: {result.kept['checks']} partition-local checks passed in validation "
+            f"{result.kept['from']} on the dates not changed since; {where}"
+        )
     lines += [f"not rerun: {s}" for s in result.skipped]
     return "\n".join(lines)

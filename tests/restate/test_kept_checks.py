@@ -1,0 +1,189 @@
+"""A re-validation keeps the partition-local checks that passed on the dates that did not
+change, and runs them again on those that did.
+
+The classification is tested on contract shapes the example contracts do not use; the
+lifecycle with real DuckDB, dbt and Soda: a validated restatement, one chunk recomputed
+(as a resumed run or a refresh for late loads leaves it), and a hand edit of the
+restatement schema at a date no chunk rewrote."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restate.actions import create_plan, load_once, run_restatement
+from restate.engines import connect
+from restate.plan.plans import PlanRequest
+from restate.settings import Settings
+from restate.validation.contracts import run_validation
+from restate.validation.kept_checks import is_partition_local
+from tests.conftest import land, make_settings
+
+PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the finance checks pass
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "column", "local"),
+    [
+        ("missing", None, "account_id", True),
+        ("missing", {"threshold": {"must_be": 0}}, "account_id", True),
+        ("missing", {"threshold": {"must_be": 0, "level": "warn"}}, "account_id", True),
+        ("missing", {"threshold": {"metric": "percent", "must_be_less_than": 1}}, "account_id", False),
+        ("missing", {"threshold": {"must_be_less_than": 5}}, "account_id", False),  # a sum over dates
+        ("missing", {"threshold": {"must_be": 3}}, "account_id", False),
+        ("invalid", {"valid_values": ["a"], "filter": "x > 0"}, "kind", True),
+        ("duplicate", {"columns": ["event_date", "account_id"]}, None, True),
+        ("duplicate", {"columns": ["EVENT_DATE", "account_id"]}, None, True),
+        ("duplicate", {"columns": ["account_id"]}, None, False),  # a key repeated across dates
+        ("duplicate", None, "account_id", False),
+        ("duplicate", {"columns": "event_date"}, None, False),  # not a list: Soda refuses it
+        (
+            "duplicate",
+            {"columns": ["event_date", "id"], "threshold": {"must_be": 0, "additional": {"level": "warn"}}},
+            None,
+            False,
+        ),
+        ("failed_rows", {"expression": "net <> gross - refunds"}, None, True),
+        ("failed_rows", {"query": "select * from t"}, None, False),  # nobody said it is local
+        ("failed_rows", {"query": "select 1", "attributes": {"restate_partition_local": True}}, None, True),
+        ("failed_rows", {"query": "select 1", "attributes": {"restate_partition_local": "yes"}}, None, False),
+        ("failed_rows", {"query": "select 1", "attributes": ["restate_partition_local"]}, None, False),
+        ("row_count", {"threshold": {"must_be_greater_than": 0}}, None, False),
+        ("schema", None, None, False),
+        ("aggregate", {"function": "sum", "threshold": {"must_be": 0}}, "amount", False),
+        ("missing", "not a mapping", "account_id", False),
+    ],
+)
+def test_which_checks_are_partition_local(kind: str, body: Any, column: str | None, local: bool) -> None:
+    assert is_partition_local(kind, body, column, "event_date") is local
+
+
+
+@pytest.fixture
+def validated(tmp_path: Path) -> tuple[Settings, int]:
+    s = make_settings(tmp_path / "wh")
+    land(s, None, datetime(2026, 10, 20))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+    plan = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana", "FIN-1"), notify=False
+    )
+    first = run_restatement(s, plan.restatement_id)
+    assert first["validation"]["passed"]
+    return s, plan.restatement_id
+
+
+def stored(s: Settings, validation_id: str) -> dict[str, Any]:
+    with connect(s) as e:
+        return dict(
+            json.loads(
+                e.scalar("select result_json from restate_meta.validations where validation_id = ?", [validation_id])
+            )
+        )
+
+
+def reopen_first_chunk(s: Settings, rid: int) -> tuple[date, date]:
+    """Mark the first chunk not done, as a run killed in it leaves it; its dates."""
+    with connect(s) as e:
+        start, end, chunk = e.query(
+            "select period_start, period_end, chunk_id from restate_meta.restatement_partitions "
+            "where restatement_id = ? order by period_start limit 1",
+            [rid],
+        )[0]
+        e.execute(
+            "update restate_meta.restatement_partitions set status = 'pending' "
+            "where restatement_id = ? and chunk_id = ?",
+            [rid, chunk],
+        )
+    return start, end
+
+
+def checks_by_name(result: dict[str, Any]) -> dict[tuple[str, str, str | None, str | None], dict[str, Any]]:
+    return {(c["dataset"], c["check_type"], c["column"], c["qualifier"]): c for c in result["checks"]}
+
+
+@pytest.mark.slow
+def test_a_recomputed_chunk_is_checked_again_alone_and_the_other_dates_keep_their_pass(
+    validated: tuple[Settings, int],
+) -> None:
+    s, rid = validated
+    first_id = _last_validation(s, rid)
+    first = stored(s, first_id)
+    start, end = reopen_first_chunk(s, rid)
+    assert end < PERIOD[1], "one chunk covers the whole period: nothing could be kept"
+    again = run_restatement(s, rid)
+    assert again["validation"]["passed"] and not again["validation"].get("kept")
+    assert f"run again on {start}..{end} only" in again["validation"]["report"]
+    result = stored(s, again["validation"]["validation_id"])
+    assert result["kept"]["from"] == first_id and result["kept"]["span"] == f"{start}..{end}"
+    now, then = checks_by_name(result), checks_by_name(first)
+    assert now.keys() == then.keys()  # the same checks, every one with a verdict
+    kept = {k: c for k, c in now.items() if c["kept_from"]}
+    whole = {k: c for k, c in now.items() if not c["kept_from"]}
+    assert result["kept"]["checks"] == len(kept) > 0
+    assert all(c["scanned"] == f"{start}..{end}" for c in kept.values())
+    kinds = {k[1] for k in kept}
+    assert {"missing", "declared_keys"} <= kinds
+    # Checks that are not partition-local ran on the whole period: the row count, the
+    # schema, the monthly totals (a query nobody declared local).
+    assert {"row_count", "schema"} <= {k[1] for k in whole}
+    assert any(k[3] == "finance_monthly" for k in whole)
+    assert all(c["scanned"] is None for c in whole.values())
+
+
+@pytest.mark.slow
+def test_a_hand_edit_at_a_date_no_chunk_rewrote_is_checked_and_fails(validated: tuple[Settings, int]) -> None:
+    """The dates to check again are found from the rows too, not only from chunk times:
+    an edit in the restatement schema after the validation is caught where it is."""
+    s, rid = validated
+    reopen_first_chunk(s, rid)
+    edited = date(2026, 8, 5)  # in another chunk than the reopened first one, before the last date
+    with connect(s) as e:
+        schema = e.scalar("select restate_schema from restate_meta.restatements where restatement_id = ?", [rid])
+        changed = e.execute(
+            f"update {schema}.fct_revenue_daily set currency = null where event_date = ? "
+            "and account_id = (select min(account_id) from "
+            f"{schema}.fct_revenue_daily where event_date = ?)",
+            [edited, edited],
+        )
+        assert changed is None or changed
+    again = run_restatement(s, rid)
+    assert not again["validation"]["passed"]
+    result = stored(s, again["validation"]["validation_id"])
+    assert result["kept"]["span"].endswith(f"..{edited}")
+    failed = [c for c in result["checks"] if c["outcome"] == "failed"]
+    assert any(c["column"] == "currency" and c["check_type"] == "missing" for c in failed), failed
+    assert str(edited) in {p for c in failed for p in c["partitions"]}
+    # The same verdicts as checking everything on the whole period.
+    with connect(s) as e:
+        full = run_validation(s, e, schema, *PERIOD, rid)
+    assert "from" not in full.kept
+    assert {(c.dataset, c.check_type, c.column, c.qualifier): c.outcome for c in full.checks} == {
+        k: c["outcome"] for k, c in checks_by_name(result).items()
+    }
+
+
+@pytest.mark.slow
+def test_changed_inputs_keep_nothing(validated: tuple[Settings, int]) -> None:
+    """Another tolerance (a contract variable) changes what every check means: all run on
+    the whole period."""
+    s, rid = validated
+    reopen_first_chunk(s, rid)
+    again = run_restatement(s.model_copy(update={"tolerance_pct": s.tolerance_pct * 2}), rid)
+    result = stored(s, again["validation"]["validation_id"])
+    assert "from" not in result["kept"]
+    assert not any(c["kept_from"] for c in result["checks"])
+
+
+def _last_validation(s: Settings, rid: int) -> str:
+    with connect(s) as e:
+        return str(
+            e.scalar(
+                "select validation_id from restate_meta.validations where restatement_id = ? "
+                "order by checked_at desc limit 1",
+                [rid],
+            )
+        )
