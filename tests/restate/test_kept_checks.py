@@ -62,7 +62,6 @@ def test_which_checks_are_partition_local(kind: str, body: Any, column: str | No
     assert is_partition_local(kind, body, column, "event_date") is local
 
 
-
 @pytest.fixture
 def validated(tmp_path: Path) -> tuple[Settings, int]:
     s = make_settings(tmp_path / "wh")
@@ -80,7 +79,10 @@ def stored(s: Settings, validation_id: str) -> dict[str, Any]:
     with connect(s) as e:
         return dict(
             json.loads(
-                e.scalar("select result_json from restate_meta.validations where validation_id = ?", [validation_id])
+                e.scalar(
+                    "select result_json from restate_meta.validations where validation_id = ?",
+                    [validation_id],
+                )
             )
         )
 
@@ -142,7 +144,9 @@ def test_a_hand_edit_at_a_date_no_chunk_rewrote_is_checked_and_fails(validated: 
     reopen_first_chunk(s, rid)
     edited = date(2026, 8, 5)  # in another chunk than the reopened first one, before the last date
     with connect(s) as e:
-        schema = e.scalar("select restate_schema from restate_meta.restatements where restatement_id = ?", [rid])
+        schema = e.scalar(
+            "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
+        )
         changed = e.execute(
             f"update {schema}.fct_revenue_daily set currency = null where event_date = ? "
             "and account_id = (select min(account_id) from "
