@@ -113,6 +113,9 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
     """The restatement's last validation when a resumed run changed nothing it checked:
     the restatement is still validated (or failed validation), every chunk is done, and the
     validation started after the last chunk finished. None: validate again."""
+    from restate.validation.contracts import current_digests
+    from restate.validation.kept_checks import previous_validation
+
     ctx = Context.of(ctx)
     m = ctx.settings.meta_schema
     with ctx.session() as engine:
@@ -136,6 +139,26 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
         approved = engine.scalar(
             f"select approved_by from {m}.restatements where restatement_id = ?", [restatement_id]
         )
+        # What it checked is still what it saw: no promotion or rollback since, and the
+        # restated rows' digests unchanged (a hand edit of the restatement schema counts).
+        previous = previous_validation(engine, ctx.settings, restatement_id)
+        unchanged = (
+            previous is not None
+            and bool(rows)
+            and previous.validation_id == rows[0]["validation_id"]
+            and previous.digests
+            == current_digests(
+                engine,
+                ctx.settings,
+                plan.restate_schema,
+                plan.period_start,
+                plan.period_end,
+                restatement_id,
+                ctx.project(),
+            )
+        )
+    if not unchanged:
+        return None
     if not rows or chunks["open"] or chunks["last"] is None or rows[0]["checked_at"] < chunks["last"]:
         return None
     if loaded_since or is_pending(rows[0]["result_json"]):

@@ -960,6 +960,23 @@ def run_validation(
     )
 
 
+def current_digests(
+    engine: Engine,
+    settings: Settings,
+    schema: str,
+    period_start: date,
+    period_end: date,
+    restatement_id: int,
+    project: ProjectContract,
+) -> dict[str, dict[str, str]]:
+    """The per-date row digests a validation of the restatement would store now."""
+    variables = contract_variables(
+        engine, settings, schema, period_start, period_end, restatement_id, project
+    )
+    datasets = discover_datasets(engine, settings, variables, project, restatement_id)
+    return _restated_digests(engine, settings, project, schema, datasets, variables, period_start, period_end)
+
+
 def _restated_digests(
     engine: Engine,
     settings: Settings,

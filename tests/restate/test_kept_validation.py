@@ -172,3 +172,22 @@ def test_a_run_finishing_after_a_promotion_leaves_it_promoted(validated: tuple[S
             e.scalar("select status from restate_meta.restatements where restatement_id = ?", [rid])
             == "promoted"
         )
+
+
+def test_a_hand_edit_of_the_restated_rows_since_the_validation_is_checked_again(
+    validated: tuple[Settings, int],
+) -> None:
+    """Every chunk unchanged, but a row of the restatement schema edited by hand after the
+    validation: the rerun sees the rows' digests differ, checks again and fails."""
+    s, rid = validated
+    with connect(s) as e:
+        schema = e.scalar("select restate_schema from restate_meta.restatements where restatement_id = ?", [rid])
+        e.execute(
+            f"update {schema}.fct_revenue_daily set gross_revenue = gross_revenue + 1000 "
+            f"where event_date = (select min(event_date) from {schema}.fct_revenue_daily)"
+        )
+    again = run_restatement(s, rid)
+    assert again["reused"] == len(again["chunks"])
+    assert not again["validation"].get("kept")
+    assert not again["validation"]["passed"]
+    assert validations(s, rid) == 2
