@@ -23,6 +23,7 @@ from restate.validation.contracts import run_validation
 from restate.validation.kept_checks import is_partition_local
 from tests.conftest import land, make_settings
 
+ROOT = Path(__file__).resolve().parents[2]
 PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the finance checks pass
 
 
@@ -129,6 +130,7 @@ def test_a_recomputed_chunk_is_checked_again_alone_and_the_other_dates_keep_thei
     assert all(c["scanned"] == f"{start}..{end}" for c in kept.values())
     kinds = {k[1] for k in kept}
     assert {"missing", "declared_keys"} <= kinds
+    assert any(k[3] == "finance_daily" for k in kept)  # a query the contract declares local
     # Checks that are not partition-local ran on the whole period: the row count, the
     # schema, the monthly totals (a query nobody declared local).
     assert {"row_count", "schema"} <= {k[1] for k in whole}
@@ -191,3 +193,53 @@ def _last_validation(s: Settings, rid: int) -> str:
                 [rid],
             )
         )
+
+
+@pytest.mark.slow
+def test_the_second_project_restating_some_stores_sees_production_edits_of_the_others(tmp_path: Path) -> None:
+    """Northstar, two stores of four restated: the relation the cross-table checks read is
+    the restated stores merged with production's others, so an edit of another store's
+    row in production (no chunk of the restatement changes) is a changed date: the
+    finance comparison, kept for the other dates, runs on it again and catches it."""
+    from examples.northstar.generate import GenerateSpec, generate
+
+    s = make_settings(tmp_path / "wh", dbt_project_dir=ROOT / "dbt" / "northstar")
+    spec = GenerateSpec(end_date=date(2026, 10, 31), months=2, stores=4, orders_per_day=20, seed=11)
+    generate(spec, Path(s.landing), Path(s.finance))
+    load_once(s)
+    plan = create_plan(
+        s,
+        PlanRequest(
+            "fct_orders_daily+", date(2026, 9, 1), date(2026, 10, 31), "refunds twice", "ana",
+            accounts=["store_01", "store_03"],
+        ),
+        notify=False,
+    )  # fmt: skip
+    rid = plan.restatement_id
+    assert run_restatement(s, rid)["validation"]["passed"]
+    start, end = reopen_first_chunk(s, rid)
+    edited = date(2026, 10, 5)
+    assert end < edited
+    with connect(s) as e:
+        e.execute(
+            "update analytics.fct_orders_daily set gross_sales = gross_sales + 1000 "
+            "where order_date = ? and store_id = 'store_02'",
+            [edited],
+        )
+    again = run_restatement(s, rid)
+    result = stored(s, again["validation"]["validation_id"])
+    assert result["kept"]["span"] == f"{start}..{edited}"
+    failed = {
+        (c["qualifier"], p) for c in result["checks"] if c["outcome"] == "failed" for p in c["partitions"]
+    }
+    assert failed == {("finance_daily", str(edited)), ("kept_orders", str(edited))}
+    finance = next(c for c in result["checks"] if c["qualifier"] == "finance_daily")
+    assert finance["kept_from"] and finance["scanned"] == f"{start}..{edited}"
+    with connect(s) as e:
+        schema = e.scalar(
+            "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
+        )
+        full = run_validation(s, e, schema, date(2026, 9, 1), date(2026, 10, 31), rid)
+    assert {(c.dataset, c.check_type, c.column, c.qualifier): c.outcome for c in full.checks} == {
+        k: c["outcome"] for k, c in checks_by_name(result).items()
+    }
