@@ -181,7 +181,9 @@ def test_a_hand_edit_of_the_restated_rows_since_the_validation_is_checked_again(
     validation: the rerun sees the rows' digests differ, checks again and fails."""
     s, rid = validated
     with connect(s) as e:
-        schema = e.scalar("select restate_schema from restate_meta.restatements where restatement_id = ?", [rid])
+        schema = e.scalar(
+            "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
+        )
         e.execute(
             f"update {schema}.fct_revenue_daily set gross_revenue = gross_revenue + 1000 "
             f"where event_date = (select min(event_date) from {schema}.fct_revenue_daily)"
