@@ -55,6 +55,10 @@ bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 bench-restate: $(STAMP) ## restate's figures alone (14 months, one day, rerun), reusing the data
 	$(PY) benchmarks/restate_only.py
 
+.PHONY: bench-revalidate
+bench-revalidate: $(STAMP) ## re-validation of 14 months after one chunk changed: kept checks against all
+	$(PY) benchmarks/revalidate.py
+
 .PHONY: bench-webhooks
 bench-webhooks: $(STAMP) ## payment webhook receiver: events/s and p50/p99 acknowledgement latency
 	$(PY) benchmarks/webhooks_bench.py
