@@ -111,10 +111,12 @@ def announce_validation(
 
 def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, Any] | None:
     """The restatement's last validation when a resumed run changed nothing it checked:
-    the restatement is still validated (or failed validation), every chunk is done, and the
-    validation started after the last chunk finished. None: validate again."""
+    the restatement is still validated (or failed validation), every chunk is done and in
+    the state the validation recorded, no load, promotion or rollback ran since, no
+    contract, reference or finance file changed, and the restated rows' per-date digests
+    are the ones it saw (a hand edit counts). None: validate again."""
     from restate.validation.contracts import current_digests
-    from restate.validation.kept_checks import previous_validation
+    from restate.validation.kept_checks import chunk_states, previous_validation
 
     ctx = Context.of(ctx)
     m = ctx.settings.meta_schema
@@ -124,47 +126,35 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
         )
         if status not in ("validated", "validation_failed"):
             return None
-        chunks = engine.query_dicts(
-            f"select count(*) filter (where status <> 'done') as open, max(finished_at) as last "
-            f"from {m}.restatement_partitions where restatement_id = ?",
-            [restatement_id],
-        )[0]
         rows = engine.query_dicts(
             f"select validation_id, passed, forced_by, checked_at, result_json from {m}.validations "
             "where restatement_id = ? and scope = 'restatement' order by checked_at desc limit 1",
             [restatement_id],
         )
         plan = load_plan(engine, ctx.settings, restatement_id)
-        loaded_since = last_watermark(engine, m) != plan.source_watermark
+        if not rows or is_pending(rows[0]["result_json"]):
+            return None  # never validated, or a refresh's placeholder
+        if last_watermark(engine, m) != plan.source_watermark:
+            return None  # loads changed what it checked
+        if _inputs_changed_since(ctx.settings, rows[0]["checked_at"]):
+            return None
+        previous = previous_validation(engine, ctx.settings, restatement_id)
+        if previous is None or previous.validation_id != rows[0]["validation_id"]:
+            return None  # a promotion or rollback since, or stored before this was recorded
+        states = chunk_states(engine, ctx.settings, restatement_id)
+        if any(not state.startswith("done|") for state, _, _ in states.values()):
+            return None
+        if {k: state for k, (state, _, _) in states.items()} != previous.chunks:
+            return None  # a chunk ran again since
+        digests = current_digests(
+            engine, ctx.settings, plan.restate_schema, plan.period_start, plan.period_end,
+            restatement_id, ctx.project(),
+        )  # fmt: skip
+        if digests != previous.digests:
+            return None  # restated rows changed since (a hand edit)
         approved = engine.scalar(
             f"select approved_by from {m}.restatements where restatement_id = ?", [restatement_id]
         )
-        # What it checked is still what it saw: no promotion or rollback since, and the
-        # restated rows' digests unchanged (a hand edit of the restatement schema counts).
-        previous = previous_validation(engine, ctx.settings, restatement_id)
-        unchanged = (
-            previous is not None
-            and bool(rows)
-            and previous.validation_id == rows[0]["validation_id"]
-            and previous.digests
-            == current_digests(
-                engine,
-                ctx.settings,
-                plan.restate_schema,
-                plan.period_start,
-                plan.period_end,
-                restatement_id,
-                ctx.project(),
-            )
-        )
-    if not unchanged:
-        return None
-    if not rows or chunks["open"] or chunks["last"] is None or rows[0]["checked_at"] < chunks["last"]:
-        return None
-    if loaded_since or is_pending(rows[0]["result_json"]):
-        return None  # loads changed what it checked, or it is a refresh's placeholder
-    if _inputs_changed_since(ctx.settings, rows[0]["checked_at"]):
-        return None
     last = rows[0]
     if bool(last["passed"]) != (status == "validated"):
         return None  # the status and the stored result disagree: validate again

@@ -68,7 +68,6 @@ MAX_DETAIL_ROWS = 50
 MAX_PARTITIONS = 1000
 FAR_FUTURE = datetime(9999, 12, 31)
 _VAR = re.compile(r"\$\{ *var\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
-_PERIOD_VARIABLES = ("period_start", "period_end")
 
 
 @dataclass
@@ -367,16 +366,31 @@ def warm_soda(engine_name: str) -> None:
         import soda_duckdb  # noqa: F401
 
 
+# A check of a contract: its type, its body, and its column's entry (None: dataset level).
+_Pick = Callable[[str, dict[str, Any], dict[str, Any] | None], bool]
+
+
 @dataclass(frozen=True)
 class _Part:
-    """What of one contract a Soda session runs: every check, or those ``pick`` keeps,
-    on the period of ``variables`` (a narrowed part: the dates changed since ``kept_from``)."""
+    """What of one contract a Soda session runs: every check, or only the checks whose
+    keys are in ``only``, or all but those in ``but``; a narrowed part only on ``span``
+    (the dates changed since validation ``kept_from``)."""
 
     ds: Dataset
     variables: dict[str, str | float]
-    pick: Callable[[str, dict[str, Any], str | None], bool] | None = None
+    dataset: str = ""
+    only: frozenset[str] | None = None
+    but: frozenset[str] = frozenset()
     kept_from: str | None = None
-    scanned: str | None = None
+    span: tuple[date, date] | None = None
+
+    def picks(self, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> bool:
+        key = _check_key(self.dataset, kind, body, column)
+        return (self.only is None or key in self.only) and key not in self.but
+
+    @property
+    def scanned(self) -> str | None:
+        return None if self.span is None else f"{self.span[0]}..{self.span[1]}"
 
 
 def _verify(
@@ -401,32 +415,48 @@ def _with_relation(text: str, ds: Dataset) -> str:
     return re.sub(r"\$\{ *var\.relation *\}", lambda _: ds.relation, text)
 
 
-def _narrowed_text(text: str, variables: dict[str, str | float]) -> str:
-    """The contract text with the period variables set to ``variables``' (a narrowed
-    part's period; Soda's session variables hold the whole period for the other parts)."""
-    return _VAR.sub(
-        lambda m: str(variables[m.group(1)]) if m.group(1) in _PERIOD_VARIABLES else m.group(0), text
-    )
+def _spec_checks(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(type, body, column entry or None) of every check of a contract spec."""
+    for item in spec.get("checks") or []:
+        if isinstance(item, dict):
+            for kind, body in item.items():
+                yield kind, body if isinstance(body, dict) else {}, None
+    for column in spec.get("columns") or []:
+        for item in column.get("checks") or []:
+            if isinstance(item, dict):
+                for kind, body in item.items():
+                    yield kind, body if isinstance(body, dict) else {}, column
 
 
-def _picked(spec: dict[str, Any], pick: Callable[[str, dict[str, Any], str | None], bool]) -> int:
-    """Keep in ``spec`` only the checks ``pick`` keeps; how many are left."""
-    left = 0
-    items = [i for i in spec.get("checks") or [] if isinstance(i, dict)]
-    spec["checks"] = [i for i in items if any(pick(t, b or {}, None) for t, b in i.items())]
-    left += len(spec["checks"])
+def _picked(spec: dict[str, Any], pick: _Pick) -> None:
+    """Keep in ``spec`` only the checks ``pick`` keeps."""
+
+    def keep(item: Any, column: dict[str, Any] | None) -> bool:
+        return isinstance(item, dict) and any(
+            pick(t, b if isinstance(b, dict) else {}, column) for t, b in item.items()
+        )
+
+    spec["checks"] = [i for i in spec.get("checks") or [] if keep(i, None)]
     for column in spec.get("columns") or []:
         if column.get("checks"):
-            name = str(column.get("name")).lower()
-            column["checks"] = [
-                i for i in column["checks"] if any(pick(t, b or {}, name) for t, b in i.items())
-            ]
-            left += len(column["checks"])
+            column["checks"] = [i for i in column["checks"] if keep(i, column)]
             if not column["checks"]:
                 del column["checks"]
     if not spec["checks"]:
         del spec["checks"]
-    return left
+
+
+def _narrow(spec: dict[str, Any], ds: Dataset, span: tuple[date, date]) -> None:
+    """Narrow a part's checks to ``span``: the built-in ones by a date predicate added to
+    the contract filter (the period variables keep their whole-period values), a
+    declared partition-local query by setting the period variables in its own text."""
+    first, last = (f"date '{d.isoformat()}'" for d in span)
+    on_span = f"cast({ds.partition_column} as date) between {first} and {last}"
+    spec["filter"] = f"({spec['filter']}) and {on_span}" if spec.get("filter") else on_span
+    dates = {"period_start": span[0].isoformat(), "period_end": span[1].isoformat()}
+    for kind, body, _ in _spec_checks(spec):
+        if kind == "failed_rows" and body.get("query"):
+            body["query"] = _VAR.sub(lambda m: dates.get(m.group(1), m.group(0)), str(body["query"]))
 
 
 def _contract_source(part: _Part, engine: Engine) -> Any:
@@ -442,14 +472,13 @@ def _contract_source(part: _Part, engine: Engine) -> Any:
     ds, variables = part.ds, part.variables
     path = ds.path
     fold = engine.fold_identifier
-    text = _with_relation(path.read_text(), ds)
-    if part.scanned:
-        text = _narrowed_text(text, variables)
     # Soda gets the contract as restate read it (PyYAML), never the raw text: both see one
     # contract even where YAML 1.1 and 1.2 read a value differently.
-    spec = load_yaml(text)
-    if part.pick is not None:
-        _picked(spec, part.pick)
+    spec = load_yaml(_with_relation(path.read_text(), ds))
+    if part.only is not None or part.but:
+        _picked(spec, part.picks)
+    if part.span is not None:
+        _narrow(spec, ds, part.span)
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
@@ -715,8 +744,9 @@ def declared_key_checks(
 ) -> list[ValidationCheck]:
     """restate's own check, whatever the project's Soda contracts say: in every restatable
     model present in ``schema``, the declared keys (meta.restate.keys) are unique in the
-    period; the diff and the promotion match rows on them. With ``narrowing``, a check
-    whose keys include the date column and that passed before runs on its span only."""
+    period; the diff and the promotion match rows on them. The keys include the date
+    column (restate.contract.spec), so with ``narrowing`` a check that passed before runs
+    on its span only."""
     out = []
     for c in project.models.values():
         if not engine.relation_exists(schema, c.model):
@@ -724,14 +754,13 @@ def declared_key_checks(
         keys = ", ".join(c.keys)
         dataset = f"{schema}.{c.model}"
         key = kept_checks.check_key(dataset, "declared_keys", None, "declared_keys")
-        local = c.date_column.lower() in {k.lower() for k in c.keys}
-        if narrowing is not None and local and narrowing.keeps(key):
+        narrowed = narrowing is not None and dataset in narrowing.datasets and narrowing.previous.keeps(key)
+        first, last = start, end
+        if narrowing is not None and narrowed:
             if narrowing.span is None:
                 out.append(narrowing.copied(key))
                 continue
             first, last = narrowing.span
-        else:
-            first, last = start, end
         rows = engine.query(
             f"select {c.date_column}, count(*) - 1 from {schema}.{c.model} "
             f"where {c.date_column} between ? and ? group by {keys} having count(*) > 1 "
@@ -751,7 +780,7 @@ def declared_key_checks(
                 partitions=sorted({_partition_label(r[0], c.date_column) for r in rows}),
                 details=[{"problem": f"{extra} rows repeat a key of meta.restate.keys"}] if rows else [],
                 qualifier="declared_keys",
-                **(narrowing.marks() if narrowing and (first, last) != (start, end) else {}),
+                **(narrowing.marks() if narrowing is not None and narrowed else {}),
             )
         )
     return out
@@ -759,14 +788,13 @@ def declared_key_checks(
 
 @dataclass(frozen=True)
 class _Narrowing:
-    """Partition-local checks that passed in validation ``previous`` and are run again
-    only on ``span`` (None: no date changed since, so they are kept as they were)."""
+    """Partition-local checks of ``datasets`` that passed in validation ``previous`` are
+    run again only on ``span`` (None: no date changed since: they are kept as they were)."""
 
     previous: kept_checks.Previous
     span: tuple[date, date] | None
-
-    def keeps(self, key: str) -> bool:
-        return key in self.previous.passed
+    datasets: frozenset[str]  # the restated relations digested now and then
+    reads: frozenset[str]  # relations a declared partition-local query may read
 
     def label(self) -> str:
         return "" if self.span is None else f"{self.span[0]}..{self.span[1]}"
@@ -785,53 +813,65 @@ def _narrowing(
     previous: kept_checks.Previous | None,
     inputs: str,
     digests: dict[str, dict[str, str]],
+    chunks: dict[str, tuple[str, date, date]],
     period: tuple[date, date],
+    reads: frozenset[str],
 ) -> _Narrowing | None:
     """Whether (and on which dates) this validation can keep ``previous``' partition-local passes."""
     if previous is None or previous.inputs != inputs or not digests:
         return None
     try:
-        span = kept_checks.changed_span(previous, digests)
+        span = kept_checks.changed_span(previous, digests, chunks)
     except LookupError:
         return None  # a restated relation it did not check
     if span is not None and span[0] <= period[0] and span[1] >= period[1]:
         return None  # every date changed: nothing to keep
-    return _Narrowing(previous, span)
+    return _Narrowing(previous, span, frozenset(digests), reads)
+
+
+def _check_key(dataset: str, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> str:
+    name = str(column.get("name")) if column else None
+    return kept_checks.check_key(dataset, kind, name, body.get("qualifier"))
+
+
+# The checked relation (``${var.relation}``) as a declared query's tables are listed.
+_CHECKED = "restate_checked.relation_under_check"
 
 
 @dataclass(frozen=True)
 class _Kept:
-    """Picks a contract's checks that ``narrowing`` keeps (``other``: those it does not)."""
+    """Whether ``narrowing`` keeps a check of a contract: partition-local, and passed before."""
 
     narrowing: _Narrowing
     dataset: str
     date_column: str | None
-    other: bool = False
+    variables: dict[str, str | float]
+    dialect: str
 
-    def __call__(self, kind: str, body: dict[str, Any], column: str | None) -> bool:
-        key = kept_checks.check_key(self.dataset, kind, column, body.get("qualifier"))
-        local = kept_checks.is_partition_local(kind, body, column, self.date_column)
-        return (local and self.narrowing.keeps(key)) != self.other
+    def key(self, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> str:
+        return _check_key(self.dataset, kind, body, column)
 
+    def local(self, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> bool:
+        name = str(column.get("name")).lower() if column else None
+        if not kept_checks.is_partition_local(kind, body, name, self.date_column, column):
+            return False
+        if kind == "failed_rows" and body.get("query"):
+            try:
+                sql = resolve_variables(str(body["query"]), {**self.variables, "relation": _CHECKED})
+            except KeyError:
+                return False  # a variable this contract does not define: Soda refuses it anyway
+            return kept_checks.reads_only(sql, set(self.narrowing.reads) | {_CHECKED}, self.dialect)
+        return True
 
-def _spec_checks(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str | None]]:
-    """(type, body, column or None) of every check of a contract spec."""
-    for item in spec.get("checks") or []:
-        if isinstance(item, dict):
-            for kind, body in item.items():
-                yield kind, body or {}, None
-    for column in spec.get("columns") or []:
-        for item in column.get("checks") or []:
-            if isinstance(item, dict):
-                for kind, body in item.items():
-                    yield kind, body or {}, str(column.get("name")).lower()
+    def __call__(self, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> bool:
+        return self.local(kind, body, column) and self.narrowing.previous.keeps(self.key(kind, body, column))
 
 
 def _parts(
     datasets: list[Dataset],
     variables: dict[str, str | float],
     narrowing: _Narrowing | None,
-    digests: dict[str, dict[str, str]],
+    dialect: str,
 ) -> tuple[list[_Part], list[ValidationCheck]]:
     """Each contract as Soda runs it: whole, or - for a restated relation when checks are
     kept - its other checks on the whole period and its kept partition-local checks on
@@ -839,30 +879,44 @@ def _parts(
     parts: list[_Part] = []
     copied: list[ValidationCheck] = []
     for ds in datasets:
-        spec = load_yaml(_with_relation(ds.path.read_text(), ds)) or {}
+        spec = load_yaml(ds.path.read_text()) or {}
         schema, table = _dataset_parts(spec, variables)
         dataset = f"{schema}.{table}"
-        if narrowing is None or dataset not in digests:
-            parts.append(_Part(ds, variables))
-            continue
-        kept = _Kept(narrowing, dataset, ds.partition_column)
         checks = list(_spec_checks(spec))
-        keep = [c for c in checks if kept(*c)]
+        whole = _Part(ds, variables)
+        if narrowing is None or dataset not in narrowing.datasets or not ds.partition_column:
+            parts.append(whole)
+            continue
+        if kept_checks.hazardous(str(spec.get("filter") or "")):
+            parts.append(whole)  # which rows it checks can change with no row changing
+            continue
+        defaults = {
+            k: v["default"]
+            for k, v in (spec.get("variables") or {}).items()
+            if isinstance(v, dict) and v.get("default") is not None
+        }
+        kept = _Kept(narrowing, dataset, ds.partition_column, {**defaults, **variables}, dialect)
+        if len({kept.key(*c) for c in checks}) < len(checks):
+            parts.append(whole)  # two checks one key: neither can be told apart next time
+            continue
+        keep = frozenset(kept.key(*c) for c in checks if kept(*c))
         if len(keep) < len(checks):
-            parts.append(
-                _Part(ds, variables, pick=_Kept(narrowing, dataset, ds.partition_column, other=True))
-            )
+            parts.append(_Part(ds, variables, dataset, but=keep))
         if not keep:
             continue
         if narrowing.span is None:
-            copied += [
-                narrowing.copied(kept_checks.check_key(dataset, kind, column, body.get("qualifier")))
-                for kind, body, column in keep
-            ]
+            copied += [narrowing.copied(key) for key in sorted(keep)]
             continue
-        first, last = narrowing.span
-        narrowed = {**variables, "period_start": first.isoformat(), "period_end": last.isoformat()}
-        parts.append(_Part(ds, narrowed, pick=kept, **narrowing.marks()))
+        parts.append(
+            _Part(
+                ds,
+                variables,
+                dataset,
+                only=keep,
+                kept_from=narrowing.previous.validation_id,
+                span=narrowing.span,
+            )
+        )
     return parts, copied
 
 
@@ -888,7 +942,7 @@ def run_validation(
 
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
-    checked_at = utc_now()  # the meta schema's one clock: compared with chunks' finished_at
+    checked_at = utc_now()  # compared with chunks' finished_at by a kept whole validation
     engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
     project = project if project is not None else project_contract(settings)
     reference.load_reference_exports(engine, settings)
@@ -917,19 +971,31 @@ def run_validation(
         schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
         if not engine.relation_exists(schema_, table):
             missing.append(f"{schema_}.{table} does not exist")
+    restated = restatement_id is not None and schema != settings.prod_schema
+    chunks = kept_checks.chunk_states(engine, settings, restatement_id) if restated and restatement_id else {}
+    declarations = [repr(c) for c in sorted(project.models.values(), key=lambda c: c.model)]
     inputs = kept_checks.inputs_fingerprint(
-        engine, settings, [(ds.path.name, ds.path.read_text()) for ds in datasets], variables
+        engine, settings, [(ds.path.name, ds.path.read_text()) for ds in datasets], variables, declarations
     )
     digests = _restated_digests(
         engine, settings, project, schema, datasets, variables, period_start, period_end
     )
-    narrowing = _narrowing(previous, inputs, digests, (period_start, period_end))
-    parts, copied = _parts(datasets, variables, narrowing, digests)
+    reads = frozenset(
+        [d.lower() for d in digests]
+        + [reference.reference_table(settings, r).lower() for r in reference.declared(settings)]
+    )
+    narrowing = _narrowing(previous, inputs, digests, chunks, (period_start, period_end), reads)
+    parts, copied = _parts(datasets, variables, narrowing, engine.name)
     contract_results, session_errors = _verify(engine, settings, variables, parts)
     checks, errors = _collect(engine, parts, contract_results)
     checks += copied
     checks += declared_key_checks(engine, project, schema, period_start, period_end, narrowing)
-    keeping: dict[str, Any] = {"inputs": inputs, "digests": digests}
+    keeping: dict[str, Any] = {
+        "inputs": inputs,
+        "digests": digests,
+        "chunks": {k: state for k, (state, _, _) in chunks.items()},
+        "log_version": kept_checks.log_version(engine, settings),
+    }
     if narrowing is not None:
         keeping.update(
             {

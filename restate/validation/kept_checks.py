@@ -12,40 +12,90 @@ Partition-local, read off the contract:
 - ``missing`` and ``invalid`` checks, and ``failed_rows`` checks with an ``expression``,
   whose threshold is "no failing row" (no threshold, or ``must_be: 0`` on the count);
 - a ``duplicate`` check whose columns include the dataset's date column, same threshold;
+- restate's own declared-keys check (the keys always include the date column);
 - a ``failed_rows`` check with a ``query`` only when the contract declares it so with
-  ``attributes: {restate_partition_local: true}`` (its rows then depend only on the rows
-  of the dates they report, and it reads the period through ``${var.period_start}`` and
-  ``${var.period_end}``);
-- restate's own declared-keys check when the keys include the model's date column.
+  ``attributes: {restate_partition_local: true}`` - its rows for a date depend only on
+  that date's rows, and ``${var.period_start}`` / ``${var.period_end}`` in it only bound
+  which dates it reads and reports - and when every relation it reads is one whose
+  changes are tracked here (the checked relation, a restated model, a reference export).
+None of them when it reads what can change with no row changing: ``${env.*}`` or
+``${soda.*}`` values, the load watermark variables, another dataset
+(``valid_reference_data``), a subquery, or a ``column_expression``.
 
-Which dates changed: those of chunks finished after the previous validation started,
-and every date whose rows differ from what the previous validation saw (a per-date sum
-of row hashes of each checked relation, stored with the validation): a chunk rewritten
-by a resumed run, a refresh for late loads, or a hand edit in the restatement schema
-all count. Nothing is kept when the inputs of the checks differ from the previous
-validation's (contract files, reference exports as loaded, the contracts' variables),
-or when a promotion or rollback has changed production since.
+The built-in checks are narrowed by a date predicate added to the contract's filter (the
+period variables keep their whole-period values); a declared query by setting the period
+variables in its own text.
+
+Which dates changed: those of chunks whose state (status, attempts, finish time) differs
+from the one the previous validation recorded, and every date whose rows differ from what
+it saw (a per-date count and sum of row hashes of each restated relation, stored with the
+validation): a chunk rewritten by a resumed run, a refresh for late loads, or a hand edit
+of a restated model all count. Nothing is kept when the inputs of the checks differ from
+the previous validation's (contract files and the environment values they name, reference
+exports as loaded, the contracts' variables, the project's declarations), or when a
+promotion or rollback was recorded since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from restate.engines.base import Engine
 from restate.settings import Settings
 
 LOCAL_ATTRIBUTE = "restate_partition_local"
-# Variables that move with every load without changing what a date's rows are checked against.
+# Variables that move with every load: left out of the inputs' fingerprint, so a check
+# reading them is never partition-local.
 _MOVING_VARIABLES = frozenset({"loaded_until", "source_loaded_until"})
+_ENV = re.compile(r"\$\{ *env\.([A-Za-z_][A-Za-z_0-9]*) *\}")
+# What a check may not read to be kept: values that change with no row changing, other
+# datasets, subqueries.
+_HAZARDS = re.compile(
+    r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b|valid_reference_data|column_expression|\bselect\b",
+    re.IGNORECASE,
+)
 
 
 def check_key(dataset: str, check_type: str, column: str | None, qualifier: str | None) -> str:
-    """A check's identity across validations (Soda's own: dataset, column, type, qualifier)."""
+    """A check's identity across validations: dataset, column, type and qualifier (a
+    contract where two checks share one is never narrowed)."""
     return f"{dataset}|{(column or '').lower()}|{check_type}|{qualifier or ''}"
+
+
+def hazardous(text: str) -> bool:
+    """Whether contract text reads something that can change with no restated row changing."""
+    return bool(_HAZARDS.search(text))
+
+
+_ENV_OR_SODA = re.compile(r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b", re.IGNORECASE)
+
+
+def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
+    """Whether every table the query reads is in ``allowed`` (schema.table, lower case);
+    False for SQL that does not parse or names a table without its schema (other than
+    the query's own CTEs)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.ParseError:
+        return False
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.db:
+            if table.name.lower() in ctes:
+                continue
+            return False
+        if f"{table.db}.{table.name}".lower() not in allowed:
+            return False
+    return True
 
 
 def _count_must_be_zero(body: dict[str, Any]) -> bool:
@@ -59,11 +109,24 @@ def _count_must_be_zero(body: dict[str, Any]) -> bool:
 
 
 def is_partition_local(
-    check_type: str, body: dict[str, Any] | None, column: str | None, date_column: str | None
+    check_type: str,
+    body: dict[str, Any] | None,
+    column: str | None,
+    date_column: str | None,
+    column_spec: dict[str, Any] | None = None,
 ) -> bool:
-    """Whether a contract check's verdict over a period is the conjunction of its verdicts per date."""
+    """Whether a contract check's verdict over a period is the conjunction of its verdicts
+    per date, from its definition (a declared query's relations are checked by the caller)."""
     body = body or {}
     if not isinstance(body, dict) or not _count_must_be_zero(body):
+        return False
+    query = body.get("query") if check_type == "failed_rows" else None
+    rest = {k: v for k, v in body.items() if k != "query"}
+    if hazardous(json.dumps(rest, default=str)) or (query and _ENV_OR_SODA.search(str(query))):
+        return False
+    if column_spec and hazardous(
+        json.dumps({k: v for k, v in column_spec.items() if k != "checks"}, default=str)
+    ):
         return False
     if check_type in ("missing", "invalid"):
         return column is not None
@@ -74,7 +137,7 @@ def is_partition_local(
         return date_column.lower() in [str(c).lower() for c in columns]
     if check_type == "failed_rows":
         if body.get("expression"):
-            return True
+            return not query
         attributes = body.get("attributes")
         declared = isinstance(attributes, dict) and attributes.get(LOCAL_ATTRIBUTE) is True
         return bool(body.get("query")) and declared
@@ -83,18 +146,33 @@ def is_partition_local(
 
 @dataclass(frozen=True)
 class Previous:
-    """The restatement's previous validation and what changed since it."""
+    """The restatement's previous validation: what it checked, and what it saw."""
 
     validation_id: str
-    checked_at: datetime
     inputs: str  # its inputs' fingerprint
     checks: dict[str, dict[str, Any]]  # its checks that passed (not warned), by key
-    digests: dict[str, dict[str, str]]  # dataset -> date -> sum of row hashes
-    chunk_dates: tuple[date, date] | None  # span of chunks finished since it started
+    digests: dict[str, dict[str, str]]  # dataset -> date -> rows and sum of row hashes
+    chunks: dict[str, str]  # chunk id -> its state then (status, attempts, finish time)
 
-    @property
-    def passed(self) -> frozenset[str]:
-        return frozenset(self.checks)
+    def keeps(self, key: str) -> bool:
+        return key in self.checks
+
+
+def chunk_states(
+    engine: Engine, settings: Settings, restatement_id: int
+) -> dict[str, tuple[str, date, date]]:
+    """Each chunk's state (compared for equality, never by clock) and its dates."""
+    rows = engine.query(
+        f"select chunk_id, status, attempts, finished_at, period_start, period_end "
+        f"from {settings.meta_schema}.restatement_partitions where restatement_id = ?",
+        [restatement_id],
+    )
+    return {str(c): (f"{st}|{a}|{f}", s, e) for c, st, a, f, s, e in rows}
+
+
+def log_version(engine: Engine, settings: Settings) -> int:
+    """The changelog's last version: promotions and rollbacks after it are seen by version."""
+    return int(engine.scalar(f"select coalesce(max(version), 0) from {settings.meta_schema}.changelog") or 0)
 
 
 def previous_validation(engine: Engine, settings: Settings, restatement_id: int) -> Previous | None:
@@ -102,7 +180,7 @@ def previous_validation(engine: Engine, settings: Settings, restatement_id: int)
     keeping its passed checks (a promotion or rollback); None: check everything."""
     meta = settings.meta_schema
     rows = engine.query_dicts(
-        f"select validation_id, checked_at, result_json from {meta}.validations "
+        f"select validation_id, result_json from {meta}.validations "
         "where restatement_id = ? and scope = 'restatement' order by checked_at desc limit 5",
         [restatement_id],
     )
@@ -114,24 +192,17 @@ def previous_validation(engine: Engine, settings: Settings, restatement_id: int)
         if "pending" in result:
             continue  # a refresh's placeholder: the one before it is the last that checked
         kept = result.get("kept") or {}
-        if not kept.get("inputs") or not isinstance(result.get("checks"), list):
-            return None  # stored before kept checks existed
-        checked_at = row["checked_at"]
+        if not kept.get("inputs") or "log_version" not in kept or not isinstance(result.get("checks"), list):
+            return None  # stored before kept checks existed, or by production's validation
         since = engine.scalar(
-            f"select count(*) from {meta}.changelog where recorded_at >= ? "
-            "and event in ('promoted', 'rolled_back')",
-            [checked_at],
+            f"select count(*) from {meta}.changelog "
+            "where version > ? and event in ('promoted', 'rolled_back')",
+            [int(kept["log_version"])],
         )
         if since:
-            return None  # production changed under every restatement's checked relation
-        span = engine.query(
-            f"select min(period_start), max(period_end) from {meta}.restatement_partitions "
-            "where restatement_id = ? and (finished_at is null or finished_at >= ?)",
-            [restatement_id, checked_at],
-        )[0]
+            return None  # production changed under the relations the checks read
         return Previous(
             validation_id=str(row["validation_id"]),
-            checked_at=checked_at,
             inputs=str(kept["inputs"]),
             checks={
                 check_key(c["dataset"], c["check_type"], c.get("column"), c.get("qualifier")): c
@@ -139,19 +210,28 @@ def previous_validation(engine: Engine, settings: Settings, restatement_id: int)
                 if c.get("outcome") == "passed"
             },
             digests={k: dict(v) for k, v in (kept.get("digests") or {}).items()},
-            chunk_dates=(span[0], span[1]) if span[0] is not None else None,
+            chunks={str(k): str(v) for k, v in (kept.get("chunks") or {}).items()},
         )
     return None
 
 
 def inputs_fingerprint(
-    engine: Engine, settings: Settings, contract_texts: list[tuple[str, str]], variables: dict[str, Any]
+    engine: Engine,
+    settings: Settings,
+    contract_texts: list[tuple[str, str]],
+    variables: dict[str, Any],
+    declarations: list[str],
 ) -> str:
-    """What every check read besides the restated rows: contract files, the reference
-    exports as loaded (their fingerprints and table summaries), the variables."""
+    """What every check read besides the restated rows: contract files and the environment
+    values they name, the reference exports as loaded (their fingerprints and table
+    summaries), the variables, the project's declarations (keys, date and entity columns)."""
     digest = hashlib.sha256()
     for name, text in sorted(contract_texts):
         digest.update(f"{name}\0{text}\0".encode())
+        for env in sorted(set(_ENV.findall(text))):
+            digest.update(f"{env}={os.environ.get(env)}\0".encode())
+    for declaration in sorted(declarations):
+        digest.update(f"{declaration}\0".encode())
     if engine.relation_exists(settings.meta_schema, "reference_loads"):
         for export, fingerprint, summary in sorted(
             engine.query(f"select export, fingerprint, summary from {settings.meta_schema}.reference_loads")
@@ -165,22 +245,25 @@ def inputs_fingerprint(
 def date_digests(
     engine: Engine, relation: str, columns: list[str], date_column: str, start: date, end: date
 ) -> dict[str, str]:
-    """Per date of [start, end], the sum of the checked relation's row hashes (and rows)."""
+    """Per date of [start, end], the rows and the sum of their hashes in the relation."""
     hashed = ", ".join(columns)
+    day = f"cast({date_column} as date)"
     rows = engine.query(
-        f"select {date_column}, count(*), sum(hash({hashed})) from {relation} "
-        f"where {date_column} between ? and ? group by 1",
+        f"select {day}, count(*), sum(hash({hashed})) from {relation} where {day} between ? and ? group by 1",
         [start, end],
     )
     return {str(d): f"{n}:{h}" for d, n, h in rows}
 
 
-def changed_span(previous: Previous, digests: dict[str, dict[str, str]]) -> tuple[date, date] | None:
+def changed_span(
+    previous: Previous, digests: dict[str, dict[str, str]], chunks: dict[str, tuple[str, date, date]]
+) -> tuple[date, date] | None:
     """The span from the first to the last date that changed since ``previous``: a chunk
-    finished since, or rows that differ from what it saw. None: nothing changed."""
+    whose state differs, or rows that differ from what it saw. None: nothing changed."""
     dates: set[date] = set()
-    if previous.chunk_dates is not None:
-        dates.update(previous.chunk_dates)
+    for chunk_id, (state, first, last) in chunks.items():
+        if previous.chunks.get(chunk_id) != state:
+            dates.update((first, last))
     for dataset, now in digests.items():
         then = previous.digests.get(dataset)
         if then is None:

@@ -20,7 +20,7 @@ from restate.engines import connect
 from restate.plan.plans import PlanRequest
 from restate.settings import Settings
 from restate.validation.contracts import run_validation
-from restate.validation.kept_checks import is_partition_local
+from restate.validation.kept_checks import is_partition_local, previous_validation, reads_only
 from tests.conftest import land, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +57,49 @@ PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the fina
         ("schema", None, None, False),
         ("aggregate", {"function": "sum", "threshold": {"must_be": 0}}, "amount", False),
         ("missing", "not a mapping", "account_id", False),
+        # What can change with no restated row changing is never kept.
+        ("failed_rows", {"expression": "gross > ${env.MAX_GROSS}"}, None, False),
+        ("failed_rows", {"expression": "ingested_at > '${soda.NOW}'"}, None, False),
+        ("failed_rows", {"expression": "ingested_at > '${var.loaded_until}'"}, None, False),
+        ("failed_rows", {"expression": "account_id not in (select account_id from accounts)"}, None, False),
+        ("missing", {"filter": "x in (SELECT y FROM z)"}, "account_id", False),
+        ("invalid", {"valid_reference_data": {"dataset": "a/b/c", "column": "id"}}, "account_id", False),
+        (
+            "failed_rows",
+            {"query": "select 1 where '${env.X}' = ''", "attributes": {"restate_partition_local": True}},
+            None,
+            False,
+        ),
+        # The period variables are fine: narrowing never changes their values in a built-in check.
+        ("failed_rows", {"expression": "event_date < date '${var.period_end}' and x is null"}, None, True),
     ],
 )
 def test_which_checks_are_partition_local(kind: str, body: Any, column: str | None, local: bool) -> None:
     assert is_partition_local(kind, body, column, "event_date") is local
+
+
+def test_a_column_computed_by_an_expression_is_never_kept() -> None:
+    column = {"name": "net", "column_expression": "gross - refunds", "checks": [{"missing": None}]}
+    assert not is_partition_local("missing", None, "net", "event_date", column)
+    assert is_partition_local("missing", None, "net", "event_date", {"name": "net"})
+
+
+@pytest.mark.parametrize(
+    ("sql", "ok"),
+    [
+        ("select * from restate_1.fct where d = 1", True),
+        (
+            "with a as (select * from restate_1.fct) select * from a join restate_meta.reference_x r on 1=1",
+            True,
+        ),
+        ("select * from analytics.int_deduped_events", False),  # production's upstream: not tracked
+        ("select * from fct", False),  # a table without its schema
+        ("select * from restate_1.fct where x in (select y from analytics.other)", False),
+        ("select from where", False),  # does not parse
+    ],
+)
+def test_a_declared_query_is_kept_only_when_it_reads_tracked_relations(sql: str, ok: bool) -> None:
+    assert reads_only(sql, {"restate_1.fct", "restate_meta.reference_x"}, "duckdb") is ok
 
 
 @pytest.fixture
@@ -243,3 +282,87 @@ def test_the_second_project_restating_some_stores_sees_production_edits_of_the_o
     assert {(c.dataset, c.check_type, c.column, c.qualifier): c.outcome for c in full.checks} == {
         k: c["outcome"] for k, c in checks_by_name(result).items()
     }
+
+
+@pytest.mark.slow
+def test_what_a_narrowed_check_reads_besides_the_changed_rows_is_checked_whole(tmp_path: Path) -> None:
+    """Three ways a kept pass could hide a failure, each with the same verdicts as checking
+    everything: a check whose expression reads the period's end (narrowing must not move
+    it), production's upstream edited with no load (the query reading it is not
+    partition-local), and other declared keys in the project (nothing kept)."""
+    import dataclasses
+    import shutil
+
+    import yaml
+
+    from restate.contract.project import project_contract
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(ROOT / "soda_checks" / "billing", contracts)
+    mart = contracts / "fct_revenue_daily.yml"
+    spec = yaml.safe_load(mart.read_text())
+    spec["checks"].append(
+        {
+            "failed_rows": {
+                "name": "only the last day may lack an ingestion time",
+                "qualifier": "ingested_before_the_end",
+                "expression": "event_date < date '${var.period_end}' and last_ingested_at is null",
+            }
+        }
+    )
+    mart.write_text(yaml.safe_dump(spec, sort_keys=False))
+    s = make_settings(tmp_path / "wh", soda_contracts_dir=contracts)
+    land(s, None, datetime(2026, 10, 20))
+    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
+    plan = create_plan(
+        s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana", "FIN-1"), notify=False
+    )
+    rid = plan.restatement_id
+    assert run_restatement(s, rid)["validation"]["passed"]
+
+    def narrowed_and_whole(project: Any = None) -> tuple[Any, Any]:
+        with connect(s) as e:
+            schema = e.scalar(
+                "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
+            )
+            previous = previous_validation(e, s, rid)
+            assert previous is not None
+            narrowed = run_validation(s, e, schema, *PERIOD, rid, project=project, previous=previous)
+            whole = run_validation(s, e, schema, *PERIOD, rid, project=project)
+        return narrowed, whole
+
+    def failed(result: Any) -> set[str]:
+        return {c.qualifier or c.check_type for c in result.checks if not c.passed}
+
+    day = date(2026, 8, 5)
+    with connect(s) as e:
+        schema = e.scalar(
+            "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
+        )
+        e.execute(
+            f"update {schema}.fct_revenue_daily set last_ingested_at = null where event_date = ?", [day]
+        )
+    narrowed, whole = narrowed_and_whole()
+    assert narrowed.kept["span"] == f"{day}..{day}"
+    assert failed(narrowed) == failed(whole) == {"ingested_before_the_end"}
+
+    with connect(s) as e:
+        e.execute(
+            "update analytics.int_deduped_events set amount = amount * 3 "
+            "where event_type = 'refund_issued' and event_date = ?",
+            [date(2026, 8, 20)],
+        )
+    narrowed, whole = narrowed_and_whole()
+    upstream = next(c for c in narrowed.checks if c.qualifier == "refund_rate_vs_upstream")
+    assert upstream.kept_from is None and not upstream.passed
+    assert failed(narrowed) == failed(whole)
+
+    project = project_contract(s)
+    model = project.models["fct_revenue_daily"]
+    other_keys = dataclasses.replace(
+        project,
+        models={**project.models, model.model: dataclasses.replace(model, keys=("event_date", "currency"))},
+    )
+    narrowed, whole = narrowed_and_whole(other_keys)
+    assert "from" not in narrowed.kept
+    assert "declared_keys" in failed(narrowed) and failed(narrowed) == failed(whole)
