@@ -1157,8 +1157,8 @@ def format_report(result: ValidationResult) -> str:
     if result.kept.get("from"):
         where = f"run again on {result.kept['span']} only" if result.kept["span"] else "no date changed"
         lines.append(
-            f"kept: {result.kept['checks']} partition-local checks passed in validation "
-            f"{result.kept['from']} on the dates not changed since; {where}"
+            f"kept: {result.kept['checks']} partition-local checks had passed in validation "
+            f"{result.kept['from']}; {where} (the other dates keep that pass)"
         )
     lines += [f"not rerun: {s}" for s in result.skipped]
     return "\n".join(lines)
