@@ -942,7 +942,7 @@ def run_validation(
 
     apply_process_env(settings)  # Soda's telemetry stays off
     started = time.monotonic()
-    checked_at = utc_now()  # compared with chunks' finished_at by a kept whole validation
+    checked_at = utc_now()  # a kept whole validation compares it with contract and finance files' times
     engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
     project = project if project is not None else project_contract(settings)
     reference.load_reference_exports(engine, settings)

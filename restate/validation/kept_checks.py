@@ -60,6 +60,8 @@ _HAZARDS = re.compile(
     r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b|valid_reference_data|column_expression|\bselect\b",
     re.IGNORECASE,
 )
+# The same for a declared query (a select itself): values that change with no row changing.
+_ENV_OR_SODA = re.compile(r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b", re.IGNORECASE)
 
 
 def check_key(dataset: str, check_type: str, column: str | None, qualifier: str | None) -> str:
@@ -73,13 +75,10 @@ def hazardous(text: str) -> bool:
     return bool(_HAZARDS.search(text))
 
 
-_ENV_OR_SODA = re.compile(r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b", re.IGNORECASE)
-
-
 def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
     """Whether every table the query reads is in ``allowed`` (schema.table, lower case);
-    False for SQL that does not parse or names a table without its schema (other than
-    the query's own CTEs)."""
+    False for SQL that does not parse, names a table without its schema (other than the
+    query's own CTEs) or in another database, or reads a table function."""
     import sqlglot
     from sqlglot import exp
 
@@ -89,6 +88,8 @@ def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
         return False
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
+        if table.catalog:
+            return False
         if not table.db:
             if table.name.lower() in ctes:
                 continue
@@ -105,7 +106,9 @@ def _count_must_be_zero(body: dict[str, Any]) -> bool:
     if not isinstance(threshold, dict) or threshold.get("metric", "count") != "count":
         return False
     bounds = {k for k in threshold if k.startswith("must")}
-    return bounds == {"must_be"} and threshold["must_be"] == 0 and not threshold.get("additional")
+    zero = threshold.get("must_be")
+    exact_zero = isinstance(zero, int | float) and not isinstance(zero, bool) and zero == 0
+    return bounds == {"must_be"} and exact_zero and not threshold.get("additional")
 
 
 def is_partition_local(

@@ -36,6 +36,7 @@ PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the fina
         ("missing", {"threshold": {"metric": "percent", "must_be_less_than": 1}}, "account_id", False),
         ("missing", {"threshold": {"must_be_less_than": 5}}, "account_id", False),  # a sum over dates
         ("missing", {"threshold": {"must_be": 3}}, "account_id", False),
+        ("missing", {"threshold": {"must_be": False}}, "account_id", False),
         ("invalid", {"valid_values": ["a"], "filter": "x > 0"}, "kind", True),
         ("duplicate", {"columns": ["event_date", "account_id"]}, None, True),
         ("duplicate", {"columns": ["EVENT_DATE", "account_id"]}, None, True),
@@ -96,6 +97,8 @@ def test_a_column_computed_by_an_expression_is_never_kept() -> None:
         ("select * from fct", False),  # a table without its schema
         ("select * from restate_1.fct where x in (select y from analytics.other)", False),
         ("select from where", False),  # does not parse
+        ("select * from other_db.restate_1.fct", False),  # the same names in another database
+        ("select * from read_parquet('/x/*.parquet')", False),
     ],
 )
 def test_a_declared_query_is_kept_only_when_it_reads_tracked_relations(sql: str, ok: bool) -> None:
