@@ -115,7 +115,7 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
     the state the validation recorded, no load, promotion or rollback ran since, no
     contract, reference or finance file changed, and the restated rows' per-date digests
     are the ones it saw (a hand edit counts). None: validate again."""
-    from restate.validation.contracts import current_digests
+    from restate.validation.contracts import current_state
     from restate.validation.kept_checks import chunk_states, previous_validation
 
     ctx = Context.of(ctx)
@@ -146,10 +146,12 @@ def kept_validation(ctx: Context | Settings, restatement_id: int) -> dict[str, A
             return None
         if {k: state for k, (state, _, _) in states.items()} != previous.chunks:
             return None  # a chunk ran again since
-        digests = current_digests(
+        inputs, digests = current_state(
             engine, ctx.settings, plan.restate_schema, plan.period_start, plan.period_end,
             restatement_id, ctx.project(),
         )  # fmt: skip
+        if inputs != previous.inputs:
+            return None  # contracts, the env values they name, variables or declarations changed
         if digests != previous.digests:
             return None  # restated rows changed since (a hand edit)
         approved = engine.scalar(

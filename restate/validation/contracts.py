@@ -117,7 +117,8 @@ class ValidationResult:
     skipped: list[str] = field(default_factory=list)
     # What a later validation needs to keep this one's partition-local passes
     # (restate.validation.kept_checks): "inputs" (fingerprint), "digests" (per restated
-    # relation and date), and, when this one kept checks, "from", "span" and "checks".
+    # relation and date), "chunks" (each chunk's state), "log_version" (the changelog's),
+    # and, when this one kept checks, "from", "span" and "checks".
     kept: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -446,12 +447,16 @@ def _picked(spec: dict[str, Any], pick: _Pick) -> None:
         del spec["checks"]
 
 
-def _narrow(spec: dict[str, Any], ds: Dataset, span: tuple[date, date]) -> None:
-    """Narrow a part's checks to ``span``: the built-in ones by a date predicate added to
-    the contract filter (the period variables keep their whole-period values), a
-    declared partition-local query by setting the period variables in its own text."""
+def _narrow(spec: dict[str, Any], ds: Dataset, span: tuple[date, date], variables: dict[str, Any]) -> None:
+    """Narrow a part's checks to ``span``: the built-in ones by a predicate added to the
+    contract filter that leaves out only the period's dates outside the span (a row with
+    no date or outside the period is checked as before; the period variables keep their
+    whole-period values), a declared partition-local query by setting the period
+    variables in its own text."""
+    day = f"cast({ds.partition_column} as date)"
     first, last = (f"date '{d.isoformat()}'" for d in span)
-    on_span = f"cast({ds.partition_column} as date) between {first} and {last}"
+    start, end = (f"date '{variables[k]}'" for k in ("period_start", "period_end"))
+    on_span = f"({day} between {first} and {last} or {day} is null or {day} not between {start} and {end})"
     spec["filter"] = f"({spec['filter']}) and {on_span}" if spec.get("filter") else on_span
     dates = {"period_start": span[0].isoformat(), "period_end": span[1].isoformat()}
     for kind, body, _ in _spec_checks(spec):
@@ -478,7 +483,7 @@ def _contract_source(part: _Part, engine: Engine) -> Any:
     if part.only is not None or part.but:
         _picked(spec, part.picks)
     if part.span is not None:
-        _narrow(spec, ds, part.span)
+        _narrow(spec, ds, part.span, variables)
     data_source, *parts = resolve_variables(spec["dataset"], variables).split("/")
     spec["dataset"] = "/".join([data_source, *(fold(p) for p in parts)])
     for column in spec.get("columns") or []:
@@ -555,13 +560,7 @@ class _Contract:
         self.table = ds.table
         self.partition_column = ds.partition_column
         self.spec: dict[str, Any] = load_yaml(_with_relation(ds.path.read_text(), ds))
-        # The contract's own defaults for variables restate does not set (as Soda applies them).
-        defaults = {
-            k: v["default"]
-            for k, v in (self.spec.get("variables") or {}).items()
-            if isinstance(v, dict) and v.get("default") is not None
-        }
-        self.variables = {**defaults, **variables}
+        self.variables = {**_contract_defaults(self.spec), **variables}
 
     def check_spec(self, check: Any) -> dict[str, Any]:
         if check.column_name:
@@ -853,13 +852,17 @@ class _Kept:
 
     def local(self, kind: str, body: dict[str, Any], column: dict[str, Any] | None) -> bool:
         name = str(column.get("name")).lower() if column else None
-        if not kept_checks.is_partition_local(kind, body, name, self.date_column, column):
+        try:  # as Soda runs it: a variable's value may hold a subquery or a clock
+            resolved = json.loads(
+                resolve_variables(json.dumps(body), {**self.variables, "relation": _CHECKED})
+            )
+            entry = json.loads(resolve_variables(json.dumps(column), self.variables)) if column else None
+        except (KeyError, ValueError):
+            return False  # a variable this contract does not define: Soda refuses it anyway
+        if not kept_checks.is_partition_local(kind, resolved, name, self.date_column, entry):
             return False
-        if kind == "failed_rows" and body.get("query"):
-            try:
-                sql = resolve_variables(str(body["query"]), {**self.variables, "relation": _CHECKED})
-            except KeyError:
-                return False  # a variable this contract does not define: Soda refuses it anyway
+        if kind == "failed_rows" and resolved.get("query"):
+            sql = str(resolved["query"])
             return kept_checks.reads_only(sql, set(self.narrowing.reads) | {_CHECKED}, self.dialect)
         return True
 
@@ -876,29 +879,28 @@ def _parts(
     """Each contract as Soda runs it: whole, or - for a restated relation when checks are
     kept - its other checks on the whole period and its kept partition-local checks on
     the narrowed span; and the kept checks no date of which changed (not run at all)."""
+    specs = [(ds, load_yaml(ds.path.read_text()) or {}) for ds in datasets]
+    named = [(ds, spec, "{}.{}".format(*_dataset_parts(spec, variables))) for ds, spec in specs]
+    keys = [_check_key(dataset, *c) for _, spec, dataset in named for c in _spec_checks(spec)]
+    if len(set(keys)) < len(keys):
+        narrowing = None  # two checks, one identity (in one contract or two): none is kept
     parts: list[_Part] = []
     copied: list[ValidationCheck] = []
-    for ds in datasets:
-        spec = load_yaml(ds.path.read_text()) or {}
-        schema, table = _dataset_parts(spec, variables)
-        dataset = f"{schema}.{table}"
-        checks = list(_spec_checks(spec))
+    for ds, spec, dataset in named:
         whole = _Part(ds, variables)
         if narrowing is None or dataset not in narrowing.datasets or not ds.partition_column:
             parts.append(whole)
             continue
-        if kept_checks.hazardous(str(spec.get("filter") or "")):
+        own = {**_contract_defaults(spec), **variables}
+        try:
+            rows_checked = resolve_variables(str(spec.get("filter") or ""), own)
+        except KeyError:
+            rows_checked = "${var.undefined}"  # Soda refuses it; nothing is kept
+        if kept_checks.hazardous(rows_checked) or "${" in rows_checked:
             parts.append(whole)  # which rows it checks can change with no row changing
             continue
-        defaults = {
-            k: v["default"]
-            for k, v in (spec.get("variables") or {}).items()
-            if isinstance(v, dict) and v.get("default") is not None
-        }
-        kept = _Kept(narrowing, dataset, ds.partition_column, {**defaults, **variables}, dialect)
-        if len({kept.key(*c) for c in checks}) < len(checks):
-            parts.append(whole)  # two checks one key: neither can be told apart next time
-            continue
+        kept = _Kept(narrowing, dataset, ds.partition_column, own, dialect)
+        checks = list(_spec_checks(spec))
         keep = frozenset(kept.key(*c) for c in checks if kept(*c))
         if len(keep) < len(checks):
             parts.append(_Part(ds, variables, dataset, but=keep))
@@ -918,6 +920,15 @@ def _parts(
             )
         )
     return parts, copied
+
+
+def _contract_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """The contract's own defaults for variables restate does not set (as Soda applies them)."""
+    return {
+        k: v["default"]
+        for k, v in (spec.get("variables") or {}).items()
+        if isinstance(v, dict) and v.get("default") is not None
+    }
 
 
 def run_validation(
@@ -946,26 +957,9 @@ def run_validation(
     engine.set_query_tag(restatement_id=restatement_id, chunk=None, step="validate")
     project = project if project is not None else project_contract(settings)
     reference.load_reference_exports(engine, settings)
-    variables = contract_variables(
+    variables, datasets, skipped = _checked(
         engine, settings, schema, period_start, period_end, restatement_id, project
     )
-    datasets = discover_datasets(engine, settings, variables, project, restatement_id)
-    skipped: list[str] = []
-    if restatement_id is not None and schema != settings.prod_schema:
-        # Checks scan only what changed: the restated relations (and the reference they
-        # are compared with). Production's upstream is as every load left it; its
-        # conservation against the raw landing is the loads' and the nightly run's.
-        kept = []
-        for ds in datasets:
-            schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
-            if schema_ == settings.prod_schema:
-                skipped.append(
-                    f"{schema_}.{table}: not changed by this restatement "
-                    "(checked by the nightly reconciliation)"
-                )
-            else:
-                kept.append(ds)
-        datasets = kept
     missing = []
     for ds in datasets:
         schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
@@ -973,10 +967,7 @@ def run_validation(
             missing.append(f"{schema_}.{table} does not exist")
     restated = restatement_id is not None and schema != settings.prod_schema
     chunks = kept_checks.chunk_states(engine, settings, restatement_id) if restated and restatement_id else {}
-    declarations = [repr(c) for c in sorted(project.models.values(), key=lambda c: c.model)]
-    inputs = kept_checks.inputs_fingerprint(
-        engine, settings, [(ds.path.name, ds.path.read_text()) for ds in datasets], variables, declarations
-    )
+    inputs = _inputs(engine, settings, datasets, variables, project)
     digests = _restated_digests(
         engine, settings, project, schema, datasets, variables, period_start, period_end
     )
@@ -986,7 +977,8 @@ def run_validation(
     )
     narrowing = _narrowing(previous, inputs, digests, chunks, (period_start, period_end), reads)
     parts, copied = _parts(datasets, variables, narrowing, engine.name)
-    contract_results, session_errors = _verify(engine, settings, variables, parts)
+    # Every check kept and no date changed: nothing for Soda to run.
+    contract_results, session_errors = _verify(engine, settings, variables, parts) if parts else ([], [])
     checks, errors = _collect(engine, parts, contract_results)
     checks += copied
     checks += declared_key_checks(engine, project, schema, period_start, period_end, narrowing)
@@ -1004,7 +996,7 @@ def run_validation(
                 "checks": sum(c.kept_from is not None for c in checks),
             }
         )
-    if not contract_results:
+    if parts and not contract_results:
         errors += _short_errors(session_errors) or ["Soda verified no contract"]
     errors = missing + errors
     passed = bool(checks) and not errors and all(c.passed for c in checks)
@@ -1026,7 +1018,51 @@ def run_validation(
     )
 
 
-def current_digests(
+def _checked(
+    engine: Engine,
+    settings: Settings,
+    schema: str,
+    period_start: date,
+    period_end: date,
+    restatement_id: int | None,
+    project: ProjectContract,
+) -> tuple[dict[str, str | float], list[Dataset], list[str]]:
+    """The contracts' variables, the contracts a validation runs, and those it leaves out (why)."""
+    variables = contract_variables(
+        engine, settings, schema, period_start, period_end, restatement_id, project
+    )
+    datasets = discover_datasets(engine, settings, variables, project, restatement_id)
+    skipped: list[str] = []
+    if restatement_id is None or schema == settings.prod_schema:
+        return variables, datasets, skipped
+    # Checks scan only what changed: the restated relations (and the reference they are
+    # compared with). Production's upstream is as every load left it; its conservation
+    # against the raw landing is the loads' and the nightly run's.
+    kept = []
+    for ds in datasets:
+        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
+        if schema_ == settings.prod_schema:
+            skipped.append(
+                f"{schema_}.{table}: not changed by this restatement (checked by the nightly reconciliation)"
+            )
+        else:
+            kept.append(ds)
+    return variables, kept, skipped
+
+
+def _inputs(
+    engine: Engine,
+    settings: Settings,
+    datasets: list[Dataset],
+    variables: dict[str, str | float],
+    project: ProjectContract,
+) -> str:
+    declarations = [repr(c) for c in sorted(project.models.values(), key=lambda c: c.model)]
+    texts = [(ds.path.name, ds.path.read_text()) for ds in datasets]
+    return kept_checks.inputs_fingerprint(engine, settings, texts, variables, declarations)
+
+
+def current_state(
     engine: Engine,
     settings: Settings,
     schema: str,
@@ -1034,13 +1070,16 @@ def current_digests(
     period_end: date,
     restatement_id: int,
     project: ProjectContract,
-) -> dict[str, dict[str, str]]:
-    """The per-date row digests a validation of the restatement would store now."""
-    variables = contract_variables(
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """The inputs' fingerprint and the per-date row digests a validation of the
+    restatement would store now (the reference exports as last loaded)."""
+    variables, datasets, _ = _checked(
         engine, settings, schema, period_start, period_end, restatement_id, project
     )
-    datasets = discover_datasets(engine, settings, variables, project, restatement_id)
-    return _restated_digests(engine, settings, project, schema, datasets, variables, period_start, period_end)
+    digests = _restated_digests(
+        engine, settings, project, schema, datasets, variables, period_start, period_end
+    )
+    return _inputs(engine, settings, datasets, variables, project), digests
 
 
 def _restated_digests(

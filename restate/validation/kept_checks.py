@@ -54,14 +54,18 @@ LOCAL_ATTRIBUTE = "restate_partition_local"
 # reading them is never partition-local.
 _MOVING_VARIABLES = frozenset({"loaded_until", "source_loaded_until"})
 _ENV = re.compile(r"\$\{ *env\.([A-Za-z_][A-Za-z_0-9]*) *\}")
-# What a check may not read to be kept: values that change with no row changing, other
-# datasets, subqueries.
-_HAZARDS = re.compile(
-    r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b|valid_reference_data|column_expression|\bselect\b",
-    re.IGNORECASE,
+# What a query may not read to be kept: values that change with no restated row changing
+# (environment, clock, randomness, session variables, the load watermark).
+_MOVING = (
+    r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b|\bcurrent_(timestamp|date|time)\b|\blocaltime(stamp)?\b"
+    r"|\b(now|today|random|rand|uuid|gen_random_uuid|getvariable|sysdate|getdate|systimestamp)\s*\("
 )
-# The same for a declared query (a select itself): values that change with no row changing.
-_ENV_OR_SODA = re.compile(r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b", re.IGNORECASE)
+_ENV_OR_SODA = re.compile(_MOVING, re.IGNORECASE)
+# What any other check may not read besides: other datasets and subqueries (DuckDB's
+# FROM-first ones too).
+_HAZARDS = re.compile(_MOVING + r"|valid_reference_data|column_expression|\bselect\b|\bfrom\b", re.IGNORECASE)
+# Keys of a check that hold no SQL: their words are never hazards.
+_PROSE = frozenset({"name", "qualifier", "attributes", "description"})
 
 
 def check_key(dataset: str, check_type: str, column: str | None, qualifier: str | None) -> str:
@@ -76,26 +80,40 @@ def hazardous(text: str) -> bool:
 
 
 def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
-    """Whether every table the query reads is in ``allowed`` (schema.table, lower case);
-    False for SQL that does not parse, names a table without its schema (other than the
-    query's own CTEs) or in another database, or reads a table function."""
+    """Whether every table the query reads is in ``allowed`` (schema.table, lower case).
+    False for SQL that does not parse; a table without its schema that is not a CTE in
+    scope, in another database, or quoted on Snowflake (another object than the unquoted
+    name); a table function, a lateral join or a schema-qualified function (a macro or
+    UDF may read anything)."""
     import sqlglot
     from sqlglot import exp
+    from sqlglot.optimizer.scope import traverse_scope
 
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except sqlglot.errors.ParseError:
+        scopes = traverse_scope(tree)
+    except (sqlglot.errors.SqlglotError, RecursionError):
         return False
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
-        if table.catalog:
+    for node in tree.walk():
+        if isinstance(node, exp.TableFromRows | exp.Lateral):
             return False
-        if not table.db:
-            if table.name.lower() in ctes:
-                continue
+        if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             return False
-        if f"{table.db}.{table.name}".lower() not in allowed:
-            return False
+        if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
+            return False  # a function in FROM (read_parquet(...), generate_series, ...)
+        if isinstance(node, exp.Table) and node.db and f"{node.db}.{node.name}".lower() not in allowed:
+            return False  # wherever it stands, scoped or not
+    for scope in scopes:
+        for source in scope.sources.values():
+            if not isinstance(source, exp.Table):
+                continue  # a CTE or a subquery of this query
+            if source.catalog or not source.db:
+                return False
+            parts = [p for p in source.parts if isinstance(p, exp.Identifier)]
+            if dialect == "snowflake" and any(p.quoted for p in parts):
+                return False
+            if f"{source.db}.{source.name}".lower() not in allowed:
+                return False
     return True
 
 
@@ -124,11 +142,11 @@ def is_partition_local(
     if not isinstance(body, dict) or not _count_must_be_zero(body):
         return False
     query = body.get("query") if check_type == "failed_rows" else None
-    rest = {k: v for k, v in body.items() if k != "query"}
+    rest = {k: v for k, v in body.items() if k != "query" and k not in _PROSE}
     if hazardous(json.dumps(rest, default=str)) or (query and _ENV_OR_SODA.search(str(query))):
         return False
     if column_spec and hazardous(
-        json.dumps({k: v for k, v in column_spec.items() if k != "checks"}, default=str)
+        json.dumps({k: v for k, v in column_spec.items() if k not in ("checks", *_PROSE)}, default=str)
     ):
         return False
     if check_type in ("missing", "invalid"):

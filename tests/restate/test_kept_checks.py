@@ -71,6 +71,18 @@ PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the fina
             None,
             False,
         ),
+        ("failed_rows", {"expression": "account_id not in (from analytics.active)"}, None, False),
+        ("failed_rows", {"expression": "last_ingested_at < current_timestamp - interval 2 day"}, None, False),
+        ("missing", {"filter": "event_date < current_date - 7"}, "account_id", False),
+        ("failed_rows", {"expression": "random() < 0.5"}, None, False),
+        (
+            "failed_rows",
+            {"query": "select now()", "attributes": {"restate_partition_local": True}},
+            None,
+            False,
+        ),
+        # Words in a name hold no SQL.
+        ("missing", {"name": "no account selected from nowhere"}, "account_id", True),
         # The period variables are fine: narrowing never changes their values in a built-in check.
         ("failed_rows", {"expression": "event_date < date '${var.period_end}' and x is null"}, None, True),
     ],
@@ -151,7 +163,7 @@ def checks_by_name(result: dict[str, Any]) -> dict[tuple[str, str, str | None, s
 
 
 @pytest.mark.slow
-def test_a_recomputed_chunk_is_checked_again_alone_and_the_other_dates_keep_their_pass(
+def test_a_recomputed_chunk_is_checked_again_alone_and_other_variables_keep_nothing(
     validated: tuple[Settings, int],
 ) -> None:
     s, rid = validated
@@ -179,49 +191,11 @@ def test_a_recomputed_chunk_is_checked_again_alone_and_the_other_dates_keep_thei
     assert any(k[3] == "finance_monthly" for k in whole)
     assert all(c["scanned"] is None for c in whole.values())
 
-
-@pytest.mark.slow
-def test_a_hand_edit_at_a_date_no_chunk_rewrote_is_checked_and_fails(validated: tuple[Settings, int]) -> None:
-    """The dates to check again are found from the rows too, not only from chunk times:
-    an edit in the restatement schema after the validation is caught where it is."""
-    s, rid = validated
+    # Another tolerance (a contract variable) changes what every check means: the same
+    # reopened chunk, and nothing is kept.
     reopen_first_chunk(s, rid)
-    edited = date(2026, 8, 5)  # in another chunk than the reopened first one, before the last date
-    with connect(s) as e:
-        schema = e.scalar(
-            "select restate_schema from restate_meta.restatements where restatement_id = ?", [rid]
-        )
-        changed = e.execute(
-            f"update {schema}.fct_revenue_daily set currency = null where event_date = ? "
-            "and account_id = (select min(account_id) from "
-            f"{schema}.fct_revenue_daily where event_date = ?)",
-            [edited, edited],
-        )
-        assert changed is None or changed
-    again = run_restatement(s, rid)
-    assert not again["validation"]["passed"]
-    result = stored(s, again["validation"]["validation_id"])
-    assert result["kept"]["span"].endswith(f"..{edited}")
-    failed = [c for c in result["checks"] if c["outcome"] == "failed"]
-    assert any(c["column"] == "currency" and c["check_type"] == "missing" for c in failed), failed
-    assert str(edited) in {p for c in failed for p in c["partitions"]}
-    # The same verdicts as checking everything on the whole period.
-    with connect(s) as e:
-        full = run_validation(s, e, schema, *PERIOD, rid)
-    assert "from" not in full.kept
-    assert {(c.dataset, c.check_type, c.column, c.qualifier): c.outcome for c in full.checks} == {
-        k: c["outcome"] for k, c in checks_by_name(result).items()
-    }
-
-
-@pytest.mark.slow
-def test_changed_inputs_keep_nothing(validated: tuple[Settings, int]) -> None:
-    """Another tolerance (a contract variable) changes what every check means: all run on
-    the whole period."""
-    s, rid = validated
-    reopen_first_chunk(s, rid)
-    again = run_restatement(s.model_copy(update={"tolerance_pct": s.tolerance_pct * 2}), rid)
-    result = stored(s, again["validation"]["validation_id"])
+    other = run_restatement(s.model_copy(update={"tolerance_pct": s.tolerance_pct * 2}), rid)
+    result = stored(s, other["validation"]["validation_id"])
     assert "from" not in result["kept"]
     assert not any(c["kept_from"] for c in result["checks"])
 
@@ -348,6 +322,8 @@ def test_what_a_narrowed_check_reads_besides_the_changed_rows_is_checked_whole(t
     narrowed, whole = narrowed_and_whole()
     assert narrowed.kept["span"] == f"{day}..{day}"
     assert failed(narrowed) == failed(whole) == {"ingested_before_the_end"}
+    caught = next(c for c in narrowed.checks if c.qualifier == "ingested_before_the_end")
+    assert caught.kept_from and str(day) in caught.partitions
 
     with connect(s) as e:
         e.execute(
@@ -369,3 +345,86 @@ def test_what_a_narrowed_check_reads_besides_the_changed_rows_is_checked_whole(t
     narrowed, whole = narrowed_and_whole(other_keys)
     assert "from" not in narrowed.kept
     assert "declared_keys" in failed(narrowed) and failed(narrowed) == failed(whole)
+
+
+def test_the_narrowing_filter_leaves_out_only_unchanged_dates_of_the_period() -> None:
+    """A row with no date, or outside the period, is checked as the whole validation
+    checks it (the digests never see it); only the period's dates outside the span go."""
+    import duckdb
+
+    from restate.validation.contracts import Dataset, _narrow
+
+    spec: dict[str, Any] = {"filter": "account_id <> 'test'"}
+    ds = Dataset("fct", Path("fct.yml"), "event_date", "s.fct")
+    _narrow(
+        spec,
+        ds,
+        (date(2026, 8, 5), date(2026, 8, 6)),
+        {"period_start": "2026-08-01", "period_end": "2026-08-31"},
+    )
+    con = duckdb.connect()
+    con.execute(
+        "create table t as select * from (values (date '2026-08-05', 'a'), (date '2026-08-20', 'a'), "
+        "(null, 'a'), (date '2026-09-02', 'a'), (date '2026-08-06', 'test')) v(event_date, account_id)"
+    )
+    kept = con.execute(f"select event_date from t where {spec['filter']} order by 1 nulls first").fetchall()
+    assert kept == [(None,), (date(2026, 8, 5),), (date(2026, 9, 2),)]
+
+
+def _previous(*keys: str) -> Any:
+    """A previous validation in which the checks of ``keys`` passed."""
+    from dataclasses import asdict
+
+    from restate.validation.contracts import ValidationCheck
+    from restate.validation.kept_checks import Previous
+
+    def passed(key: str) -> dict[str, Any]:
+        dataset, column, kind, qualifier = key.split("|")
+        check = ValidationCheck(key, dataset, kind, "passed", True, 0.0, "must be 0", column or None)
+        return {**asdict(check), "qualifier": qualifier or None}
+
+    return Previous("v1", "inputs", {k: passed(k) for k in keys}, {"s.fct": {}}, {})
+
+
+def test_two_contracts_with_one_check_identity_keep_nothing(tmp_path: Path) -> None:
+    """Two files checking the same table with the same check: a pass of one must never
+    stand for the other, so neither is kept."""
+    from restate.validation.contracts import Dataset, _Narrowing, _parts
+
+    text = "dataset: restate/s/fct\nfilter: event_date is not null\ncolumns:\n  - name: account_id\n    checks:\n      - missing:\n"
+    (tmp_path / "a.yml").write_text(text)
+    (tmp_path / "b.yml").write_text(
+        text.replace("- missing:", "- missing:\n          missing_values: ['N/A']")
+    )
+    datasets = [Dataset("fct", tmp_path / n, "event_date", "s.fct") for n in ("a.yml", "b.yml")]
+    key = "s.fct|account_id|missing|"
+    narrowing = _Narrowing(_previous(key), None, frozenset({"s.fct"}), frozenset())
+    parts, copied = _parts(
+        datasets, {"period_start": "2026-08-01", "period_end": "2026-08-31"}, narrowing, "duckdb"
+    )
+    assert not copied and len(parts) == 2 and all(p.only is None and not p.but for p in parts)
+    # The same contract alone is kept (the test would pass for the wrong reason otherwise).
+    parts, copied = _parts(
+        datasets[:1], {"period_start": "2026-08-01", "period_end": "2026-08-31"}, narrowing, "duckdb"
+    )
+    assert len(copied) == 1 and not parts
+
+
+def test_a_variable_holding_a_subquery_is_read_as_soda_runs_it(tmp_path: Path) -> None:
+    from restate.validation.contracts import Dataset, _Narrowing, _parts
+
+    text = (
+        "dataset: restate/s/fct\nchecks:\n  - failed_rows:\n      qualifier: active\n"
+        "      expression: account_id not in ${var.active_accounts}\n"
+    )
+    (tmp_path / "a.yml").write_text(text)
+    key = "s.fct||failed_rows|active"
+    narrowing = _Narrowing(_previous(key), None, frozenset({"s.fct"}), frozenset())
+    ds = [Dataset("fct", tmp_path / "a.yml", "event_date", "s.fct")]
+    period = {"period_start": "2026-08-01", "period_end": "2026-08-31"}
+    _, copied = _parts(ds, {**period, "active_accounts": "('a', 'b')"}, narrowing, "duckdb")
+    assert len(copied) == 1
+    parts, copied = _parts(
+        ds, {**period, "active_accounts": "(select id from analytics.active)"}, narrowing, "duckdb"
+    )
+    assert not copied and parts[0].only is None and not parts[0].but

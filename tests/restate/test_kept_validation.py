@@ -193,3 +193,15 @@ def test_a_hand_edit_of_the_restated_rows_since_the_validation_is_checked_again(
     assert not again["validation"].get("kept")
     assert not again["validation"]["passed"]
     assert validations(s, rid) == 2
+
+
+def test_other_contract_variables_since_the_validation_are_checked_again(
+    validated: tuple[Settings, int],
+) -> None:
+    """Every chunk unchanged, but the tolerance the finance checks use (a setting, no file
+    touched) differs from the validation's: the rerun checks again."""
+    s, rid = validated
+    again = run_restatement(s.model_copy(update={"tolerance_pct": s.tolerance_pct / 10}), rid)
+    assert again["reused"] == len(again["chunks"])
+    assert not again["validation"].get("kept")
+    assert validations(s, rid) == 2
