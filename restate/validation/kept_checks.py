@@ -58,7 +58,7 @@ _ENV = re.compile(r"\$\{ *env\.([A-Za-z_][A-Za-z_0-9]*) *\}")
 # (environment, clock, randomness, session variables, the load watermark).
 _MOVING = (
     r"\$\{ *(env|soda)\.|\b(source_)?loaded_until\b|\bcurrent_(timestamp|date|time)\b|\blocaltime(stamp)?\b"
-    r"|\b(now|today|random|rand|uuid|gen_random_uuid|getvariable|sysdate|getdate|systimestamp)\s*\("
+    r"|\b(now|today|random|rand|uuid|gen_random_uuid|getvariable|sysdate|getdate|systimestamp|nextval|seq4|seq8)\s*\("
 )
 _ENV_OR_SODA = re.compile(_MOVING, re.IGNORECASE)
 # What any other check may not read besides: other datasets and subqueries (DuckDB's
@@ -83,8 +83,8 @@ def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
     """Whether every table the query reads is in ``allowed`` (schema.table, lower case).
     False for SQL that does not parse; a table without its schema that is not a CTE in
     scope, in another database, or quoted on Snowflake (another object than the unquoted
-    name); a table function, a lateral join or a schema-qualified function (a macro or
-    UDF may read anything)."""
+    name); a table function, a lateral join, time travel (an older version of a table) or
+    a schema-qualified function (a macro or UDF may read anything)."""
     import sqlglot
     from sqlglot import exp
     from sqlglot.optimizer.scope import traverse_scope
@@ -95,7 +95,7 @@ def reads_only(sql: str, allowed: set[str], dialect: str) -> bool:
     except (sqlglot.errors.SqlglotError, RecursionError):
         return False
     for node in tree.walk():
-        if isinstance(node, exp.TableFromRows | exp.Lateral):
+        if isinstance(node, exp.TableFromRows | exp.Lateral | exp.HistoricalData):
             return False
         if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             return False
