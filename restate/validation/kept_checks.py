@@ -18,13 +18,15 @@ Partition-local, read off the contract:
   that date's rows, and ``${var.period_start}`` / ``${var.period_end}`` in it only bound
   which dates it reads and reports - and when every relation it reads is one whose
   changes are tracked here (the checked relation, a restated model, a reference export).
-None of them when it reads what can change with no row changing: ``${env.*}`` or
-``${soda.*}`` values, the load watermark variables, another dataset
-(``valid_reference_data``), a subquery, or a ``column_expression``.
+None of them when it reads (its variables resolved) what can change with no row
+changing: ``${env.*}`` or ``${soda.*}`` values, the load watermark variables, the clock,
+random values or sequences, another dataset (``valid_reference_data``), a subquery, or a
+``column_expression``; nor any check of a contract whose filter does, or where two
+checks of any contracts share one identity.
 
-The built-in checks are narrowed by a date predicate added to the contract's filter (the
-period variables keep their whole-period values); a declared query by setting the period
-variables in its own text.
+The built-in checks are narrowed by a predicate added to the contract's filter that
+leaves out only the period's dates outside the span (the period variables keep their
+whole-period values); a declared query by setting the period variables in its own text.
 
 Which dates changed: those of chunks whose state (status, attempts, finish time) differs
 from the one the previous validation recorded, and every date whose rows differ from what
