@@ -380,9 +380,17 @@ def _refuse_changed_code(settings: Settings, dbt: DbtProject, plan: Plan, refres
 def _revalidate(engine: Engine, settings: Settings, plan: Plan, refreshed: list[str]) -> str:
     """Validate the restated schema again after refreshing chunks; the promotion's evidence."""
     from restate.validation.contracts import format_report, run_validation, store_validation
+    from restate.validation.kept_checks import previous_validation
 
     result = run_validation(
-        settings, engine, plan.restate_schema, plan.period_start, plan.period_end, plan.restatement_id
+        settings,
+        engine,
+        plan.restate_schema,
+        plan.period_start,
+        plan.period_end,
+        plan.restatement_id,
+        # Partition-local checks that passed last time run on the refreshed chunks' dates only.
+        previous=previous_validation(engine, settings, plan.restatement_id),
     )
     validation_id = store_validation(engine, settings, result)
     changelog.append(
