@@ -200,6 +200,7 @@ class Dataset:
     path: Path
     partition_column: str | None
     relation: str
+    schema: str  # the schema its dataset names, variables resolved
 
 
 def contract_variables(
@@ -305,7 +306,7 @@ def discover_datasets(
                 f"(select * from {schema}.{table} union all select * from {settings.prod_schema}.{table} "
                 f"where {contract.entity_column} not in ({listed})) as checked"
             )
-        found.append(Dataset(table, path, partition, relation))
+        found.append(Dataset(table, path, partition, relation, schema))
     if not found:
         raise ContractError(f"the Soda contracts folder {folder} holds no *.yml contract")
     return found
@@ -693,7 +694,7 @@ def _collect(
     for part, contract_result in zip(parts, contract_results, strict=True):
         ds, variables = part.ds, part.variables
         contract = _Contract(ds, variables)
-        schema, _ = _dataset_parts(contract.spec, variables)
+        schema = ds.schema
         dataset = f"{schema}.{ds.table}"
         if contract_result.has_errors or not contract_result.check_results:
             reasons = _short_errors(contract_result.get_errors()) or ["no check results"]
@@ -880,7 +881,7 @@ def _parts(
     kept - its other checks on the whole period and its kept partition-local checks on
     the narrowed span; and the kept checks no date of which changed (not run at all)."""
     specs = [(ds, load_yaml(ds.path.read_text()) or {}) for ds in datasets]
-    named = [(ds, spec, "{}.{}".format(*_dataset_parts(spec, variables))) for ds, spec in specs]
+    named = [(ds, spec, f"{ds.schema}.{ds.table}") for ds, spec in specs]
     keys = [_check_key(dataset, *c) for _, spec, dataset in named for c in _spec_checks(spec)]
     if len(set(keys)) < len(keys):
         narrowing = None  # two checks, one identity (in one contract or two): none is kept
@@ -962,15 +963,12 @@ def run_validation(
     )
     missing = []
     for ds in datasets:
-        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
-        if not engine.relation_exists(schema_, table):
-            missing.append(f"{schema_}.{table} does not exist")
+        if not engine.relation_exists(ds.schema, ds.table):
+            missing.append(f"{ds.schema}.{ds.table} does not exist")
     restated = restatement_id is not None and schema != settings.prod_schema
     chunks = kept_checks.chunk_states(engine, settings, restatement_id) if restated and restatement_id else {}
     inputs = _inputs(engine, settings, datasets, variables, project)
-    digests = _restated_digests(
-        engine, settings, project, schema, datasets, variables, period_start, period_end
-    )
+    digests = _restated_digests(engine, settings, project, schema, datasets, period_start, period_end)
     reads = frozenset(
         [d.lower() for d in digests]
         + [reference.reference_table(settings, r).lower() for r in reference.declared(settings)]
@@ -1040,10 +1038,10 @@ def _checked(
     # against the raw landing is the loads' and the nightly run's.
     kept = []
     for ds in datasets:
-        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
-        if schema_ == settings.prod_schema:
+        if ds.schema == settings.prod_schema:
             skipped.append(
-                f"{schema_}.{table}: not changed by this restatement (checked by the nightly reconciliation)"
+                f"{ds.schema}.{ds.table}: not changed by this restatement "
+                "(checked by the nightly reconciliation)"
             )
         else:
             kept.append(ds)
@@ -1076,9 +1074,7 @@ def current_state(
     variables, datasets, _ = _checked(
         engine, settings, schema, period_start, period_end, restatement_id, project
     )
-    digests = _restated_digests(
-        engine, settings, project, schema, datasets, variables, period_start, period_end
-    )
+    digests = _restated_digests(engine, settings, project, schema, datasets, period_start, period_end)
     return _inputs(engine, settings, datasets, variables, project), digests
 
 
@@ -1088,7 +1084,6 @@ def _restated_digests(
     project: ProjectContract,
     schema: str,
     datasets: list[Dataset],
-    variables: dict[str, str | float],
     start: date,
     end: date,
 ) -> dict[str, dict[str, str]]:
@@ -1096,11 +1091,7 @@ def _restated_digests(
     relation its contract checks: for some entities only, merged with production's others)."""
     if schema == settings.prod_schema:
         return {}
-    checked = {}
-    for ds in datasets:
-        schema_, table = _dataset_parts(load_yaml(ds.path.read_text()) or {}, variables)
-        if schema_ == schema:
-            checked[table] = ds.relation
+    checked = {ds.table: ds.relation for ds in datasets if ds.schema == schema}
     out: dict[str, dict[str, str]] = {}
     for c in project.models.values():
         if not engine.relation_exists(schema, c.model):

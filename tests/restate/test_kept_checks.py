@@ -22,9 +22,9 @@ from restate.settings import Settings
 from restate.validation.contracts import run_validation
 from restate.validation.kept_checks import is_partition_local, previous_validation, reads_only
 from tests.conftest import land, make_settings
+from tests.restate.conftest import PERIOD
 
 ROOT = Path(__file__).resolve().parents[2]
-PERIOD = (date(2026, 7, 20), date(2026, 8, 31))  # complete at landing: the finance checks pass
 
 
 @pytest.mark.parametrize(
@@ -121,19 +121,6 @@ def test_a_declared_query_is_kept_only_when_it_reads_tracked_relations(sql: str,
         )
         is ok
     )
-
-
-@pytest.fixture
-def validated(tmp_path: Path) -> tuple[Settings, int]:
-    s = make_settings(tmp_path / "wh")
-    land(s, None, datetime(2026, 10, 20))
-    load_once(s.model_copy(update={"project_vars": {"revenue_logic": "v1"}}))
-    plan = create_plan(
-        s, PlanRequest("fct_revenue_daily+", *PERIOD, "refund bug", "ana", "FIN-1"), notify=False
-    )
-    first = run_restatement(s, plan.restatement_id)
-    assert first["validation"]["passed"]
-    return s, plan.restatement_id
 
 
 def stored(s: Settings, validation_id: str) -> dict[str, Any]:
@@ -361,7 +348,7 @@ def test_the_narrowing_filter_leaves_out_only_unchanged_dates_of_the_period() ->
     from restate.validation.contracts import Dataset, _narrow
 
     spec: dict[str, Any] = {"filter": "account_id <> 'test'"}
-    ds = Dataset("fct", Path("fct.yml"), "event_date", "s.fct")
+    ds = Dataset("fct", Path("fct.yml"), "event_date", "s.fct", "s")
     _narrow(
         spec,
         ds,
@@ -402,7 +389,7 @@ def test_two_contracts_with_one_check_identity_keep_nothing(tmp_path: Path) -> N
     (tmp_path / "b.yml").write_text(
         text.replace("- missing:", "- missing:\n          missing_values: ['N/A']")
     )
-    datasets = [Dataset("fct", tmp_path / n, "event_date", "s.fct") for n in ("a.yml", "b.yml")]
+    datasets = [Dataset("fct", tmp_path / n, "event_date", "s.fct", "s") for n in ("a.yml", "b.yml")]
     key = "s.fct|account_id|missing|"
     narrowing = _Narrowing(_previous(key), None, frozenset({"s.fct"}), frozenset())
     parts, copied = _parts(
@@ -426,7 +413,7 @@ def test_a_variable_holding_a_subquery_is_read_as_soda_runs_it(tmp_path: Path) -
     (tmp_path / "a.yml").write_text(text)
     key = "s.fct||failed_rows|active"
     narrowing = _Narrowing(_previous(key), None, frozenset({"s.fct"}), frozenset())
-    ds = [Dataset("fct", tmp_path / "a.yml", "event_date", "s.fct")]
+    ds = [Dataset("fct", tmp_path / "a.yml", "event_date", "s.fct", "s")]
     period = {"period_start": "2026-08-01", "period_end": "2026-08-31"}
     _, copied = _parts(ds, {**period, "active_accounts": "('a', 'b')"}, narrowing, "duckdb")
     assert len(copied) == 1
