@@ -53,7 +53,7 @@ bench: $(STAMP) ## benchmarks (BENCH_EVENTS sets the scale)
 
 .PHONY: bench-restate
 bench-restate: $(STAMP) ## restate's figures alone (14 months, one day, rerun), reusing the data
-	$(PY) benchmarks/restate_only.py
+	$(PY) benchmarks/restate_only.py $(ARGS)
 
 .PHONY: bench-revalidate
 bench-revalidate: $(STAMP) ## re-validation of 14 months after one chunk changed: kept checks against all

@@ -20,6 +20,7 @@ from common import emit_progress, emit_result
 
 IMPORT_STARTED = time.perf_counter()
 from flows.incremental import incremental_load  # noqa: E402
+from restate.engines.duckdb import file_waits  # noqa: E402
 from restate.ingest.loads import LoadResult  # noqa: E402
 from restate.settings import apply_process_env, get_settings  # noqa: E402
 
@@ -68,6 +69,7 @@ def main() -> None:
     retries: list[int] = []
     arrived_at: list[float] = []
     finished_at: list[float] = []
+    waits: list[list[tuple[float, float]]] = []  # per load: (wall start, seconds) it waited for the file
     for slice_dir in args.slices:
         arrived = time.perf_counter()
         arrived_at.append(time.time())
@@ -75,10 +77,18 @@ def main() -> None:
         result, attempts = load_until_done(arrived)
         latency = time.perf_counter() - arrived
         finished_at.append(time.time())
+        waits.append(file_waits(since=arrived_at[-1]))
         latencies.append(latency)
         rows.append(result.rows_new)
         retries.append(attempts - 1)
-        emit_progress("slice_loaded", slice=slice_dir.name, files=files, latency_s=latency, attempts=attempts)
+        emit_progress(
+            "slice_loaded",
+            slice=slice_dir.name,
+            files=files,
+            latency_s=latency,
+            attempts=attempts,
+            waited_s=sum(s for _, s in waits[-1]),
+        )
         if len(latencies) == 1:
             emit_progress("warmed_up")
             while args.go_file is not None and not args.go_file.exists():
@@ -92,6 +102,7 @@ def main() -> None:
             "retries": retries,
             "arrived_at": arrived_at,
             "finished_at": finished_at,
+            "waits": waits,
             "import_s": IMPORT_S,
         }
     )

@@ -35,6 +35,7 @@ import restate.actions.recompute as recompute_step  # noqa: E402
 import restate.actions.run as run_sequence  # noqa: E402
 import restate.partitions.recompute as recompute_module  # noqa: E402
 from flows.restatement import run_on_worker, with_concurrency  # noqa: E402
+from restate.dbt import distributed  # noqa: E402
 from restate.dbt.runner import DbtProject, DbtResult  # noqa: E402
 from restate.engines import connect  # noqa: E402
 from restate.partitions.promotion import GateError, promote  # noqa: E402
@@ -48,22 +49,38 @@ PARTS: dict[str, float] = defaultdict(float)
 COUNTS: dict[str, int] = defaultdict(int)
 # The process's peak RSS (MB) when each part last finished: where memory grows.
 PEAKS: dict[str, float] = {}
+# (step, wall-clock start, end) of each step: which one a waiting load waited on.
+SPANS: list[tuple[str, float, float]] = []
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(part: str, fn: Callable[..., Any], span: str | None = None) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         try:
             return fn(*args, **kwargs)
         finally:
             PARTS[part] += time.perf_counter() - started
             COUNTS[part] += 1
             PEAKS[part] = round(_peak_mb(), 1)
+            if span:
+                SPANS.append((span, wall, time.time()))
+
+    return wrapper
+
+
+def _spanned(span: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        wall = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SPANS.append((span, wall, time.time()))
 
     return wrapper
 
@@ -88,8 +105,20 @@ def _instrument() -> None:
     # Chunks after the first run the SQL dbt compiled once (restate/partitions/templates.py).
     recompute_module.run_templates = _timed("sql", recompute_module.run_templates)
     # The sequence (restate.actions.run) looks its steps up in its own module.
-    run_sequence.run_validation_step = _timed("checks", run_sequence.run_validation_step)
-    run_sequence.run_diff = _timed("diff_sql", run_sequence.run_diff)
+    run_sequence.run_validation_step = _timed("checks", run_sequence.run_validation_step, "checks")
+    run_sequence.run_diff = _timed("diff_sql", run_sequence.run_diff, "diff")
+    run_sequence.finish_run = _spanned("follow-on views", run_sequence.finish_run)
+    run_sequence.kept_validation = _spanned("kept validation", run_sequence.kept_validation)
+    original_yield = distributed.let_waiting_writers_in
+
+    def let_waiting_writers_in(settings: Any) -> float:
+        wall = time.time()
+        yielded = original_yield(settings)
+        if yielded > 0:
+            SPANS.append(("let loads in", wall, time.time()))
+        return yielded
+
+    distributed.let_waiting_writers_in = let_waiting_writers_in  # looked up at call time
     original_chunk = recompute_step.run_chunk
 
     def run_chunk(settings: Any, restatement_id: int, chunk_id: str, **kwargs: Any) -> dict[str, Any]:
@@ -104,7 +133,9 @@ def _instrument() -> None:
 
     def run_chunk_batch(settings: Any, restatement_id: int, chunk_ids: list[str], engine: Any) -> Any:
         # One engine writer (DuckDB): consecutive chunks in one write window.
+        wall = time.time()
         out = original_batch(settings, restatement_id, chunk_ids, engine)
+        SPANS.append((f"window of {len(chunk_ids)} chunks", wall, time.time()))
         COUNTS["write_windows"] += 1
         PEAKS["chunks"] = round(_peak_mb(), 1)
         for result in out:
@@ -159,6 +190,7 @@ def run_to_promotion(restatement_id: int, force_validation: bool, warm: bool = F
                 started = time.perf_counter()
                 promote(engine, settings, load_plan(engine, settings, restatement_id), approver)
                 PARTS["promotion"] += time.perf_counter() - started
+                SPANS.append(("promotion", time.time() - (time.perf_counter() - started), time.time()))
                 PEAKS["promotion"] = round(_peak_mb(), 1)
             break
         except GateError:
@@ -244,6 +276,7 @@ def main() -> None:
             "phases": {k: round(v, 3) for k, v in PARTS.items()},
             "counts": dict(COUNTS),
             "peak_rss_mb_after": PEAKS,
+            "spans": SPANS,
             "restatement_id": rid,
             "rows_written": result["recompute"]["rows_written"],
             "prod_rows": rows,

@@ -690,7 +690,11 @@ def _freshness_run(ds: DataSet, name: str, loaded: bool) -> dict[str, Any]:
         if not any(overlapped):
             raise ChildError("no load overlapped the restatement: the loaded figure would be an idle one")
     during = [x for x, o in zip(counted, overlapped, strict=True) if o] if loaded else counted
+    spans = background["run"].result.get("spans", []) if "run" in background else []
+    waits = result.get("waits", [[] for _ in result["latencies_s"]])[1:]
     return {
+        "waited_s": [round(sum(s for _, s in w), 3) for w in waits],
+        "waited_on": [_waited_on(w, spans) for w in waits],
         "median_s": median(during),
         "max_s": max(during),
         "runs_s": counted,
@@ -705,6 +709,24 @@ def _freshness_run(ds: DataSet, name: str, loaded: bool) -> dict[str, Any]:
         else None,
         "background_restatement_s": background["run"].result["total_s"] if "run" in background else None,
     }
+
+
+def _waited_on(waits: list[list[float]], spans: list[list[Any]]) -> list[str]:
+    """The restatement's steps a load's waits for the file overlapped, with the seconds
+    of overlap, e.g. "checks 1.9 s" (the gaps between steps count as "between steps")."""
+    out = []
+    for start, seconds in waits:
+        end = start + seconds
+        parts: dict[str, float] = {}
+        for name, begin, finish in spans:
+            overlap = min(end, finish) - max(start, begin)
+            if overlap > 0.05:
+                parts[name] = parts.get(name, 0.0) + overlap
+        rest = seconds - sum(parts.values())
+        if rest > 0.05:
+            parts["between steps"] = rest
+        out.append(", ".join(f"{name} {s:.1f} s" for name, s in parts.items()))
+    return out
 
 
 def probe_dbt_parse(ds: DataSet) -> dict[str, Any]:

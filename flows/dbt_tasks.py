@@ -39,9 +39,34 @@ def prefect_dbt_invoker(settings: Settings) -> Invoker:
             return dbtRunner(manifest=parsed).invoke(args)
         # raise_on_failure off: restate reads the result and raises its own DbtError.
         runner = PrefectDbtRunner(manifest=parsed, settings=dbt_settings, raise_on_failure=False)
-        return runner.invoke(args)
+        with _dbt_reusing(parsed):
+            return runner.invoke(args)
 
     return invoke
+
+
+@contextmanager
+def _dbt_reusing(parsed: Any) -> Iterator[None]:
+    """PrefectDbtRunner builds its task graph from the manifest it is given but invokes
+    dbt without it, so dbt parses the project again on every call (a load's vars change
+    each time: a full parse, 2 s on the example project). For the call, its dbtRunner is
+    one that starts from that manifest. Safe: restate runs one dbt invocation at a time
+    per process (restate.dbt.runner holds its lock around the invoker)."""
+    if parsed is None:
+        yield
+        return
+    import prefect_dbt.core.runner as prefect_runner
+    from dbt.cli.main import dbtRunner
+
+    def with_manifest(callbacks: list[Any] | None = None) -> dbtRunner:
+        return dbtRunner(manifest=parsed, callbacks=callbacks)
+
+    original = prefect_runner.dbtRunner
+    prefect_runner.dbtRunner = with_manifest
+    try:
+        yield
+    finally:
+        prefect_runner.dbtRunner = original
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class DuckDBEngine(Engine):
             wait_s = max(wait_s, AFTER_YIELD_WAIT_S)
         deadline = time.monotonic() + wait_s
         waiting: _Waiter | None = None
+        asked, asked_at = time.monotonic(), time.time()
         try:
             while True:
                 try:
@@ -63,6 +65,9 @@ class DuckDBEngine(Engine):
         finally:
             if waiting is not None:
                 waiting.done()
+                waited = time.monotonic() - asked
+                _waits.append((asked_at, waited))
+                log.info("waited %.2f s for %s", waited, path)
         self.con.execute("set enable_progress_bar = false")
         limit_resources(self.con, memory_limit, threads)
         if filesystem is not None and filesystem.protocol[0] not in self.con.list_filesystems():
@@ -139,6 +144,16 @@ def _checked_size(value: str) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", text):
         raise ValueError(f"DuckDB memory limit {value!r} is not a size such as 1GB or 512MB")
     return text
+
+
+# Each wait of this process for the file another process held: (wall-clock start, seconds).
+_waits: deque[tuple[float, float]] = deque(maxlen=1000)
+
+
+def file_waits(since: float = 0.0) -> list[tuple[float, float]]:
+    """This process's waits for a DuckDB file another process held, begun at or after
+    `since` (wall clock): (start, seconds) each, oldest first."""
+    return [w for w in list(_waits) if w[0] >= since]
 
 
 # After letting a waiting process in, the next open waits this long for it to finish

@@ -4,6 +4,9 @@ those of restate's own runner, to the cent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,28 @@ def _materialized_assets(client: Any, expected: tuple[str, ...]) -> list[str]:
     return found
 
 
+CUT = datetime(2026, 10, 5)  # the first load's landing ends here; the second lands the rest
+
+
+@contextmanager
+def _counting_parses() -> Iterator[list[int]]:
+    """Every full or partial parse of a dbt project in this process while the block runs."""
+    from dbt.parser.manifest import ManifestLoader
+
+    calls: list[int] = []
+    original = ManifestLoader.get_full_manifest
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    ManifestLoader.get_full_manifest = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        ManifestLoader.get_full_manifest = original  # type: ignore[method-assign]
+
+
 def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -43,7 +68,7 @@ def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch
     from prefect.testing.utilities import prefect_test_harness
 
     s = make_settings(tmp_path / "wh")
-    land(s)
+    land(s, until=CUT)
     monkeypatch.setenv("RESTATE_DATA_DIR", str(s.data_dir))
     get_settings.cache_clear()
     from flows.incremental import incremental_load
@@ -55,6 +80,13 @@ def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch
         ):
             state = incremental_load(return_state=True)
             assert state.is_completed(), state
+            # The next 15-minute load (new vars) starts from the manifest the process
+            # parsed, through prefect-dbt too: dbt does not parse the project again.
+            assert land(s, after=CUT) > 0
+            with _counting_parses() as parses:
+                state = incremental_load(return_state=True)
+            assert state.is_completed(), state
+            assert parses == [], f"the second load parsed the project {len(parses)} time(s)"
             # The load let go of the file: a restatement in another process can open it now.
             import subprocess
             import sys

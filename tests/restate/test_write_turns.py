@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from restate.engines.duckdb import DuckDBEngine, waiting_writers, yield_to_waiting_writers
+from restate.engines.duckdb import DuckDBEngine, file_waits, waiting_writers, yield_to_waiting_writers
 
 STEPS = 60
 
@@ -119,3 +119,32 @@ def test_a_process_that_still_holds_the_file_does_not_wait_for_waiters(tmp_path:
         waiter.kill()
         waiter.wait()
     assert waiting_writers(db) == []  # killed: its lock went with it
+
+
+def test_a_process_records_how_long_it_waited_for_the_file(tmp_path: Path) -> None:
+    """What a load reports of its wait (benchmarks/freshness.py): one wait, as long as the
+    other process held the file."""
+    db = tmp_path / "warehouse.duckdb"
+    DuckDBEngine(db).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); "
+            "time.sleep(1.5); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    since = time.time()
+    started = time.monotonic()
+    DuckDBEngine(db, wait_s=30).close()
+    waited = time.monotonic() - started
+    assert holder.wait(timeout=30) == 0
+    recorded = file_waits(since)
+    assert len(recorded) == 1, recorded
+    assert 0.5 < recorded[0][1] <= waited, (recorded, waited)
+    assert since <= recorded[0][0] <= since + 0.5
+    DuckDBEngine(db).close()  # nobody holds it now: no wait recorded
+    assert len(file_waits(since)) == 1
