@@ -396,6 +396,21 @@ def _freshness_lines(r: dict[str, Any]) -> list[str]:
         f"The restatement took {_fmt(loaded.get('background_restatement_s'), 1)} s and was still "
         f"running when the last load finished: {loaded['restatement_still_running_at_end']}; "
         f"loads retried while it held the DuckDB file: {loaded.get('load_retries', 'n/a')}.",
+        *_wait_lines(loaded),
+    ]
+
+
+def _wait_lines(loaded: dict[str, Any]) -> list[str]:
+    """Each loaded load's wait for the DuckDB file (one writer per file) and the
+    restatement steps it waited on."""
+    if "waited_s" not in loaded:
+        return []
+    waits = [
+        f"{_fmt(w, 2)} s" + (f" ({'; '.join(on)})" if on else "")
+        for w, on in zip(loaded["waited_s"], loaded["waited_on"], strict=True)
+    ]
+    return [
+        f"Each load's wait for the file the restatement held, and on which of its steps: {', '.join(waits)}."
     ]
 
 
