@@ -122,7 +122,9 @@ def _instrument() -> None:
     original_chunk = recompute_step.run_chunk
 
     def run_chunk(settings: Any, restatement_id: int, chunk_id: str, **kwargs: Any) -> dict[str, Any]:
+        wall = time.time()
         out = original_chunk(settings, restatement_id, chunk_id, **kwargs)
+        SPANS.append((f"chunk {chunk_id}", wall, time.time()))
         COUNTS["chunks_reused" if out.get("reused") else "chunks_computed"] += 1
         PEAKS["chunks"] = round(_peak_mb(), 1)
         emit_progress("chunk_done", chunk_id=chunk_id, reused=bool(out.get("reused")))
