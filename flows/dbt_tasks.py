@@ -52,14 +52,16 @@ def _dbt_reusing(parsed: Any) -> Iterator[None]:
     each time: a full parse, 2 s on the example project). For the call, its dbtRunner is
     one that starts from that manifest. Safe: restate runs one dbt invocation at a time
     per process (restate.dbt.runner holds its lock around the invoker)."""
-    if parsed is None:
-        yield
-        return
     import prefect_dbt.core.runner as prefect_runner
     from dbt.cli.main import dbtRunner
 
-    def with_manifest(callbacks: list[Any] | None = None) -> dbtRunner:
-        return dbtRunner(manifest=parsed, callbacks=callbacks)
+    if parsed is None or getattr(prefect_runner, "dbtRunner", None) is not dbtRunner:
+        yield  # nothing parsed, or a prefect-dbt that builds its runner another way
+        return
+
+    def with_manifest(*args: Any, **kwargs: Any) -> dbtRunner:
+        kwargs.setdefault("manifest", parsed)
+        return dbtRunner(*args, **kwargs)
 
     original = prefect_runner.dbtRunner
     prefect_runner.dbtRunner = with_manifest

@@ -313,7 +313,9 @@ class DbtProject:
                 manifest = self._probe_manifest(probe_vars, state)
                 _retarget(manifest, _PROBE_TEMPLATES[id(manifest)], target)
                 return manifest
-        key = self._parse_key(parse_vars)
+        # Files dbt's partial parse would check too (Python models, seeds, .dbtignore, the
+        # profile) and the env_var() values they read: a long-lived process sees each change.
+        key = f"{self._parse_key(parse_vars)}:{self._env_fingerprint()}"
         if key not in _PARSED:
             res = self._parse(parse_vars)
             _PARSED.clear()  # one restatement at a time per process; keep memory flat

@@ -44,7 +44,7 @@ class DuckDBEngine(Engine):
             wait_s = max(wait_s, AFTER_YIELD_WAIT_S)
         deadline = time.monotonic() + wait_s
         waiting: _Waiter | None = None
-        asked, asked_at = time.monotonic(), time.time()
+        busy_at: tuple[float, float] | None = None  # (monotonic, wall clock) of the first refusal
         try:
             while True:
                 try:
@@ -58,15 +58,17 @@ class DuckDBEngine(Engine):
                             f"{path} is locked by another process (a load or restatement "
                             f"is running); retry when it ends"
                         ) from exc
-                    if waiting is None:
+                    if busy_at is None:
+                        busy_at = (time.monotonic(), time.time())
                         waiting = _announce_waiter(path)
                         log.info("waiting for %s: %s", path, exc)
                     time.sleep(0.1)
         finally:
             if waiting is not None:
                 waiting.done()
-                waited = time.monotonic() - asked
-                _waits.append((asked_at, waited))
+            if busy_at is not None:  # recorded whether it got in or gave up
+                waited = time.monotonic() - busy_at[0]
+                _waits.append((busy_at[1], waited))
                 log.info("waited %.2f s for %s", waited, path)
         self.con.execute("set enable_progress_bar = false")
         limit_resources(self.con, memory_limit, threads)
@@ -152,7 +154,8 @@ _waits: deque[tuple[float, float]] = deque(maxlen=1000)
 
 def file_waits(since: float = 0.0) -> list[tuple[float, float]]:
     """This process's waits for a DuckDB file another process held, begun at or after
-    `since` (wall clock): (start, seconds) each, oldest first."""
+    `since` (wall clock): (start, seconds) each, oldest first; a wait that ended in
+    WarehouseBusyError counts too."""
     return [w for w in list(_waits) if w[0] >= since]
 
 

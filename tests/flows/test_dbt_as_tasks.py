@@ -48,17 +48,15 @@ def _counting_parses() -> Iterator[list[int]]:
     from dbt.parser.manifest import ManifestLoader
 
     calls: list[int] = []
-    original = ManifestLoader.get_full_manifest
+    original = ManifestLoader.get_full_manifest  # bound to the class
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def counted(cls: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return original(*args, **kwargs)
 
-    ManifestLoader.get_full_manifest = counted  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # restores the classmethod itself
+        patch.setattr(ManifestLoader, "get_full_manifest", classmethod(counted))
         yield calls
-    finally:
-        ManifestLoader.get_full_manifest = original  # type: ignore[method-assign]
 
 
 def test_incremental_load_shows_each_model_as_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

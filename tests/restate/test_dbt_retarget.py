@@ -159,3 +159,35 @@ def test_no_restatement_builds_a_model_outside_its_schema(tmp_path: Path) -> Non
     vars = {**settings.dbt_vars(), "restate_schema": "restate_6"}
     with pytest.raises(ProductionGuardError, match="refusing to build fct_revenue_daily into schema"):
         dbt.run_deferred(["fct_revenue_daily"], vars=vars)
+
+
+def test_a_loads_kept_parse_is_redone_when_an_env_value_or_a_seed_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long-lived process (the load loop, a worker) keeps the parse of production's vars
+    # from one load window to the next; what dbt's own partial parse would notice (an
+    # env_var() value a model reads, a seed's file) makes it parse again.
+    project = _billing_copy(tmp_path)
+    (project / "models" / "env_echo.sql").write_text(
+        'select \'{{ env_var("RESTATE_TEST_ECHO", "a") }}\' as echo\n'
+    )
+    monkeypatch.setenv("RESTATE_TEST_ECHO", "a")
+    settings = Settings(data_dir=tmp_path / "wh", dbt_project_dir=project)  # type: ignore[call-arg]
+    dbt = _fresh(settings)
+    load = {
+        **settings.dbt_vars(),
+        "ingested_since": "2026-10-01 00:00:00",
+        "ingested_until": "2026-10-01 00:15:00",
+    }
+    first = dbt._parsed_manifest(load)
+    later = {**load, "ingested_since": "2026-10-01 00:15:00", "ingested_until": "2026-10-01 00:30:00"}
+    assert dbt._parsed_manifest(later) is first  # a new window alone: no parse
+    monkeypatch.setenv("RESTATE_TEST_ECHO", "b")
+    second = dbt._parsed_manifest(later)
+    assert second is not first
+    (project / "seeds").mkdir(exist_ok=True)
+    (project / "seeds" / "echo_seed.csv").write_text("id\n1\n")
+    third = dbt._parsed_manifest(later)
+    assert third is not second
+    assert any(n.name == "echo_seed" for n in third.nodes.values())
+    assert dbt._parsed_manifest(later) is third
