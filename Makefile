@@ -35,7 +35,7 @@ demo: $(STAMP) ## the whole story: buggy prod -> drift -> plan -> recompute -> d
 
 .PHONY: test
 test: $(STAMP) ## run the test suite (real DuckDB, dbt, Soda, Prefect)
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=25
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## only the fast (unmarked) tests
