@@ -21,7 +21,8 @@ import functools
 import resource
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,18 +58,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@contextmanager
+def _span(name: str) -> Iterator[None]:
+    """Record the block as a step of the restatement, in wall-clock time."""
+    wall = time.time()
+    try:
+        yield
+    finally:
+        SPANS.append((name, wall, time.time()))
+
+
 def _timed(part: str, fn: Callable[..., Any], span: str | None = None) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started, wall = time.perf_counter(), time.time()
+        started = time.perf_counter()
         try:
-            return fn(*args, **kwargs)
+            with _span(span) if span else nullcontext():
+                return fn(*args, **kwargs)
         finally:
             PARTS[part] += time.perf_counter() - started
             COUNTS[part] += 1
             PEAKS[part] = round(_peak_mb(), 1)
-            if span:
-                SPANS.append((span, wall, time.time()))
 
     return wrapper
 
@@ -76,11 +86,8 @@ def _timed(part: str, fn: Callable[..., Any], span: str | None = None) -> Callab
 def _spanned(span: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        wall = time.time()
-        try:
+        with _span(span):
             return fn(*args, **kwargs)
-        finally:
-            SPANS.append((span, wall, time.time()))
 
     return wrapper
 
@@ -122,9 +129,8 @@ def _instrument() -> None:
     original_chunk = recompute_step.run_chunk
 
     def run_chunk(settings: Any, restatement_id: int, chunk_id: str, **kwargs: Any) -> dict[str, Any]:
-        wall = time.time()
-        out = original_chunk(settings, restatement_id, chunk_id, **kwargs)
-        SPANS.append((f"chunk {chunk_id}", wall, time.time()))
+        with _span(f"chunk {chunk_id}"):
+            out = original_chunk(settings, restatement_id, chunk_id, **kwargs)
         COUNTS["chunks_reused" if out.get("reused") else "chunks_computed"] += 1
         PEAKS["chunks"] = round(_peak_mb(), 1)
         emit_progress("chunk_done", chunk_id=chunk_id, reused=bool(out.get("reused")))
@@ -135,9 +141,8 @@ def _instrument() -> None:
 
     def run_chunk_batch(settings: Any, restatement_id: int, chunk_ids: list[str], engine: Any) -> Any:
         # One engine writer (DuckDB): consecutive chunks in one write window.
-        wall = time.time()
-        out = original_batch(settings, restatement_id, chunk_ids, engine)
-        SPANS.append((f"window of {len(chunk_ids)} chunks", wall, time.time()))
+        with _span(f"window of {len(chunk_ids)} chunks"):
+            out = original_batch(settings, restatement_id, chunk_ids, engine)
         COUNTS["write_windows"] += 1
         PEAKS["chunks"] = round(_peak_mb(), 1)
         for result in out:
@@ -190,9 +195,9 @@ def run_to_promotion(restatement_id: int, force_validation: bool, warm: bool = F
         try:
             with connect(settings) as engine:
                 started = time.perf_counter()
-                promote(engine, settings, load_plan(engine, settings, restatement_id), approver)
+                with _span("promotion"):
+                    promote(engine, settings, load_plan(engine, settings, restatement_id), approver)
                 PARTS["promotion"] += time.perf_counter() - started
-                SPANS.append(("promotion", time.time() - (time.perf_counter() - started), time.time()))
                 PEAKS["promotion"] = round(_peak_mb(), 1)
             break
         except GateError:

@@ -264,7 +264,9 @@ class DbtProject:
 
     def _parse_key(self, parse_vars: dict[str, Any]) -> str:
         """What a parse depends on: the project, the installation (its target folder and
-        profile), the dbt target and vars, the project files' state."""
+        profile), the dbt target and vars, and what dbt's own partial parse would check (the
+        project's, its packages' and its profile's files, the env_var() values they read:
+        _env_fingerprint), so a long-lived process sees each change."""
         return json.dumps(
             [
                 str(self.project_dir),
@@ -272,7 +274,7 @@ class DbtProject:
                 str(self.profiles_dir),
                 self.settings.dbt_target,
                 parse_vars,
-                self._project_fingerprint(),
+                self._env_fingerprint(),
             ],
             sort_keys=True,
             default=str,
@@ -313,9 +315,7 @@ class DbtProject:
                 manifest = self._probe_manifest(probe_vars, state)
                 _retarget(manifest, _PROBE_TEMPLATES[id(manifest)], target)
                 return manifest
-        # Files dbt's partial parse would check too (Python models, seeds, .dbtignore, the
-        # profile) and the env_var() values they read: a long-lived process sees each change.
-        key = f"{self._parse_key(parse_vars)}:{self._env_fingerprint()}"
+        key = self._parse_key(parse_vars)
         if key not in _PARSED:
             res = self._parse(parse_vars)
             _PARSED.clear()  # one restatement at a time per process; keep memory flat
@@ -327,7 +327,7 @@ class DbtProject:
         """What a probe parse depends on: the project's files (any kind, packages and profile
         included), dbt version, profile and the environment values they read, so a
         long-lived worker sees every edit."""
-        return f"{self._parse_key(probe_vars)}:{self._env_fingerprint()}"
+        return self._parse_key(probe_vars)
 
     def _probe_manifest(self, probe_vars: dict[str, Any], state: str) -> Any:
         """The project parsed with the probe schema, its probe-named fields recorded; kept
@@ -410,7 +410,7 @@ class DbtProject:
         parse_vars = self.settings.dbt_vars()
         with _DBT_LOCK:
             self._install_packages()
-            state = f"{self._parse_key(parse_vars)}:{self._env_fingerprint()}"
+            state = self._parse_key(parse_vars)
             key = hashlib.sha256(state.encode()).hexdigest()
             kept = self.settings.state_dir / "dbt_parse" / f"manifest-{key[:24]}.json"
             if key not in _MANIFESTS:
